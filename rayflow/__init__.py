@@ -1,0 +1,61 @@
+"""rayflow: LlamaIndex-Workflows-compatible event-driven workflows, run as an actor system on Ray.
+
+``from rayflow import Workflow, step, Event, Context, StartEvent, StopEvent`` replaces
+``from llama_index.core.workflow import ...``; each step runs on a pool of Ray actors.
+"""
+
+from rayflow.context import Context
+from rayflow.decorators import catch_error, step
+from rayflow.errors import (
+    WorkflowCancelledByUser,
+    WorkflowConfigurationError,
+    WorkflowRuntimeError,
+    WorkflowTimeoutError,
+    WorkflowValidationError,
+)
+from rayflow.events import (
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StepFailedEvent,
+    StopEvent,
+    WorkflowCancelledEvent,
+    WorkflowFailedEvent,
+    WorkflowTimedOutEvent,
+)
+from rayflow.handler import WorkflowHandler
+from rayflow.resource import Resource
+from rayflow.retry_policy import ConstantDelayRetryPolicy, ExponentialBackoffRetryPolicy, RetryPolicy
+from rayflow.runtime.cluster import init
+from rayflow.workflow import Workflow
+
+__all__ = [
+    "ConstantDelayRetryPolicy",
+    "Context",
+    "Event",
+    "ExponentialBackoffRetryPolicy",
+    "HumanResponseEvent",
+    "InputRequiredEvent",
+    "Resource",
+    "RetryPolicy",
+    "StartEvent",
+    "StepFailedEvent",
+    "StopEvent",
+    "Workflow",
+    "WorkflowCancelledByUser",
+    "WorkflowCancelledEvent",
+    "WorkflowConfigurationError",
+    "WorkflowFailedEvent",
+    "WorkflowHandler",
+    "WorkflowRuntimeError",
+    "WorkflowTimedOutEvent",
+    "WorkflowTimeoutError",
+    "WorkflowValidationError",
+    "__version__",
+    "catch_error",
+    "init",
+    "step",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,46 @@
+"""Defaults in one place: every tunable number of rayflow, each readable from a ``RAYFLOW_*`` variable.
+
+Read once per process through :func:`settings`; tests and actors never hard-code these numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Engine defaults; see the README's configuration table for what each one changes."""
+
+    #: Largest number of events sent to one step actor in one call.
+    max_batch: int = field(default_factory=lambda: _int("RAYFLOW_MAX_BATCH", 256))
+    #: Step calls queued on one actor beyond the running one (hides the call round trip).
+    actor_pipeline: int = field(default_factory=lambda: _int("RAYFLOW_ACTOR_PIPELINE", 1))
+    #: Events a step emits before its outbox is flushed to the dispatcher while it still runs.
+    outbox_flush: int = field(default_factory=lambda: _int("RAYFLOW_OUTBOX_FLUSH", 1000))
+    #: Seconds a workflow's actors stay alive with no run before they are released.
+    idle_release_s: float = field(default_factory=lambda: _float("RAYFLOW_IDLE_RELEASE_S", 600.0))
+    #: Seconds a closing workflow waits for its actors to stop before killing them.
+    shutdown_grace_s: float = field(default_factory=lambda: _float("RAYFLOW_SHUTDOWN_GRACE_S", 2.0))
+    #: CPUs reserved by each step actor (0 lets many pools share a small machine).
+    step_num_cpus: float = field(default_factory=lambda: _float("RAYFLOW_STEP_NUM_CPUS", 0.0))
+    #: Ray namespace that rayflow's named actors live in.
+    namespace: str = field(default_factory=lambda: os.environ.get("RAYFLOW_NAMESPACE", "rayflow"))
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,160 @@
+"""``Context``: what a step (or the caller, through ``handler.ctx``) can do with its run.
+
+One class with two faces. Inside a step it emits events (``send_event``), writes to the stream, and
+collects events; on the handler it sends events into a running run and snapshots it. Both reach the
+shared state through ``ctx.store``, held by the workflow's context actor.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from rayflow.context.serializers import BaseSerializer, JsonSerializer, qualified_name
+from rayflow.context.state_store import DictState, StateStore
+from rayflow.errors import ContextSerdeError, ContextStateError
+from rayflow.events import Event
+
+if TYPE_CHECKING:
+    from rayflow.workflow import Workflow
+
+__all__ = ["Context"]
+
+StateT = TypeVar("StateT", bound=BaseModel)
+_MISSING: Any = object()
+_SNAPSHOT_VERSION = 1
+
+
+class _Face(Protocol):
+    """What a context needs from where it lives (a step actor, or the driver)."""
+
+    def store(self, ctx_id: str) -> StateStore[Any]: ...
+    def send_event(self, event: Event, step: str | None) -> None: ...
+    def write_event_to_stream(self, event: Event) -> None: ...
+    def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None: ...
+    @property
+    def is_running(self) -> bool: ...
+
+
+class Context(Generic[StateT]):
+    """A run's context. ``Context(workflow)`` in your code makes one to pass to ``run(ctx=...)``.
+
+    Runs started with the same context share its store, so a second run continues where the first left.
+    ``Context[MyState]`` in a step signature types the store with a pydantic model.
+    """
+
+    def __init__(self, workflow: Workflow, *, ctx_id: str | None = None) -> None:
+        self._workflow = workflow
+        self._ctx_id = ctx_id or uuid.uuid4().hex
+        self._seed: Any = None
+        self._face: _Face = workflow._driver_face(self)
+
+    @classmethod
+    def _in_step(cls, ctx_id: str, face: _Face) -> Context[Any]:
+        ctx = cls.__new__(cls)
+        ctx._workflow = None  # type: ignore[assignment]
+        ctx._ctx_id = ctx_id
+        ctx._seed = None
+        ctx._face = face
+        return ctx
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def store(self) -> StateStore[StateT]:
+        """The shared state of this context (held by the context actor; every read is a copy)."""
+        return self._face.store(self._ctx_id)
+
+    async def set(self, key: str, value: Any, make_private: bool = False) -> None:
+        """Deprecated: use ``await ctx.store.set(key, value)``."""
+        warnings.warn(
+            "Context.set(key, value) is deprecated. Use 'await ctx.store.set(key, value)' instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        await self.store.set(key, value)
+
+    async def get(self, key: str, default: Any = _MISSING) -> Any:
+        """Deprecated: use ``await ctx.store.get(key, default=...)``."""
+        warnings.warn(
+            "Context.get() is deprecated. Use 'await ctx.store.get()' instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if default is _MISSING:
+            return await self.store.get(key)
+        return await self.store.get(key, default=default)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def send_event(self, message: Event, step: str | None = None) -> None:
+        """Emit ``message`` to every step accepting its type, or only to ``step``.
+
+        Inside a step, events are batched and leave when the step next awaits, finishes, or has
+        emitted a batch-full; the order between events of one step is kept.
+        """
+        self._face.send_event(message, step)
+
+    def write_event_to_stream(self, ev: Event | None) -> None:
+        """Put ``ev`` on the run's stream (``handler.stream_events()``); it reaches no step."""
+        if ev is not None:
+            self._face.write_event_to_stream(ev)
+
+    def collect_events(
+        self, ev: Event, expected: list[type[Event]], buffer_id: str | None = None
+    ) -> list[Event] | None:
+        """Buffer ``ev``; None until the buffer holds ``expected`` (with multiplicity), then those events.
+
+        The events come back in the order of ``expected`` and the buffer is emptied. Cost is O(1) per
+        event. Only inside a step.
+        """
+        return self._face.collect_events(ev, expected, buffer_id or "default")
+
+    async def wait_for_event(self, *args: Any, **kwargs: Any) -> Any:
+        """Not available in rayflow yet: return an ``InputRequiredEvent`` and accept the answer in a step."""
+        raise ContextStateError(
+            "ctx.wait_for_event is not supported by rayflow yet: return an InputRequiredEvent from the step "
+            "and handle the HumanResponseEvent in a step that accepts it"
+        )
+
+    @property
+    def is_running(self) -> bool:
+        return self._face.is_running
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def to_dict(self, serializer: BaseSerializer | None = None) -> dict[str, Any]:
+        """A snapshot of this context's state, JSON-compatible with the default serializer."""
+        if self._workflow is None:
+            raise ContextStateError("ctx.to_dict() works on the handler's context, not inside a step")
+        serializer = serializer or JsonSerializer()
+        state = self._seed if self._seed is not None else self._workflow._read_state(self._ctx_id)
+        return {
+            "version": _SNAPSHOT_VERSION,
+            "state": {
+                "state_type": qualified_name(type(state)) if state is not None else None,
+                "state_data": serializer.serialize_value(state) if state is not None else None,
+            },
+            "is_running": self.is_running,
+        }
+
+    @classmethod
+    def from_dict(
+        cls, workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer | None = None
+    ) -> Context[Any]:
+        """A context that resumes from ``data``; only the workflow's own state types are rebuilt."""
+        serializer = serializer or JsonSerializer()
+        try:
+            if data.get("version") != _SNAPSHOT_VERSION:
+                raise ContextSerdeError(f"Unknown context snapshot version {data.get('version')!r}")
+            raw = data["state"]["state_data"]
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ContextSerdeError(f"Not a rayflow context snapshot: missing {err}") from err
+        allowed = {qualified_name(t): t for t in workflow._state_types()}
+        allowed.setdefault(qualified_name(DictState), DictState)
+        ctx: Context[Any] = cls(workflow)
+        ctx._seed = serializer.deserialize_value(raw, allowed) if raw is not None else None
+        return ctx

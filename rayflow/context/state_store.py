@@ -1,0 +1,72 @@
+"""``ctx.store``: the run's shared state, held by the context actor and reached from steps and the handler.
+
+Every call is a round trip to the context actor and returns a copy: mutating a value you got does not
+change the store until you ``set`` it, or edit it inside ``edit_state``, which is atomic across actors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from rayflow.events import DictLikeModel
+
+__all__ = ["DictState", "StateStore"]
+
+StateT = TypeVar("StateT", bound=BaseModel)
+_MISSING: Any = object()
+
+
+class DictState(DictLikeModel):
+    """The default state: any key, reachable as ``state.key`` or ``state["key"]``."""
+
+
+class StateStore(Generic[StateT]):
+    """The state of one context; ``get``/``set`` take dotted paths (``"user.profile.name"``)."""
+
+    def __init__(self, ctx_id: str, actor: Callable[[], Awaitable[Any]]) -> None:
+        self._ctx_id = ctx_id
+        self._actor = actor  # resolves the context actor client (the driver starts it on first use)
+
+    async def get(self, path: str, default: Any = _MISSING) -> Any:
+        """The value at ``path``; ``default`` if given and the path is missing, else ``ValueError``."""
+        found, value = await (await self._actor()).get(self._ctx_id, path)
+        if found:
+            return value
+        if default is _MISSING:
+            raise ValueError(f"Path '{path}' not found in state")
+        return default
+
+    async def set(self, path: str, value: Any) -> None:
+        """Set ``path``, creating intermediate dicts."""
+        await (await self._actor()).set(self._ctx_id, path, value)
+
+    async def get_state(self) -> StateT:
+        """A copy of the whole state."""
+        return await (await self._actor()).get_state(self._ctx_id)  # type: ignore[no-any-return]
+
+    async def set_state(self, state: StateT) -> None:
+        """Replace the whole state."""
+        await (await self._actor()).set_state(self._ctx_id, state)
+
+    async def clear(self) -> None:
+        """Reset the state to a fresh instance of its type."""
+        await (await self._actor()).clear(self._ctx_id)
+
+    @asynccontextmanager
+    async def edit_state(self) -> AsyncIterator[StateT]:
+        """Edit the state atomically: no other step reads or writes it until the block ends.
+
+        The edited state is written back when the block ends; if the block raises, nothing changes.
+        """
+        actor = await self._actor()
+        state = await actor.edit_begin(self._ctx_id)
+        try:
+            yield state
+        except BaseException:
+            await actor.edit_abort(self._ctx_id)
+            raise
+        await actor.edit_end(self._ctx_id, state)

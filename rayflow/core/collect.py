@@ -1,0 +1,78 @@
+"""Collect buffers: ``ctx.collect_events(ev, [A, B, B])`` at O(1) amortized cost per event.
+
+LlamaIndex recounts the expected list on every call, so collecting N events costs O(N^2). Here a
+buffer keeps its events by type with running counts, and the expected list's shape (how many of each
+type) is computed once and cached by a cheap fingerprint; the fingerprint is checked against an exact
+count whenever a buffer completes, so a cached shape can never release a wrong list.
+
+Semantics (LlamaIndex's): an event whose type the expected list still needs is buffered, any other is
+dropped; the call returns None until the buffer holds every expected type with its multiplicity, then
+the events in the expected order, and empties the buffer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+_Shape = dict[Hashable, int]
+
+
+def _fingerprint(expected: Sequence[Hashable]) -> tuple[Hashable, ...]:
+    n = len(expected)
+    return (n, expected[0], expected[n // 2], expected[-1])
+
+
+class CollectBuffers:
+    """Every collect buffer of one holder (a step actor), keyed by (run, step, buffer id)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[Hashable, dict[Hashable, deque[Any]]] = {}
+        self._sizes: dict[Hashable, int] = {}
+        self._shapes: dict[tuple[Hashable, ...], _Shape] = {}
+
+    def collect(
+        self, key: Hashable, event: Any, kind: Hashable, expected: Sequence[Hashable]
+    ) -> list[Any] | None:
+        """Add ``event`` (of type ``kind``) to buffer ``key``; the expected events once all are there."""
+        if not expected:
+            return []
+        shape = self._shape(expected)
+        buffer = self._buffers.setdefault(key, {})
+        held = buffer.get(kind)
+        if shape.get(kind, 0) <= (len(held) if held else 0):
+            return None  # not a type the list still needs: dropped, as in LlamaIndex
+        buffer.setdefault(kind, deque()).append(event)
+        size = self._sizes[key] = self._sizes.get(key, 0) + 1
+        if size < len(expected):
+            return None
+        exact = dict(Counter(expected))
+        if exact != shape:  # the fingerprint matched a different list: trust only the exact count
+            self._shapes[_fingerprint(expected)] = exact
+            if any(len(buffer.get(k, ())) < n for k, n in exact.items()):
+                return None
+        released = [buffer[k].popleft() for k in expected]
+        self.drop(key)
+        return released
+
+    def drop(self, key: Hashable) -> None:
+        """Forget buffer ``key`` (its run ended, or it was released)."""
+        self._buffers.pop(key, None)
+        self._sizes.pop(key, None)
+
+    def drop_run(self, run_id: str) -> None:
+        """Forget every buffer of ``run_id`` (keys are tuples starting with the run id)."""
+        for key in [k for k in self._buffers if isinstance(k, tuple) and k and k[0] == run_id]:
+            self.drop(key)
+
+    def snapshot(self) -> dict[Hashable, dict[Hashable, list[Any]]]:
+        """The buffered events, by buffer and type."""
+        return {key: {k: list(v) for k, v in buf.items()} for key, buf in self._buffers.items()}
+
+    def _shape(self, expected: Sequence[Hashable]) -> _Shape:
+        fingerprint = _fingerprint(expected)
+        shape = self._shapes.get(fingerprint)
+        if shape is None:
+            shape = self._shapes[fingerprint] = dict(Counter(expected))
+        return shape

@@ -1,0 +1,76 @@
+"""Commands: what the reducer asks the runtime to do; the runtime carries them out and decides nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from rayflow.core.envelope import Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One event for one step in one run."""
+
+    run_id: str
+    ctx_id: str
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class StartActor:
+    """Create actor number ``actor`` of ``step``'s pool; answer with ActorStarted or ActorStartFailed."""
+
+    step: str
+    actor: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallStep:
+    """Send ``items`` to ``actor`` of ``step``'s pool; answer with CallFinished(call_id)."""
+
+    call_id: int
+    step: str
+    actor: int
+    items: list[WorkItem]
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Put an event on a run's stream."""
+
+    run_id: str
+    envelope: Envelope
+
+
+class Outcome(str, Enum):
+    """How a run ended."""
+
+    DONE = "done"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class EndRun:
+    """The run is over: tell the driver (``payload``: the StopEvent or the pickled error) and cancel its work."""
+
+    run_id: str
+    outcome: Outcome
+    payload: Any = None
+    message: str = ""
+    step: str | None = None
+    active_steps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ArmTimeout:
+    """Fire TimeoutReached for ``run_id`` at time ``at``."""
+
+    run_id: str
+    at: float
+
+
+Command = StartActor | CallStep | Publish | EndRun | ArmTimeout

@@ -1,0 +1,283 @@
+"""The reducer: one tick and the dispatcher's state in, the commands that carry it out back.
+
+Routing rules, in the order they apply to an emitted envelope:
+stream items go to the run's stream; the first StopEvent ends the run; an ``InputRequiredEvent`` goes to
+the stream and to any step accepting it; any other event goes to every step accepting its exact type
+(subclasses only for steps that ask for them), or to the one step it is addressed to. An event no step
+accepts fails the run instead of vanishing. A run with no work queued or running, no StopEvent and no
+question pending for the caller fails instead of hanging until its timeout.
+
+Costs are O(1) per event (plus the number of steps an event goes to): no decision scans a run's history.
+The state is mutated in place; the reducer does no I/O and reads no clock, so tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rayflow.core.commands import (
+    ArmTimeout,
+    CallStep,
+    Command,
+    EndRun,
+    Outcome,
+    Publish,
+    StartActor,
+    WorkItem,
+)
+from rayflow.core.envelope import Envelope, Failure, Kind
+from rayflow.core.state import ActorSlot, Call, DispatcherState, Pool, Run
+from rayflow.core.ticks import (
+    ActorStarted,
+    ActorStartFailed,
+    CallFinished,
+    CancelRequested,
+    EventsEmitted,
+    RunStarted,
+    Tick,
+    TimeoutReached,
+)
+
+
+class _Step:
+    """The commands one tick produces, and the pools that need feeding once the tick is applied."""
+
+    def __init__(self, state: DispatcherState) -> None:
+        self.state = state
+        self.commands: list[Command] = []
+        self.dirty: dict[str, Pool] = {}
+        self.touched: dict[str, Run] = {}
+
+
+def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
+    """Apply ``tick`` to ``state`` and return the commands that follow from it, in order."""
+    step = _Step(state)
+    if isinstance(tick, RunStarted):
+        _run_started(step, tick)
+    elif isinstance(tick, EventsEmitted):
+        run = state.runs.get(tick.run_id)
+        if run is not None:
+            for envelope in tick.envelopes:
+                _emit(step, run, envelope, tick.step)
+    elif isinstance(tick, CallFinished):
+        _call_finished(step, tick)
+    elif isinstance(tick, ActorStarted):
+        pool = state.pools[tick.step]
+        pool.starting.discard(tick.actor)
+        pool.actors[tick.actor] = ActorSlot(tick.actor)
+        step.dirty[tick.step] = pool
+    elif isinstance(tick, ActorStartFailed):
+        _actor_start_failed(step, tick)
+    elif isinstance(tick, TimeoutReached):
+        run = state.runs.get(tick.run_id)
+        if run is not None:
+            active = tuple(sorted(name for name, n in run.active.items() if n > 0))
+            info = "Currently active steps: " + ", ".join(active) if active else "No steps active"
+            _end(step, run, Outcome.TIMED_OUT, message=f"Operation timed out after {run.timeout} seconds. {info}",
+                 active_steps=active)
+    elif isinstance(tick, CancelRequested):
+        run = state.runs.get(tick.run_id)
+        if run is not None:
+            _end(step, run, Outcome.CANCELLED, message="Workflow run cancelled by user")
+    for run in step.touched.values():
+        _check_idle(step, run)
+    for pool in step.dirty.values():
+        _feed(step, pool)
+    return step.commands
+
+
+def _run_started(step: _Step, tick: RunStarted) -> None:
+    run = Run(tick.run_id, tick.ctx_id, tick.timeout)
+    step.state.runs[tick.run_id] = run
+    for name, pool in step.state.pools.items():
+        if pool.size == 0:  # warm every pool once, in parallel, instead of one actor start per hop
+            _start_actor(step, name, pool)
+    if tick.timeout is not None:
+        step.commands.append(ArmTimeout(tick.run_id, tick.now + tick.timeout))
+    _emit(step, run, tick.start, None)
+    step.touched[run.run_id] = run
+
+
+def _emit(step: _Step, run: Run, envelope: Envelope, source: str | None) -> None:
+    if run.run_id not in step.state.runs:
+        return  # the run ended earlier in this tick: later events of it are moot
+    kind = envelope.kind
+    if kind is Kind.STREAM:
+        step.commands.append(Publish(run.run_id, envelope))
+        return
+    if kind is Kind.STOP:
+        _end(step, run, Outcome.DONE, payload=envelope, step_name=source)
+        return
+    if kind is Kind.INPUT_REQUIRED:
+        step.commands.append(Publish(run.run_id, envelope))
+        run.awaiting_input = True
+    targets = step.state.routing.targets(envelope)
+    if envelope.target is not None and (
+        envelope.target not in step.state.pools or not step.state.routing.accepts(envelope.target, envelope)
+    ):
+        _end(step, run, Outcome.FAILED, step_name=source,
+             message=f"Step {envelope.target!r} does not exist or does not accept {envelope.type_name}")
+        return
+    if not targets:
+        if kind is Kind.INPUT_REQUIRED:
+            return
+        where = f"step {source!r}" if source else "the caller"
+        _end(step, run, Outcome.FAILED, step_name=source,
+             message=f"Event {envelope.type_name} sent by {where} is accepted by no step")
+        return
+    for name in targets:
+        _enqueue(step, run, name, envelope)
+
+
+def _enqueue(step: _Step, run: Run, name: str, envelope: Envelope) -> None:
+    pool = step.state.pools[name]
+    item = WorkItem(run.run_id, run.ctx_id, envelope)
+    run.inflight += 1
+    run.active[name] += 1
+    home = run.homes.get(name) if pool.route.collects else None
+    if home is not None and home in pool.actors:
+        pool.actors[home].queue.append(item)
+    else:
+        pool.queue.append(item)
+    pool.waiting += 1
+    step.dirty[name] = pool
+
+
+def _call_finished(step: _Step, tick: CallFinished) -> None:
+    state = step.state
+    call = state.calls.pop(tick.call_id)
+    pool = state.pools[call.step]
+    slot = pool.actors.get(call.actor)
+    if slot is not None:
+        slot.inflight -= 1
+    step.dirty[call.step] = pool
+    if tick.lost is not None:
+        for item in call.items:
+            failure = Failure(call.step, None, tick.lost)
+            _fail_item(step, call.step, item.run_id, failure)
+        return
+    for item, done in zip(call.items, tick.results, strict=True):
+        run = state.runs.get(item.run_id)
+        if run is None:
+            continue
+        run.inflight -= 1
+        run.active[call.step] -= 1
+        run.last_step = call.step
+        step.touched[run.run_id] = run
+        if done.failure is not None:
+            _handle_failure(step, run, done.failure)
+        elif done.output is not None:
+            _emit(step, run, done.output, call.step)
+
+
+def _fail_item(step: _Step, name: str, run_id: str, failure: Failure) -> None:
+    run = step.state.runs.get(run_id)
+    if run is None:
+        return
+    run.inflight -= 1
+    run.active[name] -= 1
+    step.touched[run_id] = run
+    _handle_failure(step, run, failure)
+
+
+def _handle_failure(step: _Step, run: Run, failure: Failure) -> None:
+    handler = step.state.routing.catch_handler(failure.step)
+    if handler is not None and failure.failed_event is not None:
+        if run.recoveries[handler.name] < handler.max_recoveries:
+            run.recoveries[handler.name] += 1
+            _enqueue(step, run, handler.name, failure.failed_event)
+            return
+    _end(step, run, Outcome.FAILED, payload=failure.error, message=failure.message, step_name=failure.step)
+
+
+def _actor_start_failed(step: _Step, tick: ActorStartFailed) -> None:
+    pool = step.state.pools[tick.step]
+    pool.starting.discard(tick.actor)
+    if pool.actors:
+        return  # the pool still has actors: its events keep flowing
+    for item in list(pool.queue):
+        run = step.state.runs.get(item.run_id)
+        if run is not None:
+            _end(step, run, Outcome.FAILED, payload=tick.error, step_name=tick.step,
+                 message=f"Step {tick.step!r} could not start an actor: {tick.message}")
+    pool.queue.clear()
+    pool.waiting = 0
+
+
+def _check_idle(step: _Step, run: Run) -> None:
+    if run.inflight or run.awaiting_input or run.run_id not in step.state.runs:
+        return
+    last = f" (the last step to run was {run.last_step!r})" if run.last_step else ""
+    _end(step, run, Outcome.FAILED, step_name=run.last_step,
+         message=f"Workflow is idle: no step is running and no event is waiting, "
+                 f"but no StopEvent was returned{last}")
+
+
+def _end(
+    step: _Step,
+    run: Run,
+    outcome: Outcome,
+    *,
+    payload: object = None,
+    message: str = "",
+    step_name: str | None = None,
+    active_steps: tuple[str, ...] = (),
+) -> None:
+    del step.state.runs[run.run_id]
+    step.commands.append(EndRun(run.run_id, outcome, payload, message, step_name, active_steps))
+
+
+def _start_actor(step: _Step, name: str, pool: Pool) -> None:
+    actor = pool.next_actor
+    pool.next_actor += 1
+    pool.starting.add(actor)
+    step.commands.append(StartActor(name, actor))
+
+
+def _feed(step: _Step, pool: Pool) -> None:
+    """Send waiting events to actors with a free slot, and grow the pool while events still wait."""
+    state = step.state
+    limit = 1 + state.pipeline
+    if pool.actors and pool.waiting:
+        share = max(1, math.ceil(pool.waiting / len(pool.actors)))
+        batch_size = min(state.max_batch, share)
+        moved = True
+        while moved and pool.waiting:  # events moved to their collect home get a second pass
+            moved = False
+            for slot in sorted(pool.actors.values(), key=lambda s: s.inflight):
+                while slot.inflight < limit and (slot.queue or pool.queue):
+                    items, diverted = _take(state, pool, slot, batch_size)
+                    moved = moved or diverted
+                    if not items:
+                        break
+                    call_id = state.next_call
+                    state.next_call += 1
+                    state.calls[call_id] = Call(pool.route.name, slot.id, items)
+                    slot.inflight += 1
+                    step.commands.append(CallStep(call_id, pool.route.name, slot.id, items))
+    busy = all(s.inflight >= limit for s in pool.actors.values())
+    if pool.waiting and busy and not pool.starting and pool.size < pool.route.num_workers:
+        _start_actor(step, pool.route.name, pool)
+
+
+def _take(state: DispatcherState, pool: Pool, slot: ActorSlot, size: int) -> tuple[list[WorkItem], bool]:
+    """Up to ``size`` events for ``slot``: its own first; a collecting step's events go to their run's home."""
+    items: list[WorkItem] = []
+    diverted = False
+    collects = pool.route.collects
+    while len(items) < size and (slot.queue or pool.queue):
+        own = bool(slot.queue)
+        item = slot.queue.popleft() if own else pool.queue.popleft()
+        pool.waiting -= 1
+        run = state.runs.get(item.run_id)
+        if run is None:
+            continue  # the run ended while this event waited
+        if collects and not own:
+            home = run.homes.setdefault(pool.route.name, slot.id)
+            if home != slot.id and home in pool.actors:
+                pool.actors[home].queue.append(item)
+                pool.waiting += 1
+                diverted = True
+                continue
+        items.append(item)
+    return items, diverted

@@ -1,0 +1,77 @@
+"""The routing table: which steps receive an event, from the event's type keys alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from rayflow.core.envelope import Envelope
+
+
+@dataclass(frozen=True)
+class StepRoute:
+    """A step as routing sees it: the type keys it accepts and how its pool behaves."""
+
+    name: str
+    accepts: frozenset[str]
+    num_workers: int = 1
+    accept_subclasses: bool = False
+    #: The step calls ``collect_events``: all events of one run go to one actor of its pool.
+    collects: bool = False
+    #: For a ``@catch_error`` step: the steps it covers (None: every step no scoped handler covers).
+    catches: tuple[str, ...] | None = None
+    is_catch_error: bool = False
+    max_recoveries: int = 1
+
+
+@dataclass
+class RoutingTable:
+    """Maps an event's type keys to the steps that accept it; lookups are cached per type."""
+
+    steps: dict[str, StepRoute]
+    _exact: dict[str, list[str]] = field(default_factory=dict, init=False)
+    _cache: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict, init=False)
+
+    @classmethod
+    def of(cls, routes: Iterable[StepRoute]) -> RoutingTable:
+        table = cls({r.name: r for r in routes})
+        for route in table.steps.values():
+            if route.is_catch_error:
+                continue
+            for key in route.accepts:
+                table._exact.setdefault(key, []).append(route.name)
+        return table
+
+    def targets(self, envelope: Envelope) -> tuple[str, ...]:
+        """Every step that receives ``envelope``: its target alone, or each step accepting its type."""
+        if envelope.target is not None:
+            return (envelope.target,)
+        keys = envelope.type_keys
+        found = self._cache.get(keys)
+        if found is None:
+            names = list(self._exact.get(keys[0], ()))
+            for route in self.steps.values():
+                if route.accept_subclasses and route.name not in names and not route.is_catch_error:
+                    if any(k in route.accepts for k in keys[1:]):
+                        names.append(route.name)
+            found = self._cache[keys] = tuple(names)
+        return found
+
+    def accepts(self, step: str, envelope: Envelope) -> bool:
+        """Whether ``step`` may receive ``envelope`` (for events addressed to one step)."""
+        route = self.steps[step]
+        if envelope.type_keys[0] in route.accepts:
+            return True
+        return route.accept_subclasses and any(k in route.accepts for k in envelope.type_keys[1:])
+
+    def catch_handler(self, failed_step: str) -> StepRoute | None:
+        """The ``@catch_error`` step covering ``failed_step``: a scoped one first, else a wildcard."""
+        wildcard = None
+        for route in self.steps.values():
+            if not route.is_catch_error or route.name == failed_step:
+                continue
+            if route.catches is None:
+                wildcard = wildcard or route
+            elif failed_step in route.catches:
+                return route
+        return wildcard

@@ -1,0 +1,90 @@
+"""Ticks: the things that happen to the dispatcher, each a plain record fed to the reducer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rayflow.core.envelope import Envelope, Failure
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    """The driver started a run with its start event; ``timeout`` in seconds, None for none."""
+
+    run_id: str
+    ctx_id: str
+    start: Envelope
+    timeout: float | None
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventsEmitted:
+    """A step (or the handler, ``step=None``) emitted events or stream items for a run."""
+
+    run_id: str
+    step: str | None
+    envelopes: list[Envelope]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDone:
+    """One work item of a step call ended: with the event it returned, with a failure, or with nothing."""
+
+    run_id: str
+    output: Envelope | None = None
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallFinished:
+    """A step call came back from an actor with one ``ItemDone`` per work item it carried."""
+
+    call_id: int
+    results: list[ItemDone] = field(default_factory=list)
+    #: Set when the call itself failed (the actor died): the items are failed with this message.
+    lost: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActorStarted:
+    """A new actor of a step's pool is ready to take calls."""
+
+    step: str
+    actor: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActorStartFailed:
+    """A step actor could not start (its constructor raised, or no resources)."""
+
+    step: str
+    actor: int
+    message: str
+    error: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutReached:
+    """A run's deadline passed (the runtime's clock fired it at ``now``)."""
+
+    run_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    """The handler asked to cancel a run."""
+
+    run_id: str
+
+
+Tick = (
+    RunStarted
+    | EventsEmitted
+    | CallFinished
+    | ActorStarted
+    | ActorStartFailed
+    | TimeoutReached
+    | CancelRequested
+)

@@ -1,0 +1,235 @@
+"""``@step`` and ``@catch_error``: read a step's signature once, at decoration, into a ``StepConfig``.
+
+The config says which event types the step accepts, what it may emit, whether it wants the ``Context``
+(and which typed state), which resources it needs, and how many workers its actor pool may grow to.
+Signatures that cannot work are refused here, before any workflow or actor exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import sys
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, overload
+
+from rayflow.errors import WorkflowValidationError
+from rayflow.events import Event, StepFailedEvent
+from rayflow.resource import ResourceDefinition, _Resource
+from rayflow.retry_policy import RetryPolicy
+
+__all__ = ["StepConfig", "catch_error", "step"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclasses.dataclass
+class StepConfig:
+    """What the decorator learned about a step; the workflow and the runtime read only this."""
+
+    accepted_events: list[type[Event]]
+    event_name: str
+    return_types: list[Any]
+    context_parameter: str | None
+    num_workers: int
+    retry_policy: RetryPolicy | None
+    resources: list[ResourceDefinition]
+    context_state_type: type[Any] | None = None
+    accept_event_subclasses: bool = False
+    role: str = "step"
+    catch_error_for_steps: list[str] | None = None
+    catch_error_max_recoveries: int = 1
+    #: True when the step's code calls ``collect_events``: its events of one run go to one actor.
+    collects: bool = False
+
+
+def _flatten(annotation: Any) -> list[Any]:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [t for arg in get_args(annotation) for t in _flatten(arg)]
+    return [annotation]
+
+
+def _is_event_type(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, Event)
+
+
+def _is_context(tp: Any) -> bool:
+    from rayflow.context import Context  # the context package imports this module's callers, not this module
+
+    origin = get_origin(tp) or tp
+    return isinstance(origin, type) and issubclass(origin, Context)
+
+
+def _calls_collect_events(code: types.CodeType) -> bool:
+    if "collect_events" in code.co_names:
+        return True
+    return any(isinstance(c, types.CodeType) and _calls_collect_events(c) for c in code.co_consts)
+
+
+def _type_hints(func: Callable[..., Any], localns: dict[str, Any] | None) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func, localns=localns, include_extras=True)
+    except NameError as err:
+        raise WorkflowValidationError(
+            f"Cannot resolve the type annotations of step {func.__qualname__}: {err}. "
+            "Define the event classes before the workflow class."
+        ) from err
+
+
+def make_step_config(
+    func: Callable[..., Any],
+    *,
+    num_workers: int,
+    retry_policy: RetryPolicy | None,
+    accept_event_subclasses: bool,
+    localns: dict[str, Any] | None,
+) -> StepConfig:
+    """Inspect ``func`` and build its ``StepConfig``, refusing signatures that cannot work."""
+    if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers <= 0:
+        raise WorkflowValidationError("num_workers must be an integer greater than 0")
+    hints = _type_hints(func, localns)
+    accepted: list[type[Event]] = []
+    event_name = ""
+    context_parameter: str | None = None
+    state_type: type[Any] | None = None
+    resources: list[ResourceDefinition] = []
+    for name, param in inspect.signature(func).parameters.items():
+        if name in ("self", "cls"):
+            continue
+        annotation = hints.get(name, param.annotation)
+        if get_origin(annotation) is Annotated:
+            base, *extras = get_args(annotation)
+            found = [e for e in extras if isinstance(e, _Resource)]
+            if found:
+                resources.append(ResourceDefinition(name, found[0]))
+                continue
+            annotation = base
+        if annotation is not inspect.Parameter.empty and _is_context(annotation):
+            context_parameter = name
+            args = get_args(annotation)
+            if args and isinstance(args[0], type):
+                state_type = args[0]
+            continue
+        members = _flatten(annotation)
+        if members and all(_is_event_type(t) for t in members):
+            if accepted:
+                raise WorkflowValidationError(
+                    f"Step {func.__qualname__} has more than one event parameter ({event_name!r} and {name!r})"
+                )
+            accepted, event_name = members, name
+    if not accepted:
+        raise WorkflowValidationError("Step signature must have at least one parameter annotated as type Event")
+    if "return" not in hints:
+        raise WorkflowValidationError(
+            "Return types of workflows step functions must be annotated with their type."
+        )
+    return_types = [type(None) if t is None else t for t in _flatten(hints["return"])]
+    return StepConfig(
+        accepted_events=accepted,
+        event_name=event_name,
+        return_types=return_types,
+        context_parameter=context_parameter,
+        num_workers=num_workers,
+        retry_policy=retry_policy,
+        resources=resources,
+        context_state_type=state_type,
+        accept_event_subclasses=accept_event_subclasses,
+        collects=_calls_collect_events(func.__code__),
+    )
+
+
+def _caller_locals(depth: int) -> dict[str, Any]:
+    frame = sys._getframe(depth)
+    return {**frame.f_globals, **frame.f_locals}
+
+
+def _is_free_function(qualname: str) -> bool:
+    parts = qualname.split(".")
+    return len(parts) == 1 or parts[-2] == "<locals>"
+
+
+def _attach(func: F, config: StepConfig, workflow: type[Any] | None) -> F:
+    func._step_config = config  # type: ignore[attr-defined]
+    if _is_free_function(func.__qualname__):
+        if workflow is None:
+            raise WorkflowValidationError(
+                f"To decorate {func.__name__} please pass a workflow class to the @step decorator."
+            )
+        workflow.add_step(func)
+    return func
+
+
+@overload
+def step(func: F) -> F: ...
+
+
+@overload
+def step(
+    *,
+    workflow: type[Any] | None = None,
+    num_workers: int = 4,
+    retry_policy: RetryPolicy | None = None,
+    accept_event_subclasses: bool = False,
+) -> Callable[[F], F]: ...
+
+
+def step(
+    func: F | None = None,
+    *,
+    workflow: type[Any] | None = None,
+    num_workers: int = 4,
+    retry_policy: RetryPolicy | None = None,
+    accept_event_subclasses: bool = False,
+) -> F | Callable[[F], F]:
+    """Make a method a workflow step.
+
+    ``num_workers`` is the most actors the step's pool grows to, shared by every concurrent run of one
+    workflow instance; ``retry_policy`` decides retries after the step raises; with
+    ``accept_event_subclasses`` the step also receives subclasses of the event types it declares.
+    """
+    localns = _caller_locals(2)
+
+    def decorate(fn: F) -> F:
+        config = make_step_config(
+            fn,
+            num_workers=num_workers,
+            retry_policy=retry_policy,
+            accept_event_subclasses=accept_event_subclasses,
+            localns=localns,
+        )
+        return _attach(fn, config, workflow)
+
+    return decorate(func) if func is not None else decorate
+
+
+def catch_error(
+    func: F | None = None, *, for_steps: list[str] | None = None, max_recoveries: int = 1
+) -> F | Callable[[F], F]:
+    """Make a method receive a ``StepFailedEvent`` when a step (``for_steps``, or any) spends its retries.
+
+    It runs at most ``max_recoveries`` times per run for the steps it covers; after that the run fails.
+    """
+    if not isinstance(max_recoveries, int) or max_recoveries < 1:
+        raise WorkflowValidationError("@catch_error max_recoveries must be an integer >= 1")
+    if for_steps is not None and not (
+        isinstance(for_steps, list) and all(isinstance(s, str) for s in for_steps)
+    ):
+        raise WorkflowValidationError("@catch_error for_steps must be None or a list of step name strings")
+    localns = _caller_locals(2)
+
+    def decorate(fn: F) -> F:
+        config = make_step_config(
+            fn, num_workers=1, retry_policy=None, accept_event_subclasses=False, localns=localns
+        )
+        if config.accepted_events != [StepFailedEvent]:
+            raise WorkflowValidationError(
+                f"@catch_error step {fn.__qualname__} must accept exactly StepFailedEvent"
+            )
+        config.role = "catch_error"
+        config.catch_error_for_steps = for_steps
+        config.catch_error_max_recoveries = max_recoveries
+        return _attach(fn, config, None)
+
+    return decorate(func) if func is not None else decorate

@@ -1,0 +1,61 @@
+"""Every error rayflow raises: one family, each picklable so it survives crossing Ray processes."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ContextSerdeError",
+    "ContextStateError",
+    "EventSerializationError",
+    "RayflowError",
+    "WorkflowCancelledByUser",
+    "WorkflowConfigurationError",
+    "WorkflowDone",
+    "WorkflowRuntimeError",
+    "WorkflowStepDoesNotExistError",
+    "WorkflowTimeoutError",
+    "WorkflowValidationError",
+]
+
+
+class RayflowError(Exception):
+    """Base class of the errors rayflow raises."""
+
+
+class WorkflowValidationError(RayflowError):
+    """A step signature or the workflow's event graph is invalid."""
+
+
+class WorkflowConfigurationError(RayflowError):
+    """The workflow's configuration is invalid (found before any actor is created)."""
+
+
+class WorkflowTimeoutError(RayflowError):
+    """A run exceeded its timeout."""
+
+
+class WorkflowRuntimeError(RayflowError):
+    """A step or an event misbehaved while a run was going on."""
+
+
+class WorkflowDone(RayflowError):
+    """The run already ended; raised to stop work that belongs to it."""
+
+
+class WorkflowCancelledByUser(RayflowError):
+    """The run was cancelled through its handler."""
+
+
+class WorkflowStepDoesNotExistError(RayflowError):
+    """An event was addressed to a step the workflow does not have."""
+
+
+class ContextSerdeError(RayflowError):
+    """A context snapshot could not be written or read."""
+
+
+class ContextStateError(RayflowError):
+    """A context method was called where it cannot work (e.g. a step-only call from the handler)."""
+
+
+class EventSerializationError(WorkflowRuntimeError):
+    """An event could not be pickled to travel between steps; names the step and the event type."""

@@ -1,0 +1,181 @@
+"""Events: the typed messages steps exchange, and the events that end a run.
+
+An event is a pydantic model that also behaves like a dict for fields it does not declare
+(``ev.query``, ``ev["query"]``, ``ev.get("query", default)``, ``"query" in ev``). Events cross process
+boundaries as copies: whatever a step changes on an event it received is not seen by any other step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import ItemsView, Iterator, KeysView, ValuesView
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_serializer
+
+__all__ = [
+    "Event",
+    "HumanResponseEvent",
+    "InputRequiredEvent",
+    "StartEvent",
+    "StepFailedEvent",
+    "StopEvent",
+    "WorkflowCancelledEvent",
+    "WorkflowFailedEvent",
+    "WorkflowTimedOutEvent",
+]
+
+
+class DictLikeModel(BaseModel):
+    """A pydantic model whose undeclared keyword arguments live in a dict reachable by attribute or key."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    _data: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **params: Any) -> None:
+        fields: dict[str, Any] = {}
+        private: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in params.items():
+            if key in type(self).model_fields:
+                fields[key] = value
+            elif key in self.__private_attributes__:
+                private[key] = value
+            else:
+                extra[key] = value
+        super().__init__(**fields)
+        for key, value in private.items():
+            super().__setattr__(key, value)
+        if extra:
+            self._data.update(extra)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.__private_attributes__ or name in type(self).model_fields:
+            return super().__getattr__(name)  # type: ignore[misc]
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__private_attributes__ or name in type(self).model_fields:
+            super().__setattr__(name, value)
+        else:
+            self._data[name] = value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._data[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def keys(self) -> KeysView[str]:
+        return self._data.keys()
+
+    def values(self) -> ValuesView[Any]:
+        return self._data.values()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self._data.items()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
+        return iter(self._data)
+
+    def to_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self._data
+
+    def __bool__(self) -> bool:
+        return True
+
+    @model_serializer(mode="wrap")
+    def _dump_with_extra(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if self._data:
+            data["_data"] = self._data
+        return data
+
+
+class Event(DictLikeModel):
+    """Base class of every workflow event: declared fields are validated, extra keyword arguments kept."""
+
+
+class StartEvent(Event):
+    """The event a run starts with; ``run(**kwargs)`` puts the kwargs on it."""
+
+
+class StopEvent(Event):
+    """The event that ends a run; ``await handler`` gives ``result``, or the event itself for a subclass."""
+
+    _result: Any = PrivateAttr(default=None)
+
+    def __init__(self, result: Any = None, **kwargs: Any) -> None:
+        super().__init__(_result=result, **kwargs)
+
+    def _get_result(self) -> Any:
+        return self._result
+
+    @property
+    def result(self) -> Any:
+        return self._get_result()
+
+    @model_serializer(mode="wrap")
+    def _dump_with_result(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if self._result is not None:
+            data["result"] = self._result
+        return data
+
+    def __repr__(self) -> str:
+        parts = [f"{k}={v!r}" for k, v in {**self._data, **self.model_dump()}.items()]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def __str__(self) -> str:
+        return str(self._result)
+
+
+class WorkflowTimedOutEvent(StopEvent):
+    """Streamed when a run exceeds its timeout, before ``await handler`` raises ``WorkflowTimeoutError``."""
+
+    timeout: float
+    active_steps: list[str]
+
+
+class WorkflowCancelledEvent(StopEvent):
+    """Streamed when a run is cancelled, before ``await handler`` raises ``WorkflowCancelledByUser``."""
+
+
+class WorkflowFailedEvent(StopEvent):
+    """Streamed when a step fails for good (retries spent), before ``await handler`` raises its error."""
+
+    step_name: str
+    exception: Any = None
+    attempts: int | None = None
+    elapsed_seconds: float | None = None
+
+
+class StepFailedEvent(Event):
+    """Delivered to a ``@catch_error`` step when a step has spent its retries."""
+
+    step_name: str
+    input_event: Any = None
+    exception: Any = None
+    attempts: int = 1
+    elapsed_seconds: float = 0.0
+    failed_at: datetime = Field(default_factory=datetime.now)
+
+
+class InputRequiredEvent(Event):
+    """Asks the caller for input; returned from a step it goes to the stream and needs no consumer."""
+
+
+class HumanResponseEvent(Event):
+    """The caller's answer to an ``InputRequiredEvent``, sent with ``handler.ctx.send_event``."""

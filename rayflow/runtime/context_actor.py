@@ -1,0 +1,143 @@
+"""The context actor: the shared state of every context of one workflow instance (``ctx.store``).
+
+One actor per workflow instance holds one state object per context id; runs started with the same
+``Context`` share it. Edits through ``edit_state`` are atomic: a per-context lock is held from
+``edit_begin`` to ``edit_end`` or ``edit_abort``. Values cross processes as copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import ray
+from pydantic import BaseModel
+
+from rayflow.core.paths import PathNotFound, get_path, set_path
+
+
+class _ContextActor:
+    def __init__(self) -> None:
+        self._states: dict[str, Any] = {}
+        self._types: dict[str, type[Any]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _state(self, ctx_id: str, state_type: type[Any] | None = None) -> Any:
+        state = self._states.get(ctx_id)
+        if state is None:
+            from rayflow.context.state_store import DictState
+
+            cls = state_type or self._types.get(ctx_id) or DictState
+            state = self._states[ctx_id] = cls()
+        return state
+
+    async def ready(self) -> bool:
+        return True
+
+    async def seed(self, ctx_id: str, state_type: type[Any] | None, state: Any = None) -> None:
+        """Declare a context's state type, and its starting state (a snapshot being resumed)."""
+        if state_type is not None:
+            self._types[ctx_id] = state_type
+        if state is not None:
+            self._states[ctx_id] = state
+        else:
+            self._state(ctx_id, state_type)
+
+    async def get(self, ctx_id: str, path: str) -> tuple[bool, Any]:
+        try:
+            return True, get_path(self._state(ctx_id), path)
+        except PathNotFound:
+            return False, None
+
+    async def set(self, ctx_id: str, path: str, value: Any) -> None:
+        async with self._lock(ctx_id):
+            state = self._state(ctx_id)
+            set_path(state, path, value)
+            if isinstance(state, BaseModel) and type(state).model_config.get("validate_assignment"):
+                self._states[ctx_id] = type(state).model_validate(state)
+
+    async def get_state(self, ctx_id: str) -> Any:
+        return self._state(ctx_id)
+
+    async def set_state(self, ctx_id: str, state: Any) -> None:
+        async with self._lock(ctx_id):
+            self._states[ctx_id] = state
+
+    async def clear(self, ctx_id: str) -> None:
+        async with self._lock(ctx_id):
+            self._states.pop(ctx_id, None)
+            self._state(ctx_id)
+
+    async def edit_begin(self, ctx_id: str) -> Any:
+        await self._lock(ctx_id).acquire()
+        return self._state(ctx_id)
+
+    async def edit_end(self, ctx_id: str, state: Any) -> None:
+        self._states[ctx_id] = state
+        self._lock(ctx_id).release()
+
+    async def edit_abort(self, ctx_id: str) -> None:
+        self._lock(ctx_id).release()
+
+    async def release(self, ctx_id: str) -> None:
+        """Forget a context (its driver-side ``Context`` object is gone)."""
+        self._states.pop(ctx_id, None)
+        self._types.pop(ctx_id, None)
+        self._locks.pop(ctx_id, None)
+
+    def _lock(self, ctx_id: str) -> asyncio.Lock:
+        lock = self._locks.get(ctx_id)
+        if lock is None:
+            lock = self._locks[ctx_id] = asyncio.Lock()
+        return lock
+
+
+class ContextActor:
+    """Typed client of a workflow's context actor; every call names the context it is about."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    @staticmethod
+    def actor_class() -> type:
+        """The private class behind the client, for the dispatcher to start."""
+        return _ContextActor
+
+    async def ready(self) -> None:
+        await self._handle.ready.remote()
+
+    async def seed(self, ctx_id: str, state_type: type[Any] | None, state: Any = None) -> None:
+        await self._handle.seed.remote(ctx_id, state_type, state)
+
+    async def get(self, ctx_id: str, path: str) -> tuple[bool, Any]:
+        return await self._handle.get.remote(ctx_id, path)  # type: ignore[no-any-return]
+
+    async def set(self, ctx_id: str, path: str, value: Any) -> None:
+        await self._handle.set.remote(ctx_id, path, value)
+
+    async def get_state(self, ctx_id: str) -> Any:
+        return await self._handle.get_state.remote(ctx_id)
+
+    def get_state_sync(self, ctx_id: str) -> Any:
+        return ray.get(self._handle.get_state.remote(ctx_id))
+
+    async def set_state(self, ctx_id: str, state: Any) -> None:
+        await self._handle.set_state.remote(ctx_id, state)
+
+    async def clear(self, ctx_id: str) -> None:
+        await self._handle.clear.remote(ctx_id)
+
+    async def edit_begin(self, ctx_id: str) -> Any:
+        return await self._handle.edit_begin.remote(ctx_id)
+
+    async def edit_end(self, ctx_id: str, state: Any) -> None:
+        await self._handle.edit_end.remote(ctx_id, state)
+
+    async def edit_abort(self, ctx_id: str) -> None:
+        await self._handle.edit_abort.remote(ctx_id)
+
+    def release(self, ctx_id: str) -> None:
+        self._handle.release.remote(ctx_id)
+
+    def kill(self) -> None:
+        ray.kill(self._handle, no_restart=True)

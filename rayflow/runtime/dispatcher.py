@@ -1,0 +1,245 @@
+"""The dispatcher actor: applies the routing core to what happens, and carries out what it decides.
+
+One dispatcher per workflow instance owns that instance's step pools and context actor, and serves every
+run of the instance. Ticks (a run started, events emitted, a step call came back, an actor is ready, a
+deadline passed) go through ``rayflow.core.reducer.reduce``; the commands that come out start actors,
+send batches of work items to step actors, put events on run streams and end runs. Payloads pass
+through as bytes: the dispatcher never unpickles an event. The driver reads a run's stream by long
+polling ``next_items``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from rayflow.config import settings
+from rayflow.core.commands import ArmTimeout, CallStep, Command, EndRun, Outcome, Publish, StartActor, WorkItem
+from rayflow.core.envelope import Envelope
+from rayflow.core.reducer import reduce
+from rayflow.core.routing import RoutingTable, StepRoute
+from rayflow.core.state import DispatcherState
+from rayflow.core.ticks import (
+    ActorStarted,
+    ActorStartFailed,
+    CallFinished,
+    CancelRequested,
+    EventsEmitted,
+    RunStarted,
+    Tick,
+    TimeoutReached,
+)
+from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.step_worker import step_worker_class
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """The last item of a run's stream: how it ended, with the StopEvent or the pickled error."""
+
+    outcome: Outcome
+    payload: Any
+    message: str
+    step: str | None
+    active_steps: tuple[str, ...]
+
+
+@dataclass
+class _RunStream:
+    items: list[Any] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+        self.ready.set()
+
+    async def take(self) -> list[Any]:
+        await self.ready.wait()
+        items, self.items = self.items, []
+        self.ready.clear()
+        return items
+
+
+class _Dispatcher:
+    def __init__(self, workflow_blob: bytes, routes: list[StepRoute], label: str,
+                 step_options: dict[str, dict[str, Any]]) -> None:
+        config = settings()
+        self._state = DispatcherState.of(RoutingTable.of(routes), config.max_batch, config.actor_pipeline)
+        self._blob = workflow_blob
+        self._label = label
+        self._step_options = step_options
+        self._actors: dict[tuple[str, int], Any] = {}
+        self._context = ray.remote(ContextActor.actor_class()).options(
+            name=f"{label}.context", num_cpus=0, max_concurrency=1000
+        ).remote()
+        self._streams: dict[str, _RunStream] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._self = ray.get_runtime_context().current_actor
+
+    async def ready(self) -> Any:
+        await self._context.ready.remote()
+        return self._context
+
+    async def start_run(self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None) -> None:
+        self._streams[run_id] = _RunStream()
+        self._apply(RunStarted(run_id, ctx_id, start, timeout, asyncio.get_running_loop().time()))
+
+    async def emit(self, run_id: str, step: str | None, envelopes: list[Envelope]) -> None:
+        self._apply(EventsEmitted(run_id, step, envelopes))
+
+    async def cancel(self, run_id: str) -> None:
+        self._apply(CancelRequested(run_id))
+
+    async def next_items(self, run_id: str) -> list[Any]:
+        stream = self._streams.get(run_id)
+        if stream is None:
+            return [RunEnd(Outcome.FAILED, None, f"Run {run_id} is not known to the dispatcher", None, ())]
+        items = await stream.take()
+        if items and isinstance(items[-1], RunEnd):
+            del self._streams[run_id]
+        return items
+
+    async def shutdown(self) -> None:
+        """Stop every actor this dispatcher started and wait until they are gone."""
+        handles = [*self._actors.values(), self._context]
+        self._actors.clear()
+        for handle in handles:
+            ray.kill(handle, no_restart=True)
+        for handle in handles:
+            try:
+                await handle.__ray_ready__.remote()
+            except RayActorError:
+                pass
+
+    def _apply(self, tick: Tick) -> None:
+        for command in reduce(self._state, tick):
+            self._execute(command)
+
+    def _execute(self, command: Command) -> None:
+        if isinstance(command, CallStep):
+            ref = self._actors[(command.step, command.actor)].run.remote(command.items)
+            self._spawn(self._await_call(command.call_id, ref))
+        elif isinstance(command, Publish):
+            stream = self._streams.get(command.run_id)
+            if stream is not None:
+                stream.put(command.envelope.payload)
+        elif isinstance(command, StartActor):
+            self._start_actor(command.step, command.actor)
+        elif isinstance(command, EndRun):
+            self._end_run(command)
+        elif isinstance(command, ArmTimeout):
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, command.at - loop.time())
+            self._timers[command.run_id] = loop.call_later(
+                delay, self._apply, TimeoutReached(command.run_id, command.at)
+            )
+
+    def _start_actor(self, step: str, index: int) -> None:
+        name = f"{self._label}.{step}.{index}"
+        options = {"num_cpus": settings().step_num_cpus, **self._step_options.get(step, {})}
+        handle = step_worker_class().options(name=name, max_concurrency=1000, **options).remote(
+            self._blob, step, self._self, self._context, name
+        )
+        self._actors[(step, index)] = handle
+        self._spawn(self._await_ready(step, index, handle))
+
+    def _end_run(self, command: EndRun) -> None:
+        timer = self._timers.pop(command.run_id, None)
+        if timer is not None:
+            timer.cancel()
+        stream = self._streams.get(command.run_id)
+        if stream is not None:
+            stream.put(RunEnd(command.outcome, command.payload, command.message, command.step,
+                              command.active_steps))
+        for handle in self._actors.values():
+            handle.end_run.remote(command.run_id)
+
+    async def _await_ready(self, step: str, index: int, handle: Any) -> None:
+        try:
+            await handle.ready.remote()
+        except Exception as err:
+            self._actors.pop((step, index), None)
+            cause = getattr(err, "cause", None) or err
+            self._apply(ActorStartFailed(step, index, f"{type(cause).__name__}: {cause}", None))
+            return
+        self._apply(ActorStarted(step, index))
+
+    async def _await_call(self, call_id: int, ref: Any) -> None:
+        try:
+            results = await ref
+        except RayActorError as err:
+            self._apply(CallFinished(call_id, lost=f"the step actor died: {err}"))
+            return
+        self._apply(CallFinished(call_id, results))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class Dispatcher:
+    """Typed client of a workflow instance's dispatcher actor (created by the driver, owned by it)."""
+
+    def __init__(self, handle: Any, label: str) -> None:
+        self._handle = handle
+        self.label = label
+        self._context: ContextActor | None = None
+
+    @classmethod
+    def create(cls, workflow_blob: bytes, routes: list[StepRoute], label: str,
+               step_options: dict[str, dict[str, Any]]) -> Dispatcher:
+        actor = ray.remote(_Dispatcher).options(name=f"{label}.dispatcher", num_cpus=0, max_concurrency=10_000)
+        return cls(actor.remote(workflow_blob, routes, label, step_options), label)
+
+    async def ready(self) -> ContextActor:
+        """Wait until the dispatcher and its context actor run; the context actor's client."""
+        if self._context is None:
+            self._context = ContextActor(await self._handle.ready.remote())
+        return self._context
+
+    async def start_run(self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None) -> None:
+        await self._handle.start_run.remote(run_id, ctx_id, start, timeout)
+
+    async def next_items(self, run_id: str) -> list[Any]:
+        return await self._handle.next_items.remote(run_id)  # type: ignore[no-any-return]
+
+    def emit(self, run_id: str, envelopes: list[Envelope]) -> Any:
+        return self._handle.emit.remote(run_id, None, envelopes)
+
+    def cancel(self, run_id: str) -> None:
+        self._handle.cancel.remote(run_id)
+
+    async def close(self) -> None:
+        """Stop the step actors and the context actor, then the dispatcher; wait until all are gone."""
+        try:
+            await self._handle.shutdown.remote()
+        except RayActorError:
+            pass
+        self.kill()
+        try:
+            await self._handle.__ray_ready__.remote()
+        except RayActorError:
+            pass
+
+    def close_sync(self) -> None:
+        """``close`` for places without an event loop (interpreter exit, garbage collection)."""
+        try:
+            ray.get(self._handle.shutdown.remote(), timeout=settings().shutdown_grace_s)
+        except Exception:
+            pass
+        self.kill()
+
+    def kill(self) -> None:
+        try:
+            ray.kill(self._handle, no_restart=True)
+        except Exception:
+            pass
+
+
+__all__ = ["Dispatcher", "RunEnd", "WorkItem"]

@@ -1,0 +1,356 @@
+"""``Workflow``: the steps of a class, checked once, and ``run()`` that plays them on Ray actors.
+
+A ``Workflow`` subclass declares steps with ``@step``. ``Workflow()`` checks the start and stop events;
+the first ``run()`` checks the event graph, then starts this instance's dispatcher, context actor and
+step pools (one actor per step to begin with, growing toward ``num_workers`` while events wait). The
+instance is pickled once into each step actor: attributes set in ``__init__`` are per-actor copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import types
+import uuid
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+from ray import cloudpickle
+
+from rayflow.context import Context
+from rayflow.context.state_store import DictState, StateStore
+from rayflow.core.commands import Outcome
+from rayflow.core.envelope import Kind
+from rayflow.core.routing import StepRoute
+from rayflow.decorators import StepConfig
+from rayflow.errors import (
+    ContextStateError,
+    WorkflowCancelledByUser,
+    WorkflowRuntimeError,
+    WorkflowTimeoutError,
+    WorkflowValidationError,
+)
+from rayflow.events import (
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StepFailedEvent,
+    StopEvent,
+    WorkflowCancelledEvent,
+    WorkflowFailedEvent,
+    WorkflowTimedOutEvent,
+)
+from rayflow.handler import WorkflowHandler
+from rayflow.runtime.codec import EventCodec, type_key
+from rayflow.runtime.dispatcher import RunEnd
+from rayflow.runtime.runtime import WorkflowRuntime
+from rayflow.validation import start_event_class, stop_event_class, validate_graph
+
+__all__ = ["Workflow"]
+
+_BUILTIN_EVENTS = (
+    Event, StartEvent, StopEvent, InputRequiredEvent, HumanResponseEvent, StepFailedEvent,
+    WorkflowFailedEvent, WorkflowTimedOutEvent, WorkflowCancelledEvent,
+)
+
+
+def _names_in(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_in(const)
+    return names
+
+
+class _DriverFace:
+    """The handler side of ``Context``: store through the context actor, events into the run."""
+
+    def __init__(self, workflow: Workflow, ctx: Context[Any]) -> None:
+        self._workflow = workflow
+        self._ctx = ctx
+        self.run_id: str | None = None
+        self.running = False
+
+    def store(self, ctx_id: str) -> StateStore[Any]:
+        async def actor() -> Any:
+            _, context = await self._workflow._runtime.start()
+            await self._workflow._seed_context(self._ctx, context)
+            return context
+
+        return StateStore(ctx_id, actor)
+
+    def send_event(self, event: Event, step: str | None) -> None:
+        workflow = self._workflow
+        workflow._check_target(event, step)
+        dispatcher = workflow._runtime.dispatcher
+        if not self.running or self.run_id is None or dispatcher is None:
+            raise WorkflowRuntimeError("send_event needs a running run: start one with workflow.run(ctx=ctx)")
+        dispatcher.emit(self.run_id, [workflow._codec.encode(event, target=step)])
+
+    def write_event_to_stream(self, event: Event) -> None:
+        dispatcher = self._workflow._runtime.dispatcher
+        if not self.running or self.run_id is None or dispatcher is None:
+            raise WorkflowRuntimeError("write_event_to_stream needs a running run")
+        dispatcher.emit(self.run_id, [self._workflow._codec.encode(event, kind=Kind.STREAM)])
+
+    def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None:
+        raise ContextStateError("collect_events only works inside a step")
+
+    @property
+    def is_running(self) -> bool:
+        return self.running
+
+
+class Workflow:
+    """A set of steps that pass events; ``run(**kwargs)`` starts a run and returns its handler.
+
+    ``timeout`` (seconds, None for none) bounds each run; ``disable_validation`` skips the event-graph
+    check of the first run; ``verbose`` prints each step as it runs.
+    """
+
+    _step_functions: ClassVar[dict[str, Callable[..., Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._step_functions = {}
+
+    def __init__(
+        self,
+        timeout: float | None = 45.0,
+        disable_validation: bool = False,
+        verbose: bool = False,
+        num_concurrent_runs: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if num_concurrent_runs is not None and (
+            isinstance(num_concurrent_runs, bool) or not isinstance(num_concurrent_runs, int)
+            or num_concurrent_runs <= 0
+        ):
+            raise WorkflowValidationError("num_concurrent_runs must be an integer greater than 0 or None")
+        self._timeout = timeout
+        self._disable_validation = disable_validation
+        self._verbose = verbose
+        self._num_concurrent_runs = num_concurrent_runs
+        configs = self._step_configs()
+        name = type(self).__name__
+        self._start_event_class = start_event_class(configs, name)
+        self._stop_event_class = stop_event_class(configs, name)
+        self._validated = False
+        self._label = f"rayflow.{name}.{uuid.uuid4().hex[:8]}"
+        self._codec = EventCodec(self._event_classes())
+        self._runtime = WorkflowRuntime(self, self._pickled, self._routes, self._label)
+
+    # -- what the workflow is ------------------------------------------------------------------
+
+    @classmethod
+    def add_step(cls, func: Callable[..., Any]) -> None:
+        """Add a free function decorated with ``@step(workflow=cls)`` as a step of ``cls``."""
+        if not hasattr(func, "_step_config"):
+            raise WorkflowValidationError(f"Step function {func.__name__} is missing the `@step` decorator.")
+        if func.__name__ in cls._step_functions or hasattr(cls, func.__name__):
+            raise WorkflowValidationError(
+                f"A step {func.__name__} is already part of this workflow, please choose another name."
+            )
+        cls._step_functions[func.__name__] = func
+
+    def _get_steps(self) -> dict[str, Callable[..., Any]]:
+        steps: dict[str, Callable[..., Any]] = {}
+        for klass in reversed(type(self).__mro__):
+            for name, attr in vars(klass).items():
+                if callable(attr) and hasattr(attr, "_step_config"):
+                    steps[name] = getattr(self, name)
+            steps.update(getattr(klass, "_step_functions", {}) if klass is not Workflow else {})
+        return steps
+
+    def _step_configs(self) -> dict[str, StepConfig]:
+        return {name: fn._step_config for name, fn in self._get_steps().items()}
+
+    def _event_classes(self) -> list[type]:
+        found: set[type] = set(_BUILTIN_EVENTS)
+        for fn in self._get_steps().values():
+            config: StepConfig = fn._step_config
+            found.update(t for t in (*config.accepted_events, *config.return_types) if isinstance(t, type))
+            func = inspect.unwrap(getattr(fn, "__func__", fn))
+            for name in _names_in(func.__code__):
+                value = func.__globals__.get(name)
+                if isinstance(value, type) and issubclass(value, Event):
+                    found.add(value)
+        return sorted((t for t in found if issubclass(t, Event)), key=type_key)
+
+    def _state_types(self) -> list[type]:
+        return [c.context_state_type for c in self._step_configs().values() if c.context_state_type]
+
+    def _state_type(self) -> type[Any] | None:
+        types_ = set(self._state_types())
+        if len(types_) > 1:
+            raise WorkflowValidationError(
+                f"Steps of {type(self).__name__} declare different state types: {sorted(t.__name__ for t in types_)}"
+            )
+        return types_.pop() if types_ else None
+
+    def _routes(self) -> list[StepRoute]:
+        routes = []
+        for name, config in self._step_configs().items():
+            routes.append(
+                StepRoute(
+                    name=name,
+                    accepts=frozenset(type_key(t) for t in config.accepted_events),
+                    num_workers=config.num_workers,
+                    accept_subclasses=config.accept_event_subclasses,
+                    collects=config.collects,
+                    catches=tuple(config.catch_error_for_steps) if config.catch_error_for_steps else None,
+                    is_catch_error=config.role == "catch_error",
+                    max_recoveries=config.catch_error_max_recoveries,
+                )
+            )
+        return routes
+
+    def validate(self) -> bool:
+        """Check the event graph; ``WorkflowValidationError`` names what is wrong. True if it uses human input."""
+        configs = self._step_configs()
+        validate_graph(configs, self._start_event_class)
+        self._state_type()
+        self._validated = True
+        return any(issubclass(t, InputRequiredEvent) for c in configs.values() for t in c.return_types
+                   if isinstance(t, type))
+
+    def _check_target(self, event: Event, step: str | None) -> None:
+        if step is None:
+            return
+        configs = self._step_configs()
+        if step not in configs:
+            raise WorkflowRuntimeError(f"Step {step} does not exist")
+        config = configs[step]
+        if type(event) not in config.accepted_events and not (
+            config.accept_event_subclasses and isinstance(event, tuple(config.accepted_events))
+        ):
+            raise WorkflowRuntimeError(f"Step {step} does not accept event of type {type(event)}")
+
+    # -- pickling into step actors -----------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_runtime", None)
+        return state
+
+    def _pickled(self) -> bytes:
+        return cloudpickle.dumps(self)
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def _driver_face(self, ctx: Context[Any]) -> _DriverFace:
+        return _DriverFace(self, ctx)
+
+    def _start_event(self, start_event: StartEvent | None, kwargs: dict[str, Any]) -> StartEvent:
+        if start_event is not None:
+            if not isinstance(start_event, StartEvent):
+                raise ValueError("The 'start_event' argument must be an instance of 'StartEvent'.")
+            return start_event
+        try:
+            return self._start_event_class(**kwargs)
+        except ValidationError as err:
+            name = self._start_event_class.__name__
+            raise WorkflowRuntimeError(
+                f"Failed creating a start event of type '{name}' with the keyword arguments: {kwargs}"
+            ) from err
+
+    def run(
+        self, ctx: Context[Any] | None = None, start_event: StartEvent | None = None, **kwargs: Any
+    ) -> WorkflowHandler:
+        """Start a run and return its handler at once (call from a running event loop).
+
+        ``await handler`` gives the StopEvent's result; ``ctx`` continues a context of an earlier run.
+        """
+        if not self._validated and not self._disable_validation:
+            self.validate()
+        event = self._start_event(start_event, kwargs)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError as err:
+            raise WorkflowRuntimeError(
+                "workflow.run() needs a running event loop: call it from async code (asyncio.run(main()))"
+            ) from err
+        ctx = ctx if ctx is not None else Context(self)
+        face = ctx._face
+        if not isinstance(face, _DriverFace):
+            raise WorkflowRuntimeError("run(ctx=...) needs a context made with Context(workflow)")
+        if face.running:
+            raise WorkflowRuntimeError("This context already has a run going on")
+        run_id = uuid.uuid4().hex
+        face.run_id, face.running = run_id, True
+        return WorkflowHandler(
+            ctx,
+            run_id,
+            lambda handler: self._drive(handler, ctx, face, event),
+            lambda: self._cancel(run_id),
+        )
+
+    def _cancel(self, run_id: str) -> None:
+        dispatcher = self._runtime.dispatcher
+        if dispatcher is not None:
+            dispatcher.cancel(run_id)
+
+    async def _seed_context(self, ctx: Context[Any], context: Any) -> None:
+        if getattr(ctx, "_seeded", False):
+            return
+        await context.seed(ctx._ctx_id, self._state_type(), ctx._seed)
+        ctx._seed = None
+        ctx._seeded = True  # type: ignore[attr-defined]
+
+    async def _drive(
+        self, handler: WorkflowHandler, ctx: Context[Any], face: _DriverFace, start: StartEvent
+    ) -> StopEvent:
+        runtime = self._runtime
+        runtime.run_started()
+        try:
+            dispatcher, context = await runtime.start()
+            await self._seed_context(ctx, context)
+            await dispatcher.start_run(handler.run_id, ctx._ctx_id, self._codec.encode(start), self._timeout)
+            while True:
+                for item in await dispatcher.next_items(handler.run_id):
+                    if isinstance(item, RunEnd):
+                        return self._finish(handler, item)
+                    event = self._codec.loads(item)
+                    if self._verbose:
+                        print(f"Streamed {type(event).__name__}")
+                    handler._publish(event)
+        finally:
+            face.running = False
+            runtime.run_ended()
+
+    def _finish(self, handler: WorkflowHandler, end: RunEnd) -> StopEvent:
+        if end.outcome is Outcome.DONE:
+            stop = self._codec.loads(end.payload.payload)
+            handler._publish(stop)
+            return stop  # type: ignore[no-any-return]
+        error: BaseException
+        if end.outcome is Outcome.TIMED_OUT:
+            handler._publish(WorkflowTimedOutEvent(timeout=self._timeout or 0.0, active_steps=list(end.active_steps)))
+            raise WorkflowTimeoutError(end.message)
+        if end.outcome is Outcome.CANCELLED:
+            handler._publish(WorkflowCancelledEvent())
+            raise WorkflowCancelledByUser(end.message)
+        error = self._codec.loads(end.payload) if end.payload is not None else WorkflowRuntimeError(end.message)
+        handler._publish(WorkflowFailedEvent(step_name=end.step or "", exception=error))
+        raise error
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop this instance's actors and wait until they are gone; a later run starts them again."""
+        await self._runtime.close()
+
+    async def __aenter__(self) -> Workflow:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _read_state(self, ctx_id: str) -> Any:
+        runtime = self._runtime
+        if not runtime.started:
+            return DictState()
+        _, context = runtime.start_blocking()
+        return context.get_state_sync(ctx_id)
