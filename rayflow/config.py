@@ -30,6 +30,8 @@ class Settings:
     actor_pipeline: int = field(default_factory=lambda: _int("RAYFLOW_ACTOR_PIPELINE", 1))
     #: Events a step emits before its outbox is flushed to the dispatcher while it still runs.
     outbox_flush: int = field(default_factory=lambda: _int("RAYFLOW_OUTBOX_FLUSH", 1000))
+    #: Times a step may run an event it returned to itself (a loop) without a dispatcher round trip.
+    local_hops: int = field(default_factory=lambda: _int("RAYFLOW_LOCAL_HOPS", 100))
     #: Seconds a workflow's actors stay alive with no run before they are released.
     idle_release_s: float = field(default_factory=lambda: _float("RAYFLOW_IDLE_RELEASE_S", 600.0))
     #: Seconds a closing workflow waits for its actors to stop before killing them.

@@ -141,8 +141,23 @@ def make_step_config(
 
 
 def _caller_locals(depth: int) -> dict[str, Any]:
-    frame = sys._getframe(depth)
-    return {**frame.f_globals, **frame.f_locals}
+    """Names visible where the decorator was applied: the class body and every enclosing function.
+
+    With ``from __future__ import annotations`` a step's annotations are strings, resolved here against
+    these names, so events defined inside a test function or a factory resolve too.
+    """
+    frame: types.FrameType | None = sys._getframe(depth)
+    module = frame.f_globals if frame is not None else {}
+    scopes = []
+    while frame is not None and frame.f_globals is module:  # frames of the defining module only
+        scopes.append(frame.f_locals)
+        if frame.f_locals is module:
+            break
+        frame = frame.f_back
+    names: dict[str, Any] = {}
+    for scope in reversed(scopes):
+        names.update(scope)
+    return names
 
 
 def _is_free_function(qualname: str) -> bool:

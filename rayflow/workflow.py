@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import types
 import uuid
 from collections.abc import Callable
@@ -64,6 +65,21 @@ def _names_in(code: types.CodeType) -> set[str]:
     return names
 
 
+def _user_modules(cls: type, events: list[type]) -> list[types.ModuleType]:
+    """Modules of the workflow's classes that a Ray worker may not import: not installed, not ``__main__``."""
+    names = {c.__module__ for c in (*cls.__mro__, *events)}
+    found = []
+    for name in sorted(names):
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None) or ""
+        if module is None or name == "__main__" or name.split(".")[0] in ("rayflow", "builtins"):
+            continue
+        if not path or "site-packages" in path or "dist-packages" in path or path.startswith(sys.base_prefix):
+            continue
+        found.append(module)
+    return found
+
+
 class _DriverFace:
     """The handler side of ``Context``: store through the context actor, events into the run."""
 
@@ -75,7 +91,7 @@ class _DriverFace:
 
     def store(self, ctx_id: str) -> StateStore[Any]:
         async def actor() -> Any:
-            _, context = await self._workflow._runtime.start()
+            _, context = await self._workflow._runtime.start(self._workflow)
             await self._workflow._seed_context(self._ctx, context)
             return context
 
@@ -140,7 +156,7 @@ class Workflow:
         self._validated = False
         self._label = f"rayflow.{name}.{uuid.uuid4().hex[:8]}"
         self._codec = EventCodec(self._event_classes())
-        self._runtime = WorkflowRuntime(self, self._pickled, self._routes, self._label)
+        self._runtime = WorkflowRuntime(self, self._label)
 
     # -- what the workflow is ------------------------------------------------------------------
 
@@ -236,6 +252,16 @@ class Workflow:
         return state
 
     def _pickled(self) -> bytes:
+        """The instance as step actors receive it.
+
+        Modules of the workflow's classes that a Ray worker may not import (a script, a test module)
+        are registered to travel by value from this process, for good: state models and results
+        defined there cross between actors too.
+        """
+        registered = cloudpickle.list_registry_pickle_by_value()
+        for module in _user_modules(type(self), self._event_classes()):
+            if module.__name__ not in registered:
+                cloudpickle.register_pickle_by_value(module)
         return cloudpickle.dumps(self)
 
     # -- runs ----------------------------------------------------------------------------------
@@ -280,14 +306,16 @@ class Workflow:
             raise WorkflowRuntimeError("This context already has a run going on")
         run_id = uuid.uuid4().hex
         face.run_id, face.running = run_id, True
+        started = asyncio.Event()
         return WorkflowHandler(
             ctx,
             run_id,
-            lambda handler: self._drive(handler, ctx, face, event),
-            lambda: self._cancel(run_id),
+            lambda handler: self._drive(handler, ctx, face, event, started),
+            lambda: asyncio.ensure_future(self._cancel(run_id, started)),
         )
 
-    def _cancel(self, run_id: str) -> None:
+    async def _cancel(self, run_id: str, started: asyncio.Event) -> None:
+        await started.wait()  # a cancel asked before the run reached the dispatcher waits for it
         dispatcher = self._runtime.dispatcher
         if dispatcher is not None:
             dispatcher.cancel(run_id)
@@ -300,14 +328,20 @@ class Workflow:
         ctx._seeded = True  # type: ignore[attr-defined]
 
     async def _drive(
-        self, handler: WorkflowHandler, ctx: Context[Any], face: _DriverFace, start: StartEvent
+        self,
+        handler: WorkflowHandler,
+        ctx: Context[Any],
+        face: _DriverFace,
+        start: StartEvent,
+        started: asyncio.Event,
     ) -> StopEvent:
         runtime = self._runtime
         runtime.run_started()
         try:
-            dispatcher, context = await runtime.start()
+            dispatcher, context = await runtime.start(self)
             await self._seed_context(ctx, context)
             await dispatcher.start_run(handler.run_id, ctx._ctx_id, self._codec.encode(start), self._timeout)
+            started.set()
             while True:
                 for item in await dispatcher.next_items(handler.run_id):
                     if isinstance(item, RunEnd):
@@ -317,6 +351,7 @@ class Workflow:
                         print(f"Streamed {type(event).__name__}")
                     handler._publish(event)
         finally:
+            started.set()
             face.running = False
             runtime.run_ended()
 
@@ -352,5 +387,5 @@ class Workflow:
         runtime = self._runtime
         if not runtime.started:
             return DictState()
-        _, context = runtime.start_blocking()
+        _, context = runtime.start_blocking(self)
         return context.get_state_sync(ctx_id)

@@ -2,8 +2,9 @@
 
 LlamaIndex recounts the expected list on every call, so collecting N events costs O(N^2). Here a
 buffer keeps its events by type with running counts, and the expected list's shape (how many of each
-type) is computed once and cached by a cheap fingerprint; the fingerprint is checked against an exact
-count whenever a buffer completes, so a cached shape can never release a wrong list.
+type) is computed once and cached by a cheap fingerprint. The exact count is taken again whenever a
+buffer may complete and before an event is dropped, so a fingerprint shared by two different lists
+can cost time but never changes what is buffered or released.
 
 Semantics (LlamaIndex's): an event whose type the expected list still needs is buffered, any other is
 dropped; the call returns None until the buffer holds every expected type with its multiplicity, then
@@ -42,16 +43,16 @@ class CollectBuffers:
         buffer = self._buffers.setdefault(key, {})
         held = buffer.get(kind)
         if shape.get(kind, 0) <= (len(held) if held else 0):
-            return None  # not a type the list still needs: dropped, as in LlamaIndex
+            shape = self._exact_shape(expected)  # drops are rare: confirm with an exact count
+            if shape.get(kind, 0) <= (len(held) if held else 0):
+                return None  # not a type the list still needs: dropped, as in LlamaIndex
         buffer.setdefault(kind, deque()).append(event)
         size = self._sizes[key] = self._sizes.get(key, 0) + 1
         if size < len(expected):
             return None
-        exact = dict(Counter(expected))
-        if exact != shape:  # the fingerprint matched a different list: trust only the exact count
-            self._shapes[_fingerprint(expected)] = exact
-            if any(len(buffer.get(k, ())) < n for k, n in exact.items()):
-                return None
+        exact = self._exact_shape(expected)
+        if any(len(buffer.get(k, ())) < n for k, n in exact.items()):
+            return None
         released = [buffer[k].popleft() for k in expected]
         self.drop(key)
         return released
@@ -69,6 +70,10 @@ class CollectBuffers:
     def snapshot(self) -> dict[Hashable, dict[Hashable, list[Any]]]:
         """The buffered events, by buffer and type."""
         return {key: {k: list(v) for k, v in buf.items()} for key, buf in self._buffers.items()}
+
+    def _exact_shape(self, expected: Sequence[Hashable]) -> _Shape:
+        shape = self._shapes[_fingerprint(expected)] = dict(Counter(expected))
+        return shape
 
     def _shape(self, expected: Sequence[Hashable]) -> _Shape:
         fingerprint = _fingerprint(expected)

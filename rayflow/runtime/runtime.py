@@ -13,8 +13,7 @@ import atexit
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 import ray
 
@@ -27,6 +26,13 @@ from rayflow.runtime.dispatcher import Dispatcher
 _live: weakref.WeakSet[WorkflowRuntime] = weakref.WeakSet()
 
 
+class Deployable(Protocol):
+    """What the runtime needs from a workflow to start its actors."""
+
+    def _pickled(self) -> bytes: ...
+    def _routes(self) -> list[StepRoute]: ...
+
+
 def _kill(holder: list[Dispatcher | None]) -> None:
     dispatcher = holder[0]
     holder[0] = None
@@ -37,15 +43,8 @@ def _kill(holder: list[Dispatcher | None]) -> None:
 class WorkflowRuntime:
     """The driver's handle on one workflow instance's actors."""
 
-    def __init__(
-        self,
-        owner: object,
-        blob: Callable[[], bytes],
-        routes: Callable[[], list[StepRoute]],
-        label: str,
-    ) -> None:
-        self._blob = blob
-        self._routes = routes
+    def __init__(self, owner: object, label: str) -> None:
+        # No reference to the owner is kept: its garbage collection is what releases the actors.
         self.label = label
         self._lock = threading.Lock()
         self._holder: list[Dispatcher | None] = [None]
@@ -63,19 +62,19 @@ class WorkflowRuntime:
     def started(self) -> bool:
         return self._holder[0] is not None
 
-    async def start(self) -> tuple[Dispatcher, ContextActor]:
+    async def start(self, owner: Deployable) -> tuple[Dispatcher, ContextActor]:
         """The running dispatcher and context actor, starting them (and Ray) if needed."""
         dispatcher, context = self._holder[0], self._context
         if dispatcher is not None and context is not None:
             return dispatcher, context
-        return await asyncio.to_thread(self.start_blocking)
+        return await asyncio.to_thread(self.start_blocking, owner)
 
-    def start_blocking(self) -> tuple[Dispatcher, ContextActor]:
+    def start_blocking(self, owner: Deployable) -> tuple[Dispatcher, ContextActor]:
         with self._lock:
             dispatcher = self._holder[0]
             if dispatcher is None or self._context is None:
                 ensure_ray()
-                dispatcher = Dispatcher.create(self._blob(), self._routes(), self.label, {})
+                dispatcher = Dispatcher.create(owner._pickled(), owner._routes(), self.label, {})
                 self._context = ContextActor(ray.get(dispatcher._handle.ready.remote()))
                 dispatcher._context = self._context
                 self._holder[0] = dispatcher

@@ -26,6 +26,7 @@ from rayflow.context.state_store import StateStore
 from rayflow.core.collect import CollectBuffers
 from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope, Failure, Kind
+from rayflow.core.routing import RoutingTable
 from rayflow.core.ticks import ItemDone
 from rayflow.errors import WorkflowRuntimeError
 from rayflow.events import Event, StepFailedEvent
@@ -125,11 +126,13 @@ class _StepWorker:
         self._fn = getattr(self._workflow, step, fn) if hasattr(type(self._workflow), step) else fn
         self._is_async = inspect.iscoroutinefunction(self._fn)
         self._codec = EventCodec(self._workflow._event_classes())
+        self._routing = RoutingTable.of(self._workflow._routes())
         self._dispatcher = dispatcher
         self._context = ContextActor(context)
         self._collect = CollectBuffers()
         self._resources: dict[str, Any] = {}
         self._flush_size = settings().outbox_flush
+        self._local_hops = settings().local_hops
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._pending: list[Any] = []
@@ -144,26 +147,40 @@ class _StepWorker:
         return self._label
 
     async def run(self, items: list[WorkItem]) -> list[ItemDone]:
-        """Run the step for each item, one at a time; one ``ItemDone`` per item, in order."""
+        """Run the step for each item, one at a time; one ``ItemDone`` per item, in order.
+
+        An event the step returns that only this step accepts (a loop) runs here again at once, up to
+        ``RAYFLOW_LOCAL_HOPS`` times, instead of a round trip through the dispatcher.
+        """
         assert self._gate is not None
         async with self._gate:
             results = []
             for item in items:
-                if item.run_id in self._ended:
-                    results.append(ItemDone(item.run_id))
-                    continue
-                task = asyncio.ensure_future(self._invoke(item))
-                self._running[item.run_id] = task
-                try:
-                    results.append(await task)
-                except asyncio.CancelledError:
-                    results.append(ItemDone(item.run_id))
-                finally:
-                    self._running.pop(item.run_id, None)
+                done = await self._invoke_tracked(item)
+                hops = self._local_hops
+                while hops and done.output is not None and self._loops_back(done.output):
+                    hops -= 1
+                    done = await self._invoke_tracked(WorkItem(item.run_id, item.ctx_id, done.output))
+                results.append(done)
             if self._pending:
                 pending, self._pending = self._pending, []
                 await asyncio.gather(*pending)
             return results
+
+    def _loops_back(self, envelope: Envelope) -> bool:
+        return envelope.kind is Kind.EVENT and self._routing.targets(envelope) == (self._step,)
+
+    async def _invoke_tracked(self, item: WorkItem) -> ItemDone:
+        if item.run_id in self._ended:
+            return ItemDone(item.run_id)
+        task = asyncio.ensure_future(self._invoke(item))
+        self._running[item.run_id] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            return ItemDone(item.run_id)
+        finally:
+            self._running.pop(item.run_id, None)
 
     async def end_run(self, run_id: str) -> None:
         """The run is over: stop its invocation here, skip its queued items, drop its collect buffers."""

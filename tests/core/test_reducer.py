@@ -1,0 +1,233 @@
+"""The routing core driven by plain ticks: no Ray, no event loop, a fixed clock."""
+
+from __future__ import annotations
+
+from rayflow.core.commands import ArmTimeout, CallStep, EndRun, Outcome, Publish, StartActor
+from rayflow.core.envelope import Envelope, Failure, Kind
+from rayflow.core.reducer import reduce
+from rayflow.core.routing import RoutingTable, StepRoute
+from rayflow.core.state import DispatcherState
+from rayflow.core.ticks import (
+    ActorStarted,
+    ActorStartFailed,
+    CallFinished,
+    CancelRequested,
+    EventsEmitted,
+    ItemDone,
+    RunStarted,
+    TimeoutReached,
+)
+
+
+def env(name: str, kind: Kind = Kind.EVENT, target: str | None = None, bases: tuple[str, ...] = ()) -> Envelope:
+    return Envelope((name, *bases, "Event"), payload=name.encode(), kind=kind, target=target)
+
+
+def state_of(*routes: StepRoute, max_batch: int = 256, pipeline: int = 0) -> DispatcherState:
+    return DispatcherState.of(RoutingTable.of(routes), max_batch=max_batch, pipeline=pipeline)
+
+
+def started(state: DispatcherState, run: str = "r1", timeout: float | None = None) -> list:
+    commands = reduce(state, RunStarted(run, "c1", env("Start"), timeout, now=100.0))
+    for c in commands:
+        if isinstance(c, StartActor):
+            commands += reduce(state, ActorStarted(c.step, c.actor))
+    return commands
+
+
+def calls(commands: list) -> list[CallStep]:
+    return [c for c in commands if isinstance(c, CallStep)]
+
+
+def test_first_run_warms_one_actor_per_step_then_routes_the_start_event():
+    state = state_of(StepRoute("a", frozenset({"Start"})), StepRoute("b", frozenset({"X"})))
+    commands = reduce(state, RunStarted("r1", "c1", env("Start"), None, now=0.0))
+    assert sorted((c.step, c.actor) for c in commands if isinstance(c, StartActor)) == [("a", 0), ("b", 0)]
+    assert not calls(commands)  # no actor is ready yet: the event waits
+    out = reduce(state, ActorStarted("a", 0))
+    (call,) = calls(out)
+    assert call.step == "a" and [i.envelope.type_name for i in call.items] == ["Start"]
+
+
+def test_event_goes_to_every_step_accepting_its_exact_type():
+    state = state_of(
+        StepRoute("start", frozenset({"Start"})),
+        StepRoute("b1", frozenset({"X"})),
+        StepRoute("b2", frozenset({"X"})),
+        StepRoute("sub", frozenset({"Base"})),
+    )
+    (call,) = calls(started(state))
+    out = reduce(state, CallFinished(call.call_id, [ItemDone("r1", output=env("X", bases=("Base",)))]))
+    assert sorted(c.step for c in calls(out)) == ["b1", "b2"]
+
+
+def test_subclasses_only_for_steps_that_ask():
+    state = state_of(
+        StepRoute("start", frozenset({"Start"})),
+        StepRoute("sub", frozenset({"Base"}), accept_subclasses=True),
+    )
+    (call,) = calls(started(state))
+    out = reduce(state, CallFinished(call.call_id, [ItemDone("r1", output=env("X", bases=("Base",)))]))
+    assert [c.step for c in calls(out)] == ["sub"]
+
+
+def test_stop_event_ends_the_run_and_later_events_of_it_are_dropped():
+    state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("b", frozenset({"X"})))
+    (call,) = calls(started(state))
+    stop = env("Stop", kind=Kind.STOP)
+    out = reduce(state, EventsEmitted("r1", "start", [stop, env("X")]))
+    (end,) = [c for c in out if isinstance(c, EndRun)]
+    assert end.outcome is Outcome.DONE and end.payload is stop
+    assert not calls(out) and "r1" not in state.runs
+    assert reduce(state, CallFinished(call.call_id, [ItemDone("r1")])) == []
+
+
+def test_event_no_step_accepts_fails_the_run_naming_the_type_and_step():
+    state = state_of(StepRoute("start", frozenset({"Start"})))
+    (call,) = calls(started(state))
+    (end,) = reduce(state, CallFinished(call.call_id, [ItemDone("r1", output=env("Orphan"))]))
+    assert end.outcome is Outcome.FAILED
+    assert end.message == "Event Orphan sent by step 'start' is accepted by no step"
+
+
+def test_idle_run_without_stop_event_fails_instead_of_hanging():
+    state = state_of(StepRoute("start", frozenset({"Start"})))
+    (call,) = calls(started(state))
+    (end,) = reduce(state, CallFinished(call.call_id, [ItemDone("r1")]))
+    assert end.outcome is Outcome.FAILED and "no StopEvent" in end.message and end.step == "start"
+
+
+def test_run_waiting_for_human_input_is_not_idle():
+    state = state_of(StepRoute("start", frozenset({"Start"})))
+    (call,) = calls(started(state))
+    ask = env("Ask", kind=Kind.INPUT_REQUIRED, bases=("InputRequiredEvent",))
+    out = reduce(state, CallFinished(call.call_id, [ItemDone("r1", output=ask)]))
+    assert [type(c) for c in out] == [Publish]
+    assert "r1" in state.runs
+
+
+def test_stream_items_are_published_in_order():
+    state = state_of(StepRoute("start", frozenset({"Start"})))
+    started(state)
+    items = [env("P1", kind=Kind.STREAM), env("P2", kind=Kind.STREAM)]
+    out = reduce(state, EventsEmitted("r1", "start", items))
+    assert [c.envelope.type_name for c in out if isinstance(c, Publish)] == ["P1", "P2"]
+
+
+def test_timeout_names_the_active_steps():
+    state = state_of(StepRoute("start", frozenset({"Start"})))
+    commands = started(state, timeout=2.0)
+    (arm,) = [c for c in commands if isinstance(c, ArmTimeout)]
+    assert arm.at == 102.0
+    (end,) = reduce(state, TimeoutReached("r1", now=102.0))
+    assert end.outcome is Outcome.TIMED_OUT
+    assert end.message == "Operation timed out after 2.0 seconds. Currently active steps: start"
+    assert end.active_steps == ("start",)
+
+
+def test_cancel_ends_the_run():
+    state = state_of(StepRoute("start", frozenset({"Start"})))
+    started(state)
+    (end,) = reduce(state, CancelRequested("r1"))
+    assert end.outcome is Outcome.CANCELLED
+
+
+def test_send_event_to_a_named_step_only():
+    state = state_of(
+        StepRoute("start", frozenset({"Start"})), StepRoute("b1", frozenset({"X"})), StepRoute("b2", frozenset({"X"}))
+    )
+    started(state)
+    out = reduce(state, EventsEmitted("r1", "start", [env("X", target="b2")]))
+    assert [c.step for c in calls(out)] == ["b2"]
+    out = reduce(state, EventsEmitted("r1", "start", [env("X", target="nope")]))
+    assert [c.outcome for c in out] == [Outcome.FAILED]
+
+
+def test_pool_grows_toward_num_workers_only_while_events_wait():
+    state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=3),
+                     max_batch=1)
+    started(state)
+    out = reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(10)]))
+    assert len(calls(out)) == 1  # one ready actor, one call in flight
+    assert [(c.step, c.actor) for c in out if isinstance(c, StartActor)] == [("w", 1)]
+    out = reduce(state, ActorStarted("w", 1))
+    assert len(calls(out)) == 1
+    assert [(c.step, c.actor) for c in out if isinstance(c, StartActor)] == [("w", 2)]
+    out = reduce(state, ActorStarted("w", 2))
+    assert not [c for c in out if isinstance(c, StartActor)]  # at num_workers: no more growth
+    assert state.pools["w"].size == 3
+
+
+def test_events_are_batched_and_shared_across_ready_actors():
+    state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=2))
+    started(state)
+    reduce(state, EventsEmitted("r1", "start", [env("X")]))  # busy actor 0, asks for actor 1
+    reduce(state, ActorStarted("w", 1))
+    out = reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(100)]))
+    # each ready actor's share is waiting/actors: the idle one takes its half, the busy one gets the rest next
+    assert [(c.actor, len(c.items)) for c in calls(out)] == [(1, 50)]
+    assert state.pools["w"].waiting == 50
+
+
+def test_collecting_step_keeps_each_run_on_one_actor():
+    collect = StepRoute("c", frozenset({"R"}), num_workers=2, collects=True)
+    state = state_of(StepRoute("start", frozenset({"Start"})), collect, max_batch=1, pipeline=0)
+    started(state, "r1")
+    reduce(state, RunStarted("r2", "c2", env("Start"), None, now=0.0))
+    reduce(state, ActorStarted("c", 1))
+    seen: dict[str, set[int]] = {"r1": set(), "r2": set()}
+    pending = []
+    for run in ("r1", "r2", "r1", "r2", "r1"):
+        pending += calls(reduce(state, EventsEmitted(run, "start", [env("R")])))
+    while pending:
+        call = pending.pop(0)
+        for item in call.items:
+            seen[item.run_id].add(call.actor)
+        pending += calls(reduce(state, CallFinished(call.call_id, [ItemDone(i.run_id) for i in call.items])))
+    assert all(len(actors) == 1 for actors in seen.values())
+
+
+def test_failure_goes_to_catch_error_handler_within_its_budget():
+    handler = StepRoute("recover", frozenset({"StepFailedEvent"}), is_catch_error=True, catches=("start",))
+    state = state_of(StepRoute("start", frozenset({"Start"})), handler)
+    (call,) = calls(started(state))
+    failed = env("StepFailedEvent")
+    failure = Failure("start", b"err", "ValueError: boom", failed)
+    out = reduce(state, CallFinished(call.call_id, [ItemDone("r1", failure=failure)]))
+    (to_handler,) = calls(out)
+    assert to_handler.step == "recover"
+    # a second failure of the same lineage exceeds max_recoveries=1 and fails the run
+    out = reduce(state, CallFinished(to_handler.call_id, [ItemDone("r1", failure=Failure("start", b"e", "m", failed))]))
+    (end,) = out
+    assert end.outcome is Outcome.FAILED and end.payload == b"e"
+
+
+def test_failure_without_handler_fails_the_run_with_the_error():
+    state = state_of(StepRoute("start", frozenset({"Start"})))
+    (call,) = calls(started(state))
+    out = reduce(state, CallFinished(call.call_id, [ItemDone("r1", failure=Failure("start", b"err", "boom"))]))
+    assert [(c.outcome, c.payload, c.step) for c in out] == [(Outcome.FAILED, b"err", "start")]
+
+
+def test_lost_actor_fails_its_runs():
+    state = state_of(StepRoute("start", frozenset({"Start"})))
+    (call,) = calls(started(state))
+    (end,) = reduce(state, CallFinished(call.call_id, lost="the step actor died"))
+    assert end.outcome is Outcome.FAILED and end.message == "the step actor died"
+
+
+def test_pool_that_cannot_start_fails_the_runs_waiting_on_it():
+    state = state_of(StepRoute("start", frozenset({"Start"})))
+    reduce(state, RunStarted("r1", "c1", env("Start"), None, now=0.0))
+    (end,) = reduce(state, ActorStartFailed("start", 0, "ValueError: bad init"))
+    assert end.outcome is Outcome.FAILED and "could not start an actor: ValueError: bad init" in end.message
+
+
+def test_fan_in_cost_does_not_grow_with_events_already_routed():
+    state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=1))
+    started(state)
+    sizes = []
+    for _ in range(50):
+        sizes.append(len(reduce(state, EventsEmitted("r1", "start", [env("X")] * 2000))))
+    assert state.runs["r1"].inflight == 100_001
+    assert max(sizes) <= 1  # queued behind one busy actor: no command per event, no rescans

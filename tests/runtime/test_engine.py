@@ -1,0 +1,496 @@
+"""The engine on a real Ray cluster: routing, state, streaming, errors and the life of the actors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import warnings
+
+import pytest
+from pydantic import BaseModel
+
+from rayflow import (
+    ConstantDelayRetryPolicy,
+    Context,
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StepFailedEvent,
+    StopEvent,
+    Workflow,
+    WorkflowCancelledByUser,
+    WorkflowFailedEvent,
+    WorkflowRuntimeError,
+    WorkflowTimedOutEvent,
+    WorkflowTimeoutError,
+    catch_error,
+    step,
+)
+from tests.conftest import live_rayflow_actors
+
+pytestmark = pytest.mark.usefixtures("ray_env")
+
+
+class QueryEvent(Event):
+    query: str
+
+
+class SimpleEvent(Event):
+    query: str
+
+
+class ComplexEvent(Event):
+    query: str
+
+
+class Progress(Event):
+    message: str
+
+
+class Loop(Event):
+    n: int
+
+
+class Work(Event):
+    i: int
+    n: int
+
+
+class Done(Event):
+    i: int
+    n: int
+
+
+class FirstWorkflow(Workflow):
+    @step
+    async def retrieve(self, ctx: Context, ev: StartEvent) -> QueryEvent:
+        await ctx.set("query", ev.get("query"))
+        return QueryEvent(query=ev.get("query"))
+
+    @step
+    async def generate(self, ctx: Context, ev: QueryEvent) -> StopEvent:
+        stored = await ctx.get("query")
+        return StopEvent(result=f"answer: {ev.query} ({stored})")
+
+
+async def test_tutorial_first_workflow_with_legacy_ctx_set_get():
+    async with FirstWorkflow(timeout=60, verbose=True) as wf:
+        assert await wf.run(query="What is RAG?") == "answer: What is RAG? (What is RAG?)"
+
+
+class Routing(Workflow):
+    @step
+    async def classify(self, ev: StartEvent) -> SimpleEvent | ComplexEvent:
+        query = ev.get("query", "")
+        return SimpleEvent(query=query) if len(query.split()) < 5 else ComplexEvent(query=query)
+
+    @step
+    async def simple(self, ev: SimpleEvent) -> StopEvent:
+        return StopEvent(result=f"[simple] {ev.query}")
+
+    @step
+    async def complex(self, ev: ComplexEvent) -> StopEvent:
+        return StopEvent(result=f"[complex] {ev.query}")
+
+
+async def test_branching_by_return_type_and_a_second_run_starts_no_actor():
+    async with Routing() as wf:
+        assert await wf.run(query="hi") == "[simple] hi"
+        actors = live_rayflow_actors()
+        assert await wf.run(query="a much longer question than that") == "[complex] a much longer question than that"
+        assert live_rayflow_actors() == actors
+        labels = [a for a in actors if a.startswith(wf._label)]
+        assert f"{wf._label}.dispatcher" in labels and f"{wf._label}.context" in labels
+        assert f"{wf._label}.classify.0" in labels
+    assert not live_rayflow_actors()
+
+
+class Looping(Workflow):
+    @step
+    async def begin(self, ev: StartEvent) -> Loop:
+        return Loop(n=0)
+
+    @step
+    def again(self, ev: Loop) -> Loop | StopEvent:  # a sync step without ctx
+        return StopEvent(result=ev.n) if ev.n >= ev_limit else Loop(n=ev.n + 1)
+
+
+ev_limit = 250
+
+
+async def test_loops_and_sync_steps():
+    async with Looping() as wf:
+        assert await wf.run() == 250
+
+
+class Broadcast(Workflow):
+    @step
+    async def start(self, ev: StartEvent) -> QueryEvent:
+        return QueryEvent(query="q")
+
+    @step
+    async def left(self, ev: QueryEvent) -> Progress:
+        return Progress(message="left")
+
+    @step
+    async def right(self, ev: QueryEvent) -> Progress:
+        return Progress(message="right")
+
+    @step
+    async def join(self, ctx: Context, ev: Progress) -> StopEvent | None:
+        got = ctx.collect_events(ev, [Progress, Progress])
+        return None if got is None else StopEvent(result=sorted(e.message for e in got))
+
+
+async def test_an_event_goes_to_every_step_that_accepts_it():
+    async with Broadcast() as wf:
+        assert await wf.run() == ["left", "right"]
+
+
+class FanOut(Workflow):
+    @step
+    async def start(self, ctx: Context, ev: StartEvent) -> Work | None:
+        for i in range(ev.n):
+            ctx.send_event(Work(i=i, n=ev.n))
+        return None
+
+    @step(num_workers=4)
+    async def work(self, ev: Work) -> Done:
+        return Done(i=ev.i, n=ev.n)
+
+    @step
+    async def gather(self, ctx: Context, ev: Done) -> StopEvent | None:
+        got = ctx.collect_events(ev, [Done] * ev.n)
+        if got is None:
+            return None
+        return StopEvent(result=(len(got), sum(e.i for e in got), len({e.i for e in got})))
+
+
+async def test_fan_out_and_collect_with_a_pool_and_concurrent_runs():
+    async with FanOut(timeout=120) as wf:
+        first, second = await asyncio.gather(wf.run(n=2000), wf.run(n=500))
+        assert first == (2000, sum(range(2000)), 2000)
+        assert second == (500, sum(range(500)), 500)
+        names = live_rayflow_actors()
+        assert 1 <= len([a for a in names if ".work." in a]) <= 4
+
+
+async def test_a_hundred_thousand_events_fan_out_and_collect():
+    async with FanOut(timeout=600) as wf:
+        assert await wf.run(n=100_000) == (100_000, sum(range(100_000)), 100_000)
+
+
+class Targeted(Workflow):
+    @step
+    async def start(self, ctx: Context, ev: StartEvent) -> QueryEvent | None:
+        ctx.send_event(QueryEvent(query=ev.get("to")), step=ev.get("to"))
+        return None
+
+    @step
+    async def one(self, ev: QueryEvent) -> StopEvent:
+        return StopEvent(result="one")
+
+    @step
+    async def two(self, ev: QueryEvent) -> StopEvent:
+        return StopEvent(result="two")
+
+
+async def test_send_event_to_a_named_step():
+    async with Targeted() as wf:
+        assert await wf.run(to="two") == "two"
+        with pytest.raises(WorkflowRuntimeError, match="Step nope does not exist"):
+            await wf.run(to="nope")
+
+
+class Counter(BaseModel):
+    count: int = 0
+    names: list[str] = []
+
+
+class Shared(Workflow):
+    @step
+    async def start(self, ctx: Context[Counter], ev: StartEvent) -> Work | None:
+        await ctx.store.set("names", ["a"])
+        for i in range(ev.n):
+            ctx.send_event(Work(i=i, n=ev.n))
+        return None
+
+    @step(num_workers=3)
+    async def bump(self, ctx: Context[Counter], ev: Work) -> Done:
+        async with ctx.store.edit_state() as state:
+            state.count += 1
+        return Done(i=ev.i, n=ev.n)
+
+    @step
+    async def finish(self, ctx: Context[Counter], ev: Done) -> StopEvent | None:
+        if ctx.collect_events(ev, [Done] * ev.n) is None:
+            return None
+        state = await ctx.store.get_state()
+        return StopEvent(result=(state.count, await ctx.store.get("names"), type(state).__name__))
+
+
+async def test_typed_state_and_atomic_edits_across_actors():
+    async with Shared() as wf:
+        assert await wf.run(n=60) == (60, ["a"], "Counter")
+
+
+class Dotted(Workflow):
+    @step
+    async def start(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        await ctx.store.set("user.profile.name", "ada")
+        missing = await ctx.store.get("user.nothing", default="fallback")
+        try:
+            await ctx.store.get("user.nothing")
+        except ValueError as err:
+            error = str(err)
+        return StopEvent(result=(await ctx.store.get("user.profile.name"), missing, error))
+
+
+async def test_store_dotted_paths_and_missing_paths():
+    async with Dotted() as wf:
+        handler = wf.run()
+        assert await handler == ("ada", "fallback", "Path 'user.nothing' not found in state")
+        assert await handler.ctx.store.get("user.profile") == {"name": "ada"}
+        with pytest.warns(DeprecationWarning):
+            assert await handler.ctx.get("user.profile.name") == "ada"
+
+
+async def test_context_carries_state_across_runs_and_snapshots():
+    async with Dotted() as wf:
+        ctx = Context(wf)
+        await ctx.store.set("runs", 1)
+        await wf.run(ctx=ctx)
+        assert await ctx.store.get("runs") == 1
+        snapshot = ctx.to_dict()
+        restored = Context.from_dict(wf, snapshot)
+        assert await restored.store.get("user.profile.name") == "ada"
+
+
+class Streaming(Workflow):
+    @step
+    async def work(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        for i in range(3):
+            ctx.write_event_to_stream(Progress(message=f"step {i}"))
+            await asyncio.sleep(0)
+        return StopEvent(result="final")
+
+
+async def test_stream_yields_written_events_then_the_stop_event_once():
+    async with Streaming() as wf:
+        handler = wf.run()
+        seen = [ev async for ev in handler.stream_events()]
+        assert [e.message for e in seen[:-1]] == ["step 0", "step 1", "step 2"]
+        assert isinstance(seen[-1], StopEvent) and seen[-1].result == "final"
+        assert await handler == "final"
+        with pytest.raises(WorkflowRuntimeError, match="already been consumed"):
+            async for _ in handler.stream_events():
+                pass
+
+
+class Blocked(Workflow):
+    @step
+    async def slow(self, ev: StartEvent) -> StopEvent:
+        await asyncio.Event().wait()
+        return StopEvent()
+
+
+async def test_timeout_names_the_active_steps_and_streams_a_timed_out_event():
+    async with Blocked(timeout=0.5) as wf:
+        handler = wf.run()
+        events = []
+        with pytest.raises(WorkflowTimeoutError, match=r"^Operation timed out after 0.5 seconds. Currently active steps: slow$"):
+            async for ev in handler.stream_events():
+                events.append(ev)
+            await handler
+        assert isinstance(events[-1], WorkflowTimedOutEvent) and events[-1].active_steps == ["slow"]
+
+
+async def test_cancel_run():
+    async with Blocked(timeout=None) as wf:
+        handler = wf.run()
+        await handler.cancel_run()
+        with pytest.raises(WorkflowCancelledByUser):
+            await handler
+
+
+class Boom(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class Failing(Workflow):
+    @step
+    async def fail(self, ev: StartEvent) -> StopEvent:
+        if ev.get("kind") == "value":
+            raise ValueError("bad value")
+        raise Boom(7)
+
+
+async def test_step_errors_keep_their_type_and_reach_the_stream():
+    async with Failing() as wf:
+        with pytest.raises(ValueError, match="^bad value$"):
+            await wf.run(kind="value")
+        handler = wf.run(kind="custom")
+        events = []
+        with pytest.raises(Boom) as info:
+            async for ev in handler.stream_events():
+                events.append(ev)
+            await handler
+        assert info.value.code == 7
+        assert isinstance(events[-1], WorkflowFailedEvent) and events[-1].step_name == "fail"
+
+
+class Flaky(Workflow):
+    @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=3, delay=0.01))
+    async def flaky(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        async with ctx.store.edit_state() as state:
+            state.tries = state.get("tries", 0) + 1
+            tries = state.tries
+        if tries < 3:
+            raise RuntimeError(f"try {tries}")
+        return StopEvent(result=tries)
+
+
+async def test_retry_policy_retries_a_failing_step():
+    async with Flaky() as wf:
+        assert await wf.run() == 3
+
+
+class Recovering(Workflow):
+    @step
+    async def risky(self, ev: StartEvent) -> StopEvent:
+        raise KeyError("missing")
+
+    @catch_error(for_steps=["risky"])
+    async def recover(self, ev: StepFailedEvent) -> StopEvent:
+        return StopEvent(result=f"recovered from {ev.step_name}: {type(ev.exception).__name__}")
+
+
+async def test_catch_error_recovers():
+    async with Recovering() as wf:
+        assert await wf.run() == "recovered from risky: KeyError"
+
+
+class NotAnEvent(Workflow):
+    @step
+    async def bad(self, ev: StartEvent) -> StopEvent:
+        return "plain string"  # type: ignore[return-value]
+
+
+class Unpicklable(Workflow):
+    @step
+    async def start(self, ev: StartEvent) -> QueryEvent:
+        event = QueryEvent(query="x")
+        event.lock = threading.Lock()
+        return event
+
+    @step
+    async def never(self, ev: QueryEvent) -> StopEvent:
+        return StopEvent()
+
+
+async def test_bad_outputs_fail_naming_the_step_and_event_type():
+    async with NotAnEvent() as wf:
+        with pytest.raises(WorkflowRuntimeError, match="Step function bad returned str instead of an Event"):
+            await wf.run()
+    async with Unpicklable() as wf:
+        with pytest.raises(WorkflowRuntimeError, match="QueryEvent emitted by step 'start' cannot be pickled"):
+            await wf.run()
+
+
+class Idle(Workflow):
+    @step
+    async def start(self, ev: StartEvent) -> StopEvent | None:
+        return None
+
+
+async def test_a_run_that_can_never_end_fails_instead_of_hanging():
+    async with Idle(timeout=None) as wf:
+        with pytest.raises(WorkflowRuntimeError, match="no StopEvent was returned"):
+            await wf.run()
+
+
+class Ask(InputRequiredEvent):
+    prefix: str
+
+
+class Answer(HumanResponseEvent):
+    response: str
+
+
+class HumanInTheLoop(Workflow):
+    @step
+    async def ask(self, ev: StartEvent) -> Ask:
+        return Ask(prefix="name? ")
+
+    @step
+    async def answer(self, ev: Answer) -> StopEvent:
+        return StopEvent(result=f"hello {ev.response}")
+
+
+async def test_human_in_the_loop_through_the_stream_and_handler_ctx():
+    async with HumanInTheLoop() as wf:
+        handler = wf.run()
+        async for ev in handler.stream_events():
+            if isinstance(ev, Ask):
+                handler.ctx.send_event(Answer(response="ada"))
+        assert await handler == "hello ada"
+
+
+class WithIndex(Workflow):
+    def __init__(self, corpus: dict[str, str], **kwargs):
+        super().__init__(**kwargs)
+        self.corpus = corpus
+
+    @step
+    async def lookup(self, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=self.corpus[ev.key])
+
+
+async def test_custom_init_arguments_travel_to_the_actors():
+    async with WithIndex({"a": "alpha"}, timeout=30) as wf:
+        assert await wf.run(key="a") == "alpha"
+
+
+class MyStop(StopEvent):
+    answer: str
+
+
+class CustomStop(Workflow):
+    @step
+    async def s(self, ev: StartEvent) -> MyStop:
+        return MyStop(answer="42")
+
+
+async def test_custom_stop_event_is_the_result():
+    async with CustomStop() as wf:
+        result = await wf.run()
+        assert isinstance(result, MyStop) and result.answer == "42"
+
+
+async def test_unclosed_workflows_release_their_actors_when_collected():
+    import gc
+
+    import ray
+    from ray.exceptions import RayActorError
+
+    for _ in range(3):
+        wf = Routing()
+        await wf.run(query="x")
+    handles = [ray.get_actor(name) for name in live_rayflow_actors()]
+    assert len(handles) == 15  # 3 instances x (dispatcher, context, 3 steps)
+    del wf
+    gc.collect()
+    for handle in handles:  # each call fails once its actor is dead: await that, no polling
+        with pytest.raises(RayActorError):
+            await handle.__ray_ready__.remote()
+    assert not live_rayflow_actors()
+
+
+def test_run_outside_an_event_loop_says_so():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(WorkflowRuntimeError, match="needs a running event loop"):
+            Routing().run(query="x")
