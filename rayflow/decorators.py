@@ -20,7 +20,7 @@ from rayflow.events import Event, StepFailedEvent
 from rayflow.resource import ResourceDefinition, _Resource
 from rayflow.retry_policy import RetryPolicy
 
-__all__ = ["StepConfig", "catch_error", "step"]
+__all__ = ["StepConfig", "catch_error", "step", "step_config"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -122,9 +122,7 @@ def make_step_config(
     if not accepted:
         raise WorkflowValidationError("Step signature must have at least one parameter annotated as type Event")
     if "return" not in hints:
-        raise WorkflowValidationError(
-            "Return types of workflows step functions must be annotated with their type."
-        )
+        raise WorkflowValidationError("Return types of workflows step functions must be annotated with their type.")
     return_types = [type(None) if t is None else t for t in _flatten(hints["return"])]
     return StepConfig(
         accepted_events=accepted,
@@ -158,6 +156,12 @@ def _caller_locals(depth: int) -> dict[str, Any]:
     for scope in reversed(scopes):
         names.update(scope)
     return names
+
+
+def step_config(func: Callable[..., Any]) -> StepConfig:
+    """The ``StepConfig`` that ``@step`` attached to ``func``."""
+    config: StepConfig = func._step_config  # type: ignore[attr-defined]
+    return config
 
 
 def _is_free_function(qualname: str) -> bool:
@@ -228,20 +232,14 @@ def catch_error(
     """
     if not isinstance(max_recoveries, int) or max_recoveries < 1:
         raise WorkflowValidationError("@catch_error max_recoveries must be an integer >= 1")
-    if for_steps is not None and not (
-        isinstance(for_steps, list) and all(isinstance(s, str) for s in for_steps)
-    ):
+    if for_steps is not None and not (isinstance(for_steps, list) and all(isinstance(s, str) for s in for_steps)):
         raise WorkflowValidationError("@catch_error for_steps must be None or a list of step name strings")
     localns = _caller_locals(2)
 
     def decorate(fn: F) -> F:
-        config = make_step_config(
-            fn, num_workers=1, retry_policy=None, accept_event_subclasses=False, localns=localns
-        )
+        config = make_step_config(fn, num_workers=1, retry_policy=None, accept_event_subclasses=False, localns=localns)
         if config.accepted_events != [StepFailedEvent]:
-            raise WorkflowValidationError(
-                f"@catch_error step {fn.__qualname__} must accept exactly StepFailedEvent"
-            )
+            raise WorkflowValidationError(f"@catch_error step {fn.__qualname__} must accept exactly StepFailedEvent")
         config.role = "catch_error"
         config.catch_error_for_steps = for_steps
         config.catch_error_max_recoveries = max_recoveries

@@ -118,7 +118,7 @@ class StopEvent(Event):
     _result: Any = PrivateAttr(default=None)
 
     def __init__(self, result: Any = None, **kwargs: Any) -> None:
-        super().__init__(_result=result, **kwargs)
+        super().__init__(_result=result, **kwargs)  # type: ignore[call-arg]
 
     def _get_result(self) -> Any:
         return self._result

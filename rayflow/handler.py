@@ -28,7 +28,7 @@ class WorkflowHandler:
         ctx: Context[Any],
         run_id: str,
         drive: Callable[[WorkflowHandler], Coroutine[Any, Any, StopEvent]],
-        cancel: Callable[[], None],
+        cancel: Callable[[], object],
     ) -> None:
         self._ctx = ctx
         self.run_id = run_id

@@ -23,7 +23,7 @@ class _Resource:
         return self.factory()
 
 
-def Resource(factory: Callable[[], Any], cache: bool = True) -> Any:  # noqa: N802 - LlamaIndex's name
+def Resource(factory: Callable[[], Any], cache: bool = True) -> Any:
     """Mark a step parameter as built by ``factory`` once per actor (``cache=False``: once per call)."""
     return _Resource(factory, cache)
 

@@ -31,7 +31,7 @@ def start_event_class(steps: dict[str, StepConfig], workflow: str) -> type[Start
             f"Only one type of StartEvent is allowed per workflow, found {len(found)}: "
             f"{found} in workflow '{workflow}'."
         )
-    return found.pop()
+    return found.pop()  # type: ignore[return-value]
 
 
 def stop_event_class(steps: dict[str, StepConfig], workflow: str) -> type[StopEvent]:
@@ -44,16 +44,13 @@ def stop_event_class(steps: dict[str, StepConfig], workflow: str) -> type[StopEv
         )
     if len(found) > 1:
         raise WorkflowConfigurationError(
-            f"Only one type of StopEvent is allowed per workflow, found {len(found)}: "
-            f"{found} in workflow '{workflow}'."
+            f"Only one type of StopEvent is allowed per workflow, found {len(found)}: {found} in workflow '{workflow}'."
         )
     return found.pop()
 
 
 def _accepts(cfg: StepConfig, produced: type) -> bool:
-    return any(
-        produced is t or (cfg.accept_event_subclasses and _sub(produced, t)) for t in cfg.accepted_events
-    )
+    return any(produced is t or (cfg.accept_event_subclasses and _sub(produced, t)) for t in cfg.accepted_events)
 
 
 def validate_graph(steps: dict[str, StepConfig], start: type[StartEvent]) -> None:

@@ -24,7 +24,7 @@ from rayflow.context.state_store import DictState, StateStore
 from rayflow.core.commands import Outcome
 from rayflow.core.envelope import Kind
 from rayflow.core.routing import StepRoute
-from rayflow.decorators import StepConfig
+from rayflow.decorators import StepConfig, step_config
 from rayflow.errors import (
     ContextStateError,
     WorkflowCancelledByUser,
@@ -52,8 +52,15 @@ from rayflow.validation import start_event_class, stop_event_class, validate_gra
 __all__ = ["Workflow"]
 
 _BUILTIN_EVENTS = (
-    Event, StartEvent, StopEvent, InputRequiredEvent, HumanResponseEvent, StepFailedEvent,
-    WorkflowFailedEvent, WorkflowTimedOutEvent, WorkflowCancelledEvent,
+    Event,
+    StartEvent,
+    StopEvent,
+    InputRequiredEvent,
+    HumanResponseEvent,
+    StepFailedEvent,
+    WorkflowFailedEvent,
+    WorkflowTimedOutEvent,
+    WorkflowCancelledEvent,
 )
 
 
@@ -141,7 +148,8 @@ class Workflow:
         **kwargs: Any,
     ) -> None:
         if num_concurrent_runs is not None and (
-            isinstance(num_concurrent_runs, bool) or not isinstance(num_concurrent_runs, int)
+            isinstance(num_concurrent_runs, bool)
+            or not isinstance(num_concurrent_runs, int)
             or num_concurrent_runs <= 0
         ):
             raise WorkflowValidationError("num_concurrent_runs must be an integer greater than 0 or None")
@@ -181,12 +189,12 @@ class Workflow:
         return steps
 
     def _step_configs(self) -> dict[str, StepConfig]:
-        return {name: fn._step_config for name, fn in self._get_steps().items()}
+        return {name: step_config(fn) for name, fn in self._get_steps().items()}
 
     def _event_classes(self) -> list[type]:
         found: set[type] = set(_BUILTIN_EVENTS)
         for fn in self._get_steps().values():
-            config: StepConfig = fn._step_config
+            config = step_config(fn)
             found.update(t for t in (*config.accepted_events, *config.return_types) if isinstance(t, type))
             func = inspect.unwrap(getattr(fn, "__func__", fn))
             for name in _names_in(func.__code__):
@@ -229,8 +237,9 @@ class Workflow:
         validate_graph(configs, self._start_event_class)
         self._state_type()
         self._validated = True
-        return any(issubclass(t, InputRequiredEvent) for c in configs.values() for t in c.return_types
-                   if isinstance(t, type))
+        return any(
+            issubclass(t, InputRequiredEvent) for c in configs.values() for t in c.return_types if isinstance(t, type)
+        )
 
     def _check_target(self, event: Event, step: str | None) -> None:
         if step is None:
@@ -359,7 +368,7 @@ class Workflow:
         if end.outcome is Outcome.DONE:
             stop = self._codec.loads(end.payload.payload)
             handler._publish(stop)
-            return stop  # type: ignore[no-any-return]
+            return stop
         error: BaseException
         if end.outcome is Outcome.TIMED_OUT:
             handler._publish(WorkflowTimedOutEvent(timeout=self._timeout or 0.0, active_steps=list(end.active_steps)))

@@ -19,7 +19,8 @@ def ray_cluster() -> Iterator[None]:
 
     import rayflow
 
-    rayflow.init(num_cpus=4, include_dashboard=False)
+    # num_gpus: logical GPUs (none need exist) so placement of fractional-GPU model replicas is tested on CPU.
+    rayflow.init(num_cpus=4, num_gpus=2, include_dashboard=False)
     yield
     ray.shutdown()
 
@@ -27,8 +28,6 @@ def ray_cluster() -> Iterator[None]:
 def live_rayflow_actors() -> list[str]:
     """Names of the rayflow actors still alive in the cluster (named actors are listed by the GCS, no dashboard)."""
     import ray
-
-    from rayflow.config import settings
 
     return sorted(a for a in ray.util.list_named_actors() if a.startswith("rayflow"))
 

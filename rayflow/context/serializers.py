@@ -55,8 +55,8 @@ class JsonSerializer(BaseSerializer):
                 )
             value = data["value"]
             extra = value.pop("_data", None) if isinstance(value, dict) else None
-            obj = cls.model_validate(value) if not extra else cls(**value, **extra)
-            return obj
+            model: Any = cls
+            return model.model_validate(value) if not extra else model(**value, **extra)
         if isinstance(data, dict):
             return {k: self.deserialize_value(v, allowed) for k, v in data.items()}
         if isinstance(data, list):
@@ -72,5 +72,5 @@ class PickleSerializer(BaseSerializer):
 
     def deserialize_value(self, data: Any, allowed: dict[str, type] | None = None) -> Any:
         if isinstance(data, dict) and "__pickle__" in data:
-            return pickle.loads(base64.b64decode(data["__pickle__"]))  # noqa: S301 - opt-in, trusted data
+            return pickle.loads(base64.b64decode(data["__pickle__"]))
         return JsonSerializer().deserialize_value(data, allowed)

@@ -46,7 +46,7 @@ class StateStore(Generic[StateT]):
 
     async def get_state(self) -> StateT:
         """A copy of the whole state."""
-        return await (await self._actor()).get_state(self._ctx_id)  # type: ignore[no-any-return]
+        return await (await self._actor()).get_state(self._ctx_id)
 
     async def set_state(self, state: StateT) -> None:
         """Replace the whole state."""

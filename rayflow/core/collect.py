@@ -33,9 +33,7 @@ class CollectBuffers:
         self._sizes: dict[Hashable, int] = {}
         self._shapes: dict[tuple[Hashable, ...], _Shape] = {}
 
-    def collect(
-        self, key: Hashable, event: Any, kind: Hashable, expected: Sequence[Hashable]
-    ) -> list[Any] | None:
+    def collect(self, key: Hashable, event: Any, kind: Hashable, expected: Sequence[Hashable]) -> list[Any] | None:
         """Add ``event`` (of type ``kind``) to buffer ``key``; the expected events once all are there."""
         if not expected:
             return []

@@ -73,8 +73,13 @@ def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
         if run is not None:
             active = tuple(sorted(name for name, n in run.active.items() if n > 0))
             info = "Currently active steps: " + ", ".join(active) if active else "No steps active"
-            _end(step, run, Outcome.TIMED_OUT, message=f"Operation timed out after {run.timeout} seconds. {info}",
-                 active_steps=active)
+            _end(
+                step,
+                run,
+                Outcome.TIMED_OUT,
+                message=f"Operation timed out after {run.timeout} seconds. {info}",
+                active_steps=active,
+            )
     elif isinstance(tick, CancelRequested):
         run = state.runs.get(tick.run_id)
         if run is not None:
@@ -115,15 +120,25 @@ def _emit(step: _Step, run: Run, envelope: Envelope, source: str | None) -> None
     if envelope.target is not None and (
         envelope.target not in step.state.pools or not step.state.routing.accepts(envelope.target, envelope)
     ):
-        _end(step, run, Outcome.FAILED, step_name=source,
-             message=f"Step {envelope.target!r} does not exist or does not accept {envelope.type_name}")
+        _end(
+            step,
+            run,
+            Outcome.FAILED,
+            step_name=source,
+            message=f"Step {envelope.target!r} does not exist or does not accept {envelope.type_name}",
+        )
         return
     if not targets:
         if kind is Kind.INPUT_REQUIRED:
             return
         where = f"step {source!r}" if source else "the caller"
-        _end(step, run, Outcome.FAILED, step_name=source,
-             message=f"Event {envelope.type_name} sent by {where} is accepted by no step")
+        _end(
+            step,
+            run,
+            Outcome.FAILED,
+            step_name=source,
+            message=f"Event {envelope.type_name} sent by {where} is accepted by no step",
+        )
         return
     for name in targets:
         _enqueue(step, run, name, envelope)
@@ -198,8 +213,14 @@ def _actor_start_failed(step: _Step, tick: ActorStartFailed) -> None:
     for item in list(pool.queue):
         run = step.state.runs.get(item.run_id)
         if run is not None:
-            _end(step, run, Outcome.FAILED, payload=tick.error, step_name=tick.step,
-                 message=f"Step {tick.step!r} could not start an actor: {tick.message}")
+            _end(
+                step,
+                run,
+                Outcome.FAILED,
+                payload=tick.error,
+                step_name=tick.step,
+                message=f"Step {tick.step!r} could not start an actor: {tick.message}",
+            )
     pool.queue.clear()
     pool.waiting = 0
 
@@ -208,9 +229,13 @@ def _check_idle(step: _Step, run: Run) -> None:
     if run.inflight or run.awaiting_input or run.run_id not in step.state.runs:
         return
     last = f" (the last step to run was {run.last_step!r})" if run.last_step else ""
-    _end(step, run, Outcome.FAILED, step_name=run.last_step,
-         message=f"Workflow is idle: no step is running and no event is waiting, "
-                 f"but no StopEvent was returned{last}")
+    _end(
+        step,
+        run,
+        Outcome.FAILED,
+        step_name=run.last_step,
+        message=f"Workflow is idle: no step is running and no event is waiting, but no StopEvent was returned{last}",
+    )
 
 
 def _end(

@@ -79,12 +79,4 @@ class CancelRequested:
     run_id: str
 
 
-Tick = (
-    RunStarted
-    | EventsEmitted
-    | CallFinished
-    | ActorStarted
-    | ActorStartFailed
-    | TimeoutReached
-    | CancelRequested
-)
+Tick = RunStarted | EventsEmitted | CallFinished | ActorStarted | ActorStartFailed | TimeoutReached | CancelRequested

@@ -59,14 +59,18 @@ class EventCodec:
             keys = self._keys_cache[cls] = type_keys(cls)
         return keys
 
-    def encode(self, event: Event, *, kind: Kind | None = None, target: str | None = None,
-               step: str | None = None) -> Envelope:
+    def encode(
+        self, event: Event, *, kind: Kind | None = None, target: str | None = None, step: str | None = None
+    ) -> Envelope:
         """Pickle ``event`` into an envelope; an event that cannot pickle fails naming ``step`` and its type."""
         cls = type(event)
         if kind is None:
             kind = (
-                Kind.STOP if isinstance(event, StopEvent)
-                else Kind.INPUT_REQUIRED if isinstance(event, InputRequiredEvent) else Kind.EVENT
+                Kind.STOP
+                if isinstance(event, StopEvent)
+                else Kind.INPUT_REQUIRED
+                if isinstance(event, InputRequiredEvent)
+                else Kind.EVENT
             )
         return Envelope(self.keys_of(cls), self.dumps(event, step=step), kind, target)
 

@@ -110,7 +110,7 @@ class ContextActor:
         await self._handle.seed.remote(ctx_id, state_type, state)
 
     async def get(self, ctx_id: str, path: str) -> tuple[bool, Any]:
-        return await self._handle.get.remote(ctx_id, path)  # type: ignore[no-any-return]
+        return await self._handle.get.remote(ctx_id, path)
 
     async def set(self, ctx_id: str, path: str, value: Any) -> None:
         await self._handle.set.remote(ctx_id, path, value)

@@ -18,7 +18,16 @@ import ray
 from ray.exceptions import RayActorError
 
 from rayflow.config import settings
-from rayflow.core.commands import ArmTimeout, CallStep, Command, EndRun, Outcome, Publish, StartActor, WorkItem
+from rayflow.core.commands import (
+    ArmTimeout,
+    CallStep,
+    Command,
+    EndRun,
+    Outcome,
+    Publish,
+    StartActor,
+    WorkItem,
+)
 from rayflow.core.envelope import Envelope
 from rayflow.core.reducer import reduce
 from rayflow.core.routing import RoutingTable, StepRoute
@@ -65,17 +74,24 @@ class _RunStream:
 
 
 class _Dispatcher:
-    def __init__(self, workflow_blob: bytes, routes: list[StepRoute], label: str,
-                 step_options: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        workflow_blob: bytes,
+        routes: list[StepRoute],
+        label: str,
+        step_options: dict[str, dict[str, Any]],
+    ) -> None:
         config = settings()
         self._state = DispatcherState.of(RoutingTable.of(routes), config.max_batch, config.actor_pipeline)
         self._blob = workflow_blob
         self._label = label
         self._step_options = step_options
         self._actors: dict[tuple[str, int], Any] = {}
-        self._context = ray.remote(ContextActor.actor_class()).options(
-            name=f"{label}.context", num_cpus=0, max_concurrency=1000
-        ).remote()
+        self._context: Any = (
+            ray.remote(ContextActor.actor_class())
+            .options(name=f"{label}.context", num_cpus=0, max_concurrency=1000)
+            .remote()
+        )
         self._streams: dict[str, _RunStream] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -116,6 +132,11 @@ class _Dispatcher:
             except RayActorError:
                 pass
 
+    async def release(self) -> None:
+        """``shutdown``, then end this actor: the answer to a workflow that was garbage-collected."""
+        await self.shutdown()
+        ray.actor.exit_actor()
+
     def _apply(self, tick: Tick) -> None:
         for command in reduce(self._state, tick):
             self._execute(command)
@@ -142,8 +163,10 @@ class _Dispatcher:
     def _start_actor(self, step: str, index: int) -> None:
         name = f"{self._label}.{step}.{index}"
         options = {"num_cpus": settings().step_num_cpus, **self._step_options.get(step, {})}
-        handle = step_worker_class().options(name=name, max_concurrency=1000, **options).remote(
-            self._blob, step, self._self, self._context, name
+        handle = (
+            step_worker_class()
+            .options(name=name, max_concurrency=1000, **options)
+            .remote(self._blob, step, self._self, self._context, name)
         )
         self._actors[(step, index)] = handle
         self._spawn(self._await_ready(step, index, handle))
@@ -154,8 +177,7 @@ class _Dispatcher:
             timer.cancel()
         stream = self._streams.get(command.run_id)
         if stream is not None:
-            stream.put(RunEnd(command.outcome, command.payload, command.message, command.step,
-                              command.active_steps))
+            stream.put(RunEnd(command.outcome, command.payload, command.message, command.step, command.active_steps))
         for handle in self._actors.values():
             handle.end_run.remote(command.run_id)
 
@@ -192,8 +214,13 @@ class Dispatcher:
         self._context: ContextActor | None = None
 
     @classmethod
-    def create(cls, workflow_blob: bytes, routes: list[StepRoute], label: str,
-               step_options: dict[str, dict[str, Any]]) -> Dispatcher:
+    def create(
+        cls,
+        workflow_blob: bytes,
+        routes: list[StepRoute],
+        label: str,
+        step_options: dict[str, dict[str, Any]],
+    ) -> Dispatcher:
         actor = ray.remote(_Dispatcher).options(name=f"{label}.dispatcher", num_cpus=0, max_concurrency=10_000)
         return cls(actor.remote(workflow_blob, routes, label, step_options), label)
 
@@ -207,7 +234,7 @@ class Dispatcher:
         await self._handle.start_run.remote(run_id, ctx_id, start, timeout)
 
     async def next_items(self, run_id: str) -> list[Any]:
-        return await self._handle.next_items.remote(run_id)  # type: ignore[no-any-return]
+        return await self._handle.next_items.remote(run_id)
 
     def emit(self, run_id: str, envelopes: list[Envelope]) -> Any:
         return self._handle.emit.remote(run_id, None, envelopes)
@@ -226,6 +253,10 @@ class Dispatcher:
             await self._handle.__ray_ready__.remote()
         except RayActorError:
             pass
+
+    def release(self) -> Any:
+        """Ask the dispatcher to stop its actors and itself, without waiting; the ref ends when it is gone."""
+        return self._handle.release.remote()
 
     def close_sync(self) -> None:
         """``close`` for places without an event loop (interpreter exit, garbage collection)."""

@@ -13,9 +13,10 @@ import atexit
 import threading
 import time
 import weakref
-from typing import Protocol
+from typing import Any, Protocol
 
 import ray
+from ray.exceptions import RayActorError
 
 from rayflow.config import settings
 from rayflow.core.routing import StepRoute
@@ -33,11 +34,25 @@ class Deployable(Protocol):
     def _routes(self) -> list[StepRoute]: ...
 
 
-def _kill(holder: list[Dispatcher | None]) -> None:
+_releasing: list[Any] = []
+
+
+def _release(holder: list[Dispatcher | None]) -> None:
+    """Finalizer of a collected workflow: its dispatcher stops its actors, then itself (no waiting here)."""
     dispatcher = holder[0]
     holder[0] = None
     if dispatcher is not None and ray.is_initialized():
-        dispatcher.kill()
+        _releasing.append(dispatcher.release())
+
+
+async def released() -> None:
+    """Wait until the actors of every garbage-collected workflow are gone."""
+    while _releasing:
+        ref = _releasing.pop()
+        try:
+            await ref
+        except RayActorError:
+            pass  # the dispatcher exits at the end of its release: that is the expected answer
 
 
 class WorkflowRuntime:
@@ -50,8 +65,9 @@ class WorkflowRuntime:
         self._holder: list[Dispatcher | None] = [None]
         self._context: ContextActor | None = None
         self._active = 0
+        self._closing: asyncio.Future[None] | None = None
         self._last_end = time.monotonic()
-        weakref.finalize(owner, _kill, self._holder)
+        weakref.finalize(owner, _release, self._holder)
         _live.add(self)
 
     @property
@@ -96,7 +112,7 @@ class WorkflowRuntime:
 
     def _release_if_idle(self, idle: float) -> None:
         if self._active == 0 and time.monotonic() - self._last_end >= idle * 0.99 and self.started:
-            asyncio.ensure_future(self.close())
+            self._closing = asyncio.ensure_future(self.close())
 
     async def close(self) -> None:
         """Stop every actor of this instance and wait until they are gone."""

@@ -28,6 +28,7 @@ from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope, Failure, Kind
 from rayflow.core.routing import RoutingTable
 from rayflow.core.ticks import ItemDone
+from rayflow.decorators import step_config
 from rayflow.errors import WorkflowRuntimeError
 from rayflow.events import Event, StepFailedEvent
 from rayflow.runtime.codec import EventCodec
@@ -81,9 +82,7 @@ class _StepFace:
     def send_event(self, event: Event, step: str | None) -> None:
         worker = self._worker
         if not isinstance(event, Event):
-            raise WorkflowRuntimeError(
-                f"Step {worker._step!r} sent a {type(event).__name__}, which is not an Event"
-            )
+            raise WorkflowRuntimeError(f"Step {worker._step!r} sent a {type(event).__name__}, which is not an Event")
         if step is not None:
             config = worker._configs.get(step)
             if config is None:
@@ -120,7 +119,7 @@ class _StepWorker:
         self._step = step
         self._label = label
         steps = self._workflow._get_steps()
-        self._configs = {name: fn._step_config for name, fn in steps.items()}
+        self._configs = {name: step_config(fn) for name, fn in steps.items()}
         self._config = self._configs[step]
         fn = steps[step]
         self._fn = getattr(self._workflow, step, fn) if hasattr(type(self._workflow), step) else fn
@@ -226,10 +225,10 @@ class _StepWorker:
         if result is None:
             return ItemDone(item.run_id)
         if not isinstance(result, Event):
-            err = WorkflowRuntimeError(
+            wrong = WorkflowRuntimeError(
                 f"Step function {self._step} returned {type(result).__name__} instead of an Event instance."
             )
-            return ItemDone(item.run_id, failure=self._failure(err, event, attempts, started))
+            return ItemDone(item.run_id, failure=self._failure(wrong, event, attempts, started))
         try:
             return ItemDone(item.run_id, output=self._codec.encode(result, step=self._step))
         except Exception as err:

@@ -134,7 +134,9 @@ def test_cancel_ends_the_run():
 
 def test_send_event_to_a_named_step_only():
     state = state_of(
-        StepRoute("start", frozenset({"Start"})), StepRoute("b1", frozenset({"X"})), StepRoute("b2", frozenset({"X"}))
+        StepRoute("start", frozenset({"Start"})),
+        StepRoute("b1", frozenset({"X"})),
+        StepRoute("b2", frozenset({"X"})),
     )
     started(state)
     out = reduce(state, EventsEmitted("r1", "start", [env("X", target="b2")]))
@@ -144,8 +146,9 @@ def test_send_event_to_a_named_step_only():
 
 
 def test_pool_grows_toward_num_workers_only_while_events_wait():
-    state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=3),
-                     max_batch=1)
+    state = state_of(
+        StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=3), max_batch=1
+    )
     started(state)
     out = reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(10)]))
     assert len(calls(out)) == 1  # one ready actor, one call in flight
