@@ -38,17 +38,13 @@ def default_gguf_path() -> Path:
     try:
         files = importlib.metadata.files(_PACKAGE) or []
     except importlib.metadata.PackageNotFoundError as err:
-        raise ModelNotAvailableError(
-            f"LocalLLM: the default model is not installed; {HOW_TO_GET_A_MODEL}"
-        ) from err
+        raise ModelNotAvailableError(f"LocalLLM: the default model is not installed; {HOW_TO_GET_A_MODEL}") from err
     for f in files:
         if str(f).endswith(".gguf"):
             path = Path(str(f.locate()))
             if path.is_file():
                 return path
-    raise ModelNotAvailableError(
-        f"LocalLLM: no .gguf file found in the {_PACKAGE} package; {HOW_TO_GET_A_MODEL}"
-    )
+    raise ModelNotAvailableError(f"LocalLLM: no .gguf file found in the {_PACKAGE} package; {HOW_TO_GET_A_MODEL}")
 
 
 def cache_root(cache_dir: str | None = None) -> Path:
@@ -183,13 +179,9 @@ class LocalLLMActor:
 
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.Tensor:
-                return torch.full(
-                    (input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device
-                )
+                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
-        sampling = (
-            {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        )
+        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
         try:
             with torch.inference_mode():
                 self._model.generate(

@@ -114,9 +114,7 @@ def to_chat_messages(messages: Sequence[MessageLike]) -> list[ChatMessage]:
         elif isinstance(m, dict) and "role" in m:
             out.append(ChatMessage(role=m["role"], content=m.get("content", "")))
         else:
-            raise TypeError(
-                f"chat message {i} must be a ChatMessage or a dict with 'role', got {type(m).__name__}"
-            )
+            raise TypeError(f"chat message {i} must be a ChatMessage or a dict with 'role', got {type(m).__name__}")
     return out
 
 

@@ -84,9 +84,7 @@ class LocalLLM(LLM):
 
             source = self.model_path or str(default_gguf_path())
             if not os.path.exists(source):
-                raise ModelNotAvailableError(
-                    f"LocalLLM: model_path {source!r} does not exist; {HOW_TO_GET_A_MODEL}"
-                )
+                raise ModelNotAvailableError(f"LocalLLM: model_path {source!r} does not exist; {HOW_TO_GET_A_MODEL}")
             ensure_ray()
             self._handle = (
                 ray.remote(LocalLLMActor)
@@ -104,9 +102,7 @@ class LocalLLM(LLM):
 
     def _params(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         return {
-            "max_new_tokens": int(
-                kwargs.pop("max_new_tokens", kwargs.pop("max_tokens", self.max_new_tokens))
-            ),
+            "max_new_tokens": int(kwargs.pop("max_new_tokens", kwargs.pop("max_tokens", self.max_new_tokens))),
             "temperature": float(kwargs.pop("temperature", self.temperature)),
         }
 
@@ -183,9 +179,7 @@ class LocalLLM(LLM):
                 if not done:  # the caller stopped reading: stop generating
                     ray.cancel(gen)
 
-    async def _astream_chat(
-        self, messages: Sequence[ChatMessage], **kwargs: Any
-    ) -> AsyncIterator[ChatResponse]:
+    async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
         import ray
 
         wire, params = [m.to_dict() for m in messages], self._params(kwargs)

@@ -85,9 +85,9 @@ class OpenAI(LLM):
         self._lock = threading.Lock()
         self._sync_client: Any = None
         self._sync_slots = threading.BoundedSemaphore(self.max_concurrency)
-        self._per_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[Any, asyncio.Semaphore]
-        ] = weakref.WeakKeyDictionary()
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, asyncio.Semaphore]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -155,9 +155,7 @@ class OpenAI(LLM):
                 f"(tried {self.max_retries + 1} times); raise OpenAI(timeout=...) or check the server"
             ) from err
         except openai.APIStatusError as err:
-            raise LLMError(
-                f"LLM request to {where} failed with HTTP {err.status_code}: {err.message}"
-            ) from err
+            raise LLMError(f"LLM request to {where} failed with HTTP {err.status_code}: {err.message}") from err
         except openai.APIConnectionError as err:
             raise LLMError(
                 f"cannot reach LLM {where} (tried {self.max_retries + 1} times): {err}; "
@@ -195,17 +193,13 @@ class OpenAI(LLM):
                         text += delta
                         yield ChatResponse(ChatMessage("assistant", text), delta=delta, raw=chunk)
 
-    async def _astream_chat(
-        self, messages: Sequence[ChatMessage], **kwargs: Any
-    ) -> AsyncIterator[ChatResponse]:
+    async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
         wire = [m.to_dict() for m in messages]
         client, slots = self._async()
         text = ""
         async with slots:
             with self._errors():
-                stream = await client.chat.completions.create(
-                    messages=wire, stream=True, **self._params(kwargs)
-                )
+                stream = await client.chat.completions.create(messages=wire, stream=True, **self._params(kwargs))
                 async with stream:
                     async for chunk in stream:
                         delta = _chunk_delta(chunk)

@@ -6,14 +6,13 @@ given a model. Defaults are built lazily on first read: the embedding model is t
 ``OPENAI_API_BASE`` / ``OPENAI_API_KEY`` is set, else the offline :class:`~rayflow.rag.llms.LocalLLM`.
 
 What step actors see: ``Settings`` is a module global, so each process (driver, step actor) has its own.
-- A workflow class defined in an importable module: the actor imports that module, so assignments made at
-  its import time (``Settings.llm = OpenAI(...)`` at the top of the module) run in the actor too.
-- A workflow class defined in the script being run (``__main__``): Ray ships the class by value, with the
-  globals its steps use. ``Settings`` pickles as "apply these values to that process's Settings", so a step
-  that reads ``Settings.llm`` gets the value the driver had set when the workflow was shipped to the actor.
-Assignments the driver makes after its actors exist are not seen by them: pass such objects to the
-workflow's constructor (``self.llm``) instead. Every rayflow model client holds only settings and reconnects
-lazily, so all of them pickle; defaults that were never read are built in the actor itself.
+rayflow ships a workflow's module to its step actors by value when a worker could not import it (a script, a
+test module), with the globals its steps use; ``Settings`` pickles as "apply these values to the receiving
+process's Settings", so a step reading ``Settings.llm`` gets the value the driver had set when the workflow's
+actors were started (its first run). A module the actor imports instead re-runs its top-level
+``Settings.llm = ...`` there. Either way, assignments made after the actors exist are not seen by them: pass
+such objects to the workflow's constructor (``self.llm``). Every rayflow model client holds only settings and
+reconnects lazily, so all of them pickle; defaults never read in the driver are built in the actor itself.
 """
 
 from __future__ import annotations
@@ -52,9 +51,7 @@ def _resolve_llm(value: Any) -> Any:
         raise ValueError(f"Settings.llm: unknown name {value!r}; give an LLM object, 'local' or 'default'")
     for method in ("acomplete", "complete"):
         if not callable(getattr(value, method, None)):
-            raise TypeError(
-                f"Settings.llm: {type(value).__name__} has no {method}() method; give an LLM object"
-            )
+            raise TypeError(f"Settings.llm: {type(value).__name__} has no {method}() method; give an LLM object")
     return value
 
 

@@ -130,9 +130,7 @@ async def test_a_slow_server_gives_a_clear_timeout(gated: tuple[OpenAIServer, _G
     gate.delay_s = 1.0
     llm = OpenAI(model="slow", api_base=srv.base_url, timeout=0.3, max_retries=0)
     started = time.monotonic()
-    with pytest.raises(
-        LLMTimeoutError, match=r"model 'slow' at http://127\.0\.0\.1:\d+/v1 timed out after 0\.3 s"
-    ):
+    with pytest.raises(LLMTimeoutError, match=r"model 'slow' at http://127\.0\.0\.1:\d+/v1 timed out after 0\.3 s"):
         await llm.acomplete("q")
     assert time.monotonic() - started < 1.5
     with pytest.raises(TimeoutError):  # LLMTimeoutError is a TimeoutError too
@@ -216,9 +214,7 @@ def test_local_llm_without_the_model_package_says_how_to_get_one(tmp_path: Any) 
 
 
 @pytest.mark.slow
-async def test_local_llm_generates_streams_and_loads_faster_from_its_cache(
-    ray_env: None, tmp_path: Any
-) -> None:
+async def test_local_llm_generates_streams_and_loads_faster_from_its_cache(ray_env: None, tmp_path: Any) -> None:
     cache = str(tmp_path / "cache")
     try:
         llm = LocalLLM(max_new_tokens=24, cache_dir=cache)

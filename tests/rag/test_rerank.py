@@ -43,9 +43,7 @@ def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _nodes() -> list[NodeWithScore]:
-    return [
-        NodeWithScore(TextNode(text=t, metadata={"i": i}), score=1.0 - i / 10) for i, t in enumerate(TEXTS)
-    ]
+    return [NodeWithScore(TextNode(text=t, metadata={"i": i}), score=1.0 - i / 10) for i, t in enumerate(TEXTS)]
 
 
 def test_cross_encoder_scores_match_a_direct_predict(rag_env: None, cross_encoder_dir: str) -> None:

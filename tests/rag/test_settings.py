@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from rayflow import StartEvent, StopEvent, Workflow, step
 from rayflow.rag.embeddings import HuggingFaceEmbedding
 from rayflow.rag.llms import LocalLLM, OpenAI
 from rayflow.rag.settings import Settings
@@ -91,3 +93,20 @@ def test_settings_pickle_into_another_process_as_that_process_singleton() -> Non
         [sys.executable, "-c", code], input=data, capture_output=True, check=True, timeout=120
     ).stdout.decode()
     assert out.split() == ["True", "served-model", "http://127.0.0.1:9/v1", "k"]
+
+
+class _ReadSettings(Workflow):
+    @step
+    async def read(self, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=(os.getpid(), Settings.llm.model, Settings.llm.api_base))
+
+
+async def test_a_step_actor_sees_the_llm_the_driver_set_before_the_run(ray_env: None) -> None:
+    Settings.llm = OpenAI(model="driver-choice", api_base="http://127.0.0.1:9/v1")
+    workflow = _ReadSettings(timeout=60)
+    try:
+        pid, model, api_base = await workflow.run()
+    finally:
+        await workflow.close()
+    assert pid != os.getpid(), "the step ran in the driver, not in an actor"
+    assert (model, api_base) == ("driver-choice", "http://127.0.0.1:9/v1")
