@@ -13,8 +13,6 @@ The state is mutated in place; the reducer does no I/O and reads no clock, so te
 
 from __future__ import annotations
 
-import math
-
 from rayflow.core.commands import (
     ArmTimeout,
     CallStep,
@@ -165,6 +163,9 @@ def _call_finished(step: _Step, tick: CallFinished) -> None:
     slot = pool.actors.get(call.actor)
     if slot is not None:
         slot.inflight -= 1
+    if tick.results and tick.elapsed > 0:
+        sample = tick.elapsed / len(tick.results)
+        pool.per_event = sample if pool.per_event is None else 0.7 * pool.per_event + 0.3 * sample
     step.dirty[call.step] = pool
     if tick.lost is not None:
         for item in call.items:
@@ -264,8 +265,7 @@ def _feed(step: _Step, pool: Pool) -> None:
     state = step.state
     limit = 1 + state.pipeline
     if pool.actors and pool.waiting:
-        share = max(1, math.ceil(pool.waiting / len(pool.actors)))
-        batch_size = min(state.max_batch, share)
+        batch_size = pool.batch_size(state.max_batch, state.batch_target_s)
         moved = True
         while moved and pool.waiting:  # events moved to their collect home get a second pass
             moved = False

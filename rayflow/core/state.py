@@ -28,6 +28,21 @@ class Pool:
     queue: deque[WorkItem] = field(default_factory=deque)
     waiting: int = 0
     next_actor: int = 0
+    #: Smoothed seconds one event takes in this step; None until a call came back.
+    per_event: float | None = None
+
+    def batch_size(self, max_batch: int, target_s: float) -> int:
+        """Events per call: about ``target_s`` of work, at most an even share of the waiting events.
+
+        The share counts the pool at its full size, so a slow step's events spread over the actors the
+        pool grows to instead of queueing behind the first one.
+        """
+        share = max(1, -(-self.waiting // max(self.route.num_workers, len(self.actors))))
+        if self.per_event is None:
+            fitting = 8
+        else:
+            fitting = max(1, int(target_s / self.per_event)) if self.per_event > 0 else max_batch
+        return min(max_batch, share, fitting)
 
     @property
     def size(self) -> int:
@@ -69,6 +84,8 @@ class DispatcherState:
     next_call: int = 0
     max_batch: int = 256
     pipeline: int = 1
+    #: Seconds of work one step call should carry (batching small events, not slow ones).
+    batch_target_s: float = 0.02
 
     @classmethod
     def of(cls, routing: RoutingTable, max_batch: int = 256, pipeline: int = 1) -> DispatcherState:

@@ -42,6 +42,8 @@ class CallFinished:
 
     call_id: int
     results: list[ItemDone] = field(default_factory=list)
+    #: Seconds the actor spent on the call (sizes the step's next batches).
+    elapsed: float = 0.0
     #: Set when the call itself failed (the actor died): the items are failed with this message.
     lost: str | None = None
 

@@ -193,11 +193,11 @@ class _Dispatcher:
 
     async def _await_call(self, call_id: int, ref: Any) -> None:
         try:
-            results = await ref
+            results, elapsed = await ref
         except RayActorError as err:
             self._apply(CallFinished(call_id, lost=f"the step actor died: {err}"))
             return
-        self._apply(CallFinished(call_id, results))
+        self._apply(CallFinished(call_id, results, elapsed))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -132,6 +132,7 @@ class _StepWorker:
         self._resources: dict[str, Any] = {}
         self._flush_size = settings().outbox_flush
         self._local_hops = settings().local_hops
+        self._verbose = bool(getattr(self._workflow, "_verbose", False))
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._pending: list[Any] = []
@@ -145,14 +146,15 @@ class _StepWorker:
         self._gate = asyncio.Semaphore(1)
         return self._label
 
-    async def run(self, items: list[WorkItem]) -> list[ItemDone]:
-        """Run the step for each item, one at a time; one ``ItemDone`` per item, in order.
+    async def run(self, items: list[WorkItem]) -> tuple[list[ItemDone], float]:
+        """Run the step for each item, one at a time; one ``ItemDone`` per item, in order, and the seconds taken.
 
         An event the step returns that only this step accepts (a loop) runs here again at once, up to
         ``RAYFLOW_LOCAL_HOPS`` times, instead of a round trip through the dispatcher.
         """
         assert self._gate is not None
         async with self._gate:
+            began = time.perf_counter()
             results = []
             for item in items:
                 done = await self._invoke_tracked(item)
@@ -164,7 +166,7 @@ class _StepWorker:
             if self._pending:
                 pending, self._pending = self._pending, []
                 await asyncio.gather(*pending)
-            return results
+            return results, time.perf_counter() - began
 
     def _loops_back(self, envelope: Envelope) -> bool:
         return envelope.kind is Kind.EVENT and self._routing.targets(envelope) == (self._step,)
@@ -202,6 +204,8 @@ class _StepWorker:
         outbox = _Outbox(self, item.run_id)
         ctx = Context._in_step(item.ctx_id, _StepFace(self, item.run_id, outbox))
         kwargs = self._arguments(ctx, event)
+        if self._verbose:
+            print(f"Running step {self._step}", flush=True)
         started = time.monotonic()
         attempts = 0
         while True:
@@ -222,6 +226,9 @@ class _StepWorker:
                     return ItemDone(item.run_id, failure=self._failure(err, event, attempts, started))
                 await asyncio.sleep(delay)
         outbox.flush()
+        if self._verbose:
+            produced = "no event" if result is None else f"event {type(result).__name__}"
+            print(f"Step {self._step} produced {produced}", flush=True)
         if result is None:
             return ItemDone(item.run_id)
         if not isinstance(result, Event):

@@ -161,15 +161,20 @@ def test_pool_grows_toward_num_workers_only_while_events_wait():
     assert state.pools["w"].size == 3
 
 
-def test_events_are_batched_and_shared_across_ready_actors():
+def test_batches_carry_small_events_together_and_slow_events_one_by_one():
     state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=2))
     started(state)
-    reduce(state, EventsEmitted("r1", "start", [env("X")]))  # busy actor 0, asks for actor 1
+    (first,) = calls(reduce(state, EventsEmitted("r1", "start", [env("X")])))
     reduce(state, ActorStarted("w", 1))
     out = reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(100)]))
-    # each ready actor's share is waiting/actors: the idle one takes its half, the busy one gets the rest next
-    assert [(c.actor, len(c.items)) for c in calls(out)] == [(1, 50)]
-    assert state.pools["w"].waiting == 50
+    assert [(c.actor, len(c.items)) for c in calls(out)] == [(1, 8)]  # speed unknown yet: a small batch
+    # a fast step (1 ms an event): the next batches are each actor's even share of what waits
+    out = reduce(state, CallFinished(first.call_id, [ItemDone("r1")], elapsed=0.001))
+    assert [(c.actor, len(c.items)) for c in calls(out)] == [(0, 20)]  # 0.02 s of work at 1 ms an event
+    # a slow step (1 s an event) gets one event per call, so the pool spreads them
+    (call,) = calls(out)
+    out = reduce(state, CallFinished(call.call_id, [ItemDone("r1")] * 20, elapsed=2000.0))
+    assert [(c.actor, len(c.items)) for c in calls(out)] == [(0, 1)]
 
 
 def test_collecting_step_keeps_each_run_on_one_actor():
