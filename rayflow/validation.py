@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rayflow.decorators import StepConfig
-from rayflow.errors import WorkflowConfigurationError, WorkflowValidationError
+from rayflow.errors import WorkflowConfigurationError, WorkflowRuntimeError, WorkflowValidationError
 from rayflow.events import (
     Event,
     HumanResponseEvent,
@@ -47,6 +47,15 @@ def stop_event_class(steps: dict[str, StepConfig], workflow: str) -> type[StopEv
             f"Only one type of StopEvent is allowed per workflow, found {len(found)}: {found} in workflow '{workflow}'."
         )
     return found.pop()
+
+
+def check_target(steps: dict[str, StepConfig], step: str, event: Event) -> None:
+    """Refuse ``send_event(event, step=step)`` to a step that does not exist or does not accept the event."""
+    config = steps.get(step)
+    if config is None:
+        raise WorkflowRuntimeError(f"Step {step} does not exist")
+    if not _accepts(config, type(event)):
+        raise WorkflowRuntimeError(f"Step {step} does not accept event of type {type(event)}")
 
 
 def _accepts(cfg: StepConfig, produced: type) -> bool:

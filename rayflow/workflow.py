@@ -47,7 +47,7 @@ from rayflow.handler import WorkflowHandler
 from rayflow.runtime.codec import EventCodec, type_key
 from rayflow.runtime.dispatcher import RunEnd
 from rayflow.runtime.runtime import WorkflowRuntime
-from rayflow.validation import start_event_class, stop_event_class, validate_graph
+from rayflow.validation import check_target, start_event_class, stop_event_class, validate_graph
 
 __all__ = ["Workflow"]
 
@@ -242,16 +242,8 @@ class Workflow:
         )
 
     def _check_target(self, event: Event, step: str | None) -> None:
-        if step is None:
-            return
-        configs = self._step_configs()
-        if step not in configs:
-            raise WorkflowRuntimeError(f"Step {step} does not exist")
-        config = configs[step]
-        if type(event) not in config.accepted_events and not (
-            config.accept_event_subclasses and isinstance(event, tuple(config.accepted_events))
-        ):
-            raise WorkflowRuntimeError(f"Step {step} does not accept event of type {type(event)}")
+        if step is not None:
+            check_target(self._step_configs(), step, event)
 
     # -- pickling into step actors -----------------------------------------------------------
 

@@ -33,6 +33,7 @@ from rayflow.errors import WorkflowRuntimeError
 from rayflow.events import Event, StepFailedEvent
 from rayflow.runtime.codec import EventCodec
 from rayflow.runtime.context_actor import ContextActor
+from rayflow.validation import check_target
 
 _ENDED_MEMORY = 10_000
 
@@ -84,13 +85,7 @@ class _StepFace:
         if not isinstance(event, Event):
             raise WorkflowRuntimeError(f"Step {worker._step!r} sent a {type(event).__name__}, which is not an Event")
         if step is not None:
-            config = worker._configs.get(step)
-            if config is None:
-                raise WorkflowRuntimeError(f"Step {step} does not exist")
-            if type(event) not in config.accepted_events and not (
-                config.accept_event_subclasses and isinstance(event, tuple(config.accepted_events))
-            ):
-                raise WorkflowRuntimeError(f"Step {step} does not accept event of type {type(event)}")
+            check_target(worker._configs, step, event)
         self._outbox.add(worker._codec.encode(event, target=step, step=worker._step))
 
     def write_event_to_stream(self, event: Event) -> None:
