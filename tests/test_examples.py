@@ -1,0 +1,172 @@
+"""Smoke tests for examples/: each script runs in its own process and joins the session Ray (RAY_ADDRESS)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+TIMEOUT_S = 90.0
+
+
+@pytest.fixture(scope="module")
+def example_env(ray_cluster: None) -> dict[str, str]:
+    """The environment an example runs in: the session cluster's address, and this checkout on the path."""
+    import ray
+
+    env = dict(os.environ)
+    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_example(env: dict[str, str], script: str, *args: str) -> str:
+    """Run ``examples/<script>`` to completion; fail with its output unless it exits 0. Returns its stdout."""
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert proc.returncode == 0, (
+        f"{script} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    )
+    return proc.stdout
+
+
+def assert_lines_in_order(out: str, expected: list[str]) -> None:
+    """Each expected line appears in ``out``, in this order (Ray may interleave worker log lines)."""
+    lines = iter(out.splitlines())
+    for want in expected:
+        assert any(line == want for line in lines), f"missing or out of order: {want!r} in:\n{out}"
+
+
+def test_first_workflow(example_env: dict[str, str], ray_env: None) -> None:
+    out = run_example(example_env, "first_workflow.py", "--query", "What is a vector index?")
+    assert "[no LLM] Answer this question: What is a vector index? (query in context: True)" in out
+
+
+def test_branching(example_env: dict[str, str], ray_env: None) -> None:
+    out = run_example(example_env, "branching.py")
+    assert "'What is RAG?' -> [simple] short answer to 'What is RAG?'" in out
+    assert "-> [complex] answered 2 sub-question(s): Compare dense and sparse retrieval" in out
+
+
+def test_parallel_fanout(example_env: dict[str, str], ray_env: None) -> None:
+    out = run_example(example_env, "parallel_fanout.py", "--n", "7")
+    assert "... (2 more)" in out.splitlines()
+    assert "merged 7 results in" in out
+
+
+def test_streaming(example_env: dict[str, str], ray_env: None) -> None:
+    out = run_example(example_env, "streaming.py")
+    assert_lines_in_order(
+        out,
+        [
+            "Progress: Step 1: Retrieving documents...",
+            "Progress: Step 2: Generating answer...",
+            "Result: Final answer to 'test question'",
+        ],
+    )
+
+
+def test_shared_state(example_env: dict[str, str], ray_env: None) -> None:
+    out = run_example(example_env, "shared_state.py")
+    assert_lines_in_order(
+        out,
+        [
+            "user: ada",
+            "words: 102",
+            "visits: 12",
+            "missing: <none>",
+            "important_data: value",
+            "missing_without_default: ValueError",
+            "atomic updates: True",
+        ],
+    )
+
+
+def test_error_fallback(example_env: dict[str, str], ray_env: None) -> None:
+    out = run_example(example_env, "error_fallback.py")
+    assert_lines_in_order(
+        out,
+        [
+            "ok: fresh results for 'rayflow docs'",
+            "fallback (cached answer) after: search backend unavailable for 'search during outage'",
+            "validated: 3",
+            "caught ValueError: amount must be >= 0, got -1",
+        ],
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def fastapi_server(example_env: dict[str, str], ray_env: None) -> Iterator[str]:
+    """The URL of ``python examples/fastapi_app.py --port N``, started up; stopped with Ctrl-C afterwards."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "fastapi_app.py"), "--port", str(port)],
+        env=example_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put("")  # end of output
+
+    threading.Thread(target=pump, daemon=True).start()
+
+    def read_until(marker: str) -> None:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not any(marker in line for line in seen):
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            assert line, "fastapi_app.py exited early:\n" + "".join(seen)
+            seen.append(line)
+
+    try:
+        read_until("Application startup complete")
+        yield f"http://127.0.0.1:{port}"
+        proc.send_signal(signal.SIGINT)  # uvicorn shuts down gracefully: the lifespan closes the workflow
+        read_until("Application shutdown complete")
+        assert proc.wait(timeout=TIMEOUT_S) == 0, "".join(seen)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_fastapi_app(fastapi_server: str) -> None:
+    with httpx.Client(base_url=fastapi_server, timeout=TIMEOUT_S) as client:
+        for query in ("What is RAG?", "How do I configure the API rate limits?"):
+            response = client.post("/query", json={"query": query})
+            assert response.status_code == 200, response.text
+            words = len(query.split())
+            assert response.json() == {"answer": f"[no LLM] {words}-word question: {query}"}
+        assert client.post("/query", json={}).status_code == 422
