@@ -163,7 +163,8 @@ class Workflow:
         self._stop_event_class = stop_event_class(configs, name)
         self._validated = False
         self._label = f"rayflow.{name}.{uuid.uuid4().hex[:8]}"
-        self._codec = EventCodec(self._event_classes())
+        self._event_keys = {cls: type_key(cls) for cls in self._event_classes()}
+        self._codec = EventCodec(self._event_keys)
         self._runtime = WorkflowRuntime(self, self._label)
 
     # -- what the workflow is ------------------------------------------------------------------
@@ -220,7 +221,7 @@ class Workflow:
             routes.append(
                 StepRoute(
                     name=name,
-                    accepts=frozenset(type_key(t) for t in config.accepted_events),
+                    accepts=frozenset(self._codec.key_of(t) for t in config.accepted_events),
                     num_workers=config.num_workers,
                     accept_subclasses=config.accept_event_subclasses,
                     collects=config.collects,

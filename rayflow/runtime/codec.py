@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
 from ray import cloudpickle
@@ -29,9 +29,6 @@ def type_key(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def type_keys(cls: type) -> tuple[str, ...]:
-    """The class's key, then the keys of its event bases (for ``accept_event_subclasses``)."""
-    return tuple(type_key(c) for c in cls.__mro__ if isinstance(c, type) and issubclass(c, Event))
 
 
 class _NeedsCloudpickle(Exception):
@@ -41,22 +38,25 @@ class _NeedsCloudpickle(Exception):
 class EventCodec:
     """Encodes and decodes events for one workflow, with that workflow's event classes registered."""
 
-    def __init__(self, classes: Iterable[type]) -> None:
-        self._by_key: dict[str, type] = {}
-        self._by_class: dict[type, str] = {}
-        for cls in classes:
-            self.register(cls)
+    def __init__(self, keys: Mapping[type, str]) -> None:
+        """``keys`` names each of the workflow's event classes, as the driver named them.
+
+        The names travel with the workflow instead of being recomputed in each actor: a class rebuilt by
+        value in another process may not keep its ``__qualname__`` (a class defined in a function).
+        """
+        self._by_class: dict[type, str] = dict(keys)
+        self._by_key: dict[str, type] = {key: cls for cls, key in keys.items()}
         self._keys_cache: dict[type, tuple[str, ...]] = {}
 
-    def register(self, cls: type) -> None:
-        key = type_key(cls)
-        self._by_key[key] = cls
-        self._by_class[cls] = key
+    def key_of(self, cls: type) -> str:
+        return self._by_class.get(cls) or type_key(cls)
 
     def keys_of(self, cls: type) -> tuple[str, ...]:
+        """The class's key, then the keys of its event bases (for ``accept_event_subclasses``)."""
         keys = self._keys_cache.get(cls)
         if keys is None:
-            keys = self._keys_cache[cls] = type_keys(cls)
+            bases = (c for c in cls.__mro__ if isinstance(c, type) and issubclass(c, Event))
+            keys = self._keys_cache[cls] = tuple(self.key_of(c) for c in bases)
         return keys
 
     def encode(

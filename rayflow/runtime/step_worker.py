@@ -119,7 +119,7 @@ class _StepWorker:
         fn = steps[step]
         self._fn = getattr(self._workflow, step, fn) if hasattr(type(self._workflow), step) else fn
         self._is_async = inspect.iscoroutinefunction(self._fn)
-        self._codec = EventCodec(self._workflow._event_classes())
+        self._codec = EventCodec(self._workflow._event_keys)
         self._routing = RoutingTable.of(self._workflow._routes())
         self._dispatcher = dispatcher
         self._context = ContextActor(context)

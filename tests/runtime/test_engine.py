@@ -493,3 +493,26 @@ def test_run_outside_an_event_loop_says_so():
         warnings.simplefilter("ignore")
         with pytest.raises(WorkflowRuntimeError, match="needs a running event loop"):
             Routing().run(query="x")
+
+
+def make_local_workflow() -> type[Workflow]:
+    class Local(Event):
+        x: int
+
+    class LocalFlow(Workflow):
+        @step
+        async def s(self, ev: StartEvent) -> Local:
+            return Local(x=ev.get("x"))
+
+        @step
+        async def t(self, ev: Local) -> StopEvent:
+            return StopEvent(result=ev.x * 2)
+
+    return LocalFlow
+
+
+async def test_workflow_and_events_defined_inside_a_function():
+    # classes rebuilt by value in a step actor may lose the '<locals>' part of their qualified name:
+    # routing must still know them by the names the driver gave them
+    async with make_local_workflow()() as wf:
+        assert await wf.run(x=21) == 42
