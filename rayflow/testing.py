@@ -8,6 +8,7 @@ stream has ended, like ``await handler`` does.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
     from rayflow.workflow import Workflow
 
 __all__ = ["WorkflowTestResult", "WorkflowTestRunner"]
+
+# LlamaIndex defines these in ``workflows.testing.runner``; tests that import from there port to
+# ``rayflow.testing.runner`` by the usual rename, so that name is this module too.
+sys.modules[f"{__name__}.runner"] = sys.modules[__name__]
 
 
 @dataclass
