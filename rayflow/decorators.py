@@ -239,7 +239,9 @@ def catch_error(
     def decorate(fn: F) -> F:
         config = make_step_config(fn, num_workers=1, retry_policy=None, accept_event_subclasses=False, localns=localns)
         if config.accepted_events != [StepFailedEvent]:
-            raise WorkflowValidationError(f"@catch_error step {fn.__qualname__} must accept exactly StepFailedEvent")
+            raise WorkflowValidationError(
+                f"@catch_error handler '{fn.__name__}' must accept StepFailedEvent as its event parameter."
+            )
         config.role = "catch_error"
         config.catch_error_for_steps = for_steps
         config.catch_error_max_recoveries = max_recoveries

@@ -8,7 +8,7 @@ boundaries as copies: whatever a step changes on an event it received is not see
 from __future__ import annotations
 
 from collections.abc import ItemsView, Iterator, KeysView, ValuesView
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_serializer
@@ -170,7 +170,7 @@ class StepFailedEvent(Event):
     exception: Any = None
     attempts: int = 1
     elapsed_seconds: float = 0.0
-    failed_at: datetime = Field(default_factory=datetime.now)
+    failed_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
 
 
 class InputRequiredEvent(Event):

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import sys
 import types
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -22,7 +24,7 @@ from ray import cloudpickle
 from rayflow.context import Context
 from rayflow.context.state_store import DictState, StateStore
 from rayflow.core.commands import Outcome
-from rayflow.core.envelope import Kind
+from rayflow.core.envelope import Envelope, Kind
 from rayflow.core.routing import StepRoute
 from rayflow.decorators import StepConfig, step_config
 from rayflow.errors import (
@@ -50,6 +52,8 @@ from rayflow.runtime.runtime import WorkflowRuntime
 from rayflow.validation import check_target, start_event_class, stop_event_class, validate_graph
 
 __all__ = ["Workflow"]
+
+log = logging.getLogger("rayflow")
 
 _BUILTIN_EVENTS = (
     Event,
@@ -95,6 +99,8 @@ class _DriverFace:
         self._ctx = ctx
         self.run_id: str | None = None
         self.running = False
+        #: Events sent before the run reached the dispatcher; None once it has.
+        self.pending: list[Envelope] | None = None
 
     def store(self, ctx_id: str) -> StateStore[Any]:
         async def actor() -> Any:
@@ -105,18 +111,23 @@ class _DriverFace:
         return StateStore(ctx_id, actor)
 
     def send_event(self, event: Event, step: str | None) -> None:
-        workflow = self._workflow
-        workflow._check_target(event, step)
-        dispatcher = workflow._runtime.dispatcher
-        if not self.running or self.run_id is None or dispatcher is None:
-            raise WorkflowRuntimeError("send_event needs a running run: start one with workflow.run(ctx=ctx)")
-        dispatcher.emit(self.run_id, [workflow._codec.encode(event, target=step)])
+        if not self.running:
+            raise ContextStateError("send_event() called before workflow started. Call workflow.run() first.")
+        self._workflow._check_target(event, step)
+        self._emit(self._workflow._codec.encode(event, target=step))
 
     def write_event_to_stream(self, event: Event) -> None:
+        if not self.running:
+            raise ContextStateError("write_event_to_stream() called before workflow started.")
+        self._emit(self._workflow._codec.encode(event, kind=Kind.STREAM))
+
+    def _emit(self, envelope: Envelope) -> None:
         dispatcher = self._workflow._runtime.dispatcher
-        if not self.running or self.run_id is None or dispatcher is None:
-            raise WorkflowRuntimeError("write_event_to_stream needs a running run")
-        dispatcher.emit(self.run_id, [self._workflow._codec.encode(event, kind=Kind.STREAM)])
+        if self.pending is not None or dispatcher is None or self.run_id is None:
+            assert self.pending is not None
+            self.pending.append(envelope)  # sent as soon as the run has reached the dispatcher
+        else:
+            dispatcher.emit(self.run_id, [envelope])
 
     def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None:
         raise ContextStateError("collect_events only works inside a step")
@@ -157,6 +168,9 @@ class Workflow:
         self._disable_validation = disable_validation
         self._verbose = verbose
         self._num_concurrent_runs = num_concurrent_runs
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
         configs = self._step_configs()
         name = type(self).__name__
         self._start_event_class = start_event_class(configs, name)
@@ -168,6 +182,26 @@ class Workflow:
         self._runtime = WorkflowRuntime(self, self._label)
 
     # -- what the workflow is ------------------------------------------------------------------
+
+    @property
+    def start_event_class(self) -> type[StartEvent]:
+        """The StartEvent type this workflow's steps accept."""
+        return self._start_event_class
+
+    @property
+    def stop_event_class(self) -> type[StopEvent]:
+        """The StopEvent type this workflow's steps return."""
+        return self._stop_event_class
+
+    @property
+    def events(self) -> list[type[Event]]:
+        """Every event type the steps accept or return."""
+        found: dict[type, None] = {}
+        for config in self._step_configs().values():
+            for t in (*config.accepted_events, *config.return_types):
+                if isinstance(t, type) and issubclass(t, Event):
+                    found[t] = None
+        return list(found)
 
     @classmethod
     def add_step(cls, func: Callable[..., Any]) -> None:
@@ -251,6 +285,7 @@ class Workflow:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_runtime", None)
+        state.pop("_slots", None)
         return state
 
     def _pickled(self) -> bytes:
@@ -275,6 +310,11 @@ class Workflow:
         if start_event is not None:
             if not isinstance(start_event, StartEvent):
                 raise ValueError("The 'start_event' argument must be an instance of 'StartEvent'.")
+            if kwargs:
+                log.warning(
+                    "Keyword arguments are not supported when 'run()' is invoked with the 'start_event' "
+                    f"parameter. These keyword arguments will be ignored: {kwargs}"
+                )
             return start_event
         try:
             return self._start_event_class(**kwargs)
@@ -307,7 +347,7 @@ class Workflow:
         if face.running:
             raise WorkflowRuntimeError("This context already has a run going on")
         run_id = uuid.uuid4().hex
-        face.run_id, face.running = run_id, True
+        face.run_id, face.running, face.pending = run_id, True, []
         started = asyncio.Event()
         return WorkflowHandler(
             ctx,
@@ -315,6 +355,16 @@ class Workflow:
             lambda handler: self._drive(handler, ctx, face, event, started),
             lambda: asyncio.ensure_future(self._cancel(run_id, started)),
         )
+
+    def _run_slots(self) -> asyncio.Semaphore | None:
+        """The semaphore that caps concurrent runs (``num_concurrent_runs``) on the running event loop."""
+        if self._num_concurrent_runs is None:
+            return None
+        loop = asyncio.get_running_loop()
+        slots = self._slots.get(loop)
+        if slots is None:
+            slots = self._slots[loop] = asyncio.Semaphore(self._num_concurrent_runs)
+        return slots
 
     async def _cancel(self, run_id: str, started: asyncio.Event) -> None:
         await started.wait()  # a cancel asked before the run reached the dispatcher waits for it
@@ -338,11 +388,17 @@ class Workflow:
         started: asyncio.Event,
     ) -> StopEvent:
         runtime = self._runtime
+        slots = self._run_slots()
+        if slots is not None:
+            await slots.acquire()
         runtime.run_started()
         try:
             dispatcher, context = await runtime.start(self)
             await self._seed_context(ctx, context)
             await dispatcher.start_run(handler.run_id, ctx._ctx_id, self._codec.encode(start), self._timeout)
+            pending, face.pending = face.pending, None
+            if pending:
+                dispatcher.emit(handler.run_id, pending)
             started.set()
             while True:
                 for item in await dispatcher.next_items(handler.run_id):
@@ -354,8 +410,10 @@ class Workflow:
                     handler._publish(event)
         finally:
             started.set()
-            face.running = False
+            face.running, face.pending = False, None
             runtime.run_ended()
+            if slots is not None:
+                slots.release()
 
     def _finish(self, handler: WorkflowHandler, end: RunEnd) -> StopEvent:
         if end.outcome is Outcome.DONE:

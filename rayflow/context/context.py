@@ -148,13 +148,16 @@ class Context(Generic[StateT]):
         """A context that resumes from ``data``; only the workflow's own state types are rebuilt."""
         serializer = serializer or JsonSerializer()
         try:
-            if data.get("version") != _SNAPSHOT_VERSION:
-                raise ContextSerdeError(f"Unknown context snapshot version {data.get('version')!r}")
+            version = data.get("version")
+            if not isinstance(version, int) or version > _SNAPSHOT_VERSION:
+                raise ContextSerdeError(
+                    f"Cannot load serialized workflow context with version={version!r}; rayflow supports up to "
+                    f"version {_SNAPSHOT_VERSION}. The payload was likely written by a newer version."
+                )
             raw = data["state"]["state_data"]
         except (KeyError, TypeError, AttributeError) as err:
             raise ContextSerdeError(f"Not a rayflow context snapshot: missing {err}") from err
-        allowed = {qualified_name(t): t for t in workflow._state_types()}
-        allowed.setdefault(qualified_name(DictState), DictState)
+        serializer = serializer.with_types(DictState, *workflow._state_types(), *workflow._event_keys)
         ctx: Context[Any] = cls(workflow)
-        ctx._seed = serializer.deserialize_value(raw, allowed) if raw is not None else None
+        ctx._seed = serializer.deserialize_value(raw) if raw is not None else None
         return ctx

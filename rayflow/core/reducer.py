@@ -34,6 +34,7 @@ from rayflow.core.ticks import (
     RunStarted,
     Tick,
     TimeoutReached,
+    WarmUp,
 )
 
 
@@ -52,6 +53,8 @@ def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
     step = _Step(state)
     if isinstance(tick, RunStarted):
         _run_started(step, tick)
+    elif isinstance(tick, WarmUp):
+        _warm(step)
     elif isinstance(tick, EventsEmitted):
         run = state.runs.get(tick.run_id)
         if run is not None:
@@ -92,13 +95,18 @@ def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
 def _run_started(step: _Step, tick: RunStarted) -> None:
     run = Run(tick.run_id, tick.ctx_id, tick.timeout)
     step.state.runs[tick.run_id] = run
-    for name, pool in step.state.pools.items():
-        if pool.size == 0:  # warm every pool once, in parallel, instead of one actor start per hop
-            _start_actor(step, name, pool)
+    _warm(step)
     if tick.timeout is not None:
         step.commands.append(ArmTimeout(tick.run_id, tick.now + tick.timeout))
     _emit(step, run, tick.start, None)
     step.touched[run.run_id] = run
+
+
+def _warm(step: _Step) -> None:
+    """One actor for every pool that has none, started in parallel, instead of one actor start per hop."""
+    for name, pool in step.state.pools.items():
+        if pool.size == 0:
+            _start_actor(step, name, pool)
 
 
 def _emit(step: _Step, run: Run, envelope: Envelope, source: str | None) -> None:
@@ -263,7 +271,10 @@ def _start_actor(step: _Step, name: str, pool: Pool) -> None:
 def _feed(step: _Step, pool: Pool) -> None:
     """Send waiting events to actors with a free slot, and grow the pool while events still wait."""
     state = step.state
-    limit = 1 + state.pipeline
+    can_grow = pool.size < pool.route.num_workers
+    # A second call queued on a busy actor hides the call round trip, but an event queued there cannot
+    # move to an actor that frees up or starts later: queue only once the pool is at its full size.
+    limit = 1 if can_grow else 1 + state.pipeline
     if pool.actors and pool.waiting:
         batch_size = pool.batch_size(state.max_batch, state.batch_target_s)
         moved = True
@@ -280,9 +291,9 @@ def _feed(step: _Step, pool: Pool) -> None:
                     state.calls[call_id] = Call(pool.route.name, slot.id, items)
                     slot.inflight += 1
                     step.commands.append(CallStep(call_id, pool.route.name, slot.id, items))
-    busy = all(s.inflight >= limit for s in pool.actors.values())
-    if pool.waiting and busy and not pool.starting and pool.size < pool.route.num_workers:
-        _start_actor(step, pool.route.name, pool)
+    idle = sum(1 for s in pool.actors.values() if s.inflight == 0) + len(pool.starting)
+    for _ in range(min(pool.waiting - idle, pool.route.num_workers - pool.size) if can_grow else 0):
+        _start_actor(step, pool.route.name, pool)  # one new actor per waiting event, up to num_workers
 
 
 def _take(state: DispatcherState, pool: Pool, slot: ActorSlot, size: int) -> tuple[list[WorkItem], bool]:

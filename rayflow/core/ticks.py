@@ -19,6 +19,11 @@ class RunStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class WarmUp:
+    """Start one actor for every step pool that has none (the workflow's actors are being started)."""
+
+
+@dataclass(frozen=True, slots=True)
 class EventsEmitted:
     """A step (or the handler, ``step=None``) emitted events or stream items for a run."""
 
@@ -81,4 +86,13 @@ class CancelRequested:
     run_id: str
 
 
-Tick = RunStarted | EventsEmitted | CallFinished | ActorStarted | ActorStartFailed | TimeoutReached | CancelRequested
+Tick = (
+    WarmUp
+    | RunStarted
+    | EventsEmitted
+    | CallFinished
+    | ActorStarted
+    | ActorStartFailed
+    | TimeoutReached
+    | CancelRequested
+)

@@ -12,6 +12,7 @@ from typing import Any
 
 import ray
 from pydantic import BaseModel
+from ray.exceptions import RayTaskError
 
 from rayflow.core.paths import PathNotFound, get_path, set_path
 
@@ -65,8 +66,7 @@ class _ContextActor:
 
     async def clear(self, ctx_id: str) -> None:
         async with self._lock(ctx_id):
-            self._states.pop(ctx_id, None)
-            self._state(ctx_id)
+            self._states[ctx_id] = type(self._state(ctx_id))()
 
     async def edit_begin(self, ctx_id: str) -> Any:
         await self._lock(ctx_id).acquire()
@@ -92,6 +92,19 @@ class _ContextActor:
         return lock
 
 
+def _cause(err: RayTaskError) -> BaseException:
+    cause = err.cause
+    return cause if isinstance(cause, BaseException) else err
+
+
+async def _answer(ref: Any) -> Any:
+    """The call's result; an error raised in the context actor comes out as itself, not a Ray wrapper."""
+    try:
+        return await ref
+    except RayTaskError as err:
+        raise _cause(err) from None
+
+
 class ContextActor:
     """Typed client of a workflow's context actor; every call names the context it is about."""
 
@@ -104,37 +117,40 @@ class ContextActor:
         return _ContextActor
 
     async def ready(self) -> None:
-        await self._handle.ready.remote()
+        await _answer(self._handle.ready.remote())
 
     async def seed(self, ctx_id: str, state_type: type[Any] | None, state: Any = None) -> None:
-        await self._handle.seed.remote(ctx_id, state_type, state)
+        await _answer(self._handle.seed.remote(ctx_id, state_type, state))
 
     async def get(self, ctx_id: str, path: str) -> tuple[bool, Any]:
-        return await self._handle.get.remote(ctx_id, path)
+        return await _answer(self._handle.get.remote(ctx_id, path))
 
     async def set(self, ctx_id: str, path: str, value: Any) -> None:
-        await self._handle.set.remote(ctx_id, path, value)
+        await _answer(self._handle.set.remote(ctx_id, path, value))
 
     async def get_state(self, ctx_id: str) -> Any:
-        return await self._handle.get_state.remote(ctx_id)
+        return await _answer(self._handle.get_state.remote(ctx_id))
 
     def get_state_sync(self, ctx_id: str) -> Any:
-        return ray.get(self._handle.get_state.remote(ctx_id))
+        try:
+            return ray.get(self._handle.get_state.remote(ctx_id))
+        except RayTaskError as err:
+            raise _cause(err) from None
 
     async def set_state(self, ctx_id: str, state: Any) -> None:
-        await self._handle.set_state.remote(ctx_id, state)
+        await _answer(self._handle.set_state.remote(ctx_id, state))
 
     async def clear(self, ctx_id: str) -> None:
-        await self._handle.clear.remote(ctx_id)
+        await _answer(self._handle.clear.remote(ctx_id))
 
     async def edit_begin(self, ctx_id: str) -> Any:
-        return await self._handle.edit_begin.remote(ctx_id)
+        return await _answer(self._handle.edit_begin.remote(ctx_id))
 
     async def edit_end(self, ctx_id: str, state: Any) -> None:
-        await self._handle.edit_end.remote(ctx_id, state)
+        await _answer(self._handle.edit_end.remote(ctx_id, state))
 
     async def edit_abort(self, ctx_id: str) -> None:
-        await self._handle.edit_abort.remote(ctx_id)
+        await _answer(self._handle.edit_abort.remote(ctx_id))
 
     def release(self, ctx_id: str) -> None:
         self._handle.release.remote(ctx_id)

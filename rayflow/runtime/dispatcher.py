@@ -41,6 +41,7 @@ from rayflow.core.ticks import (
     RunStarted,
     Tick,
     TimeoutReached,
+    WarmUp,
 )
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.step_worker import step_worker_class
@@ -95,17 +96,26 @@ class _Dispatcher:
         self._streams: dict[str, _RunStream] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._starting: list[asyncio.Task[Any]] = []
+        self._warming = True
         self._self = ray.get_runtime_context().current_actor
 
     async def ready(self) -> Any:
+        """Start one actor per step and the context actor, and wait for them (so a run's timeout counts
+        the run, not the start of its workflow's actors); the context actor's handle."""
+        self._apply(WarmUp())
         await self._context.ready.remote()
+        await asyncio.gather(*self._starting)
+        self._starting.clear()
+        self._warming = False
         return self._context
 
     async def start_run(self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None) -> None:
         self._streams[run_id] = _RunStream()
         self._apply(RunStarted(run_id, ctx_id, start, timeout, asyncio.get_running_loop().time()))
 
-    async def emit(self, run_id: str, step: str | None, envelopes: list[Envelope]) -> None:
+    async def emit(self, run_id: str, step: str | None, envelopes: list[Envelope], after: None = None) -> None:
+        """Events a step (or the handler) emitted; ``after`` is the sender's previous emit, already applied."""
         self._apply(EventsEmitted(run_id, step, envelopes))
 
     async def cancel(self, run_id: str) -> None:
@@ -169,7 +179,9 @@ class _Dispatcher:
             .remote(self._blob, step, self._self, self._context, name)
         )
         self._actors[(step, index)] = handle
-        self._spawn(self._await_ready(step, index, handle))
+        task = self._spawn(self._await_ready(step, index, handle))
+        if self._warming:
+            self._starting.append(task)
 
     def _end_run(self, command: EndRun) -> None:
         timer = self._timers.pop(command.run_id, None)
@@ -199,10 +211,11 @@ class _Dispatcher:
             return
         self._apply(CallFinished(call_id, results, elapsed))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
 
 class Dispatcher:
@@ -212,6 +225,7 @@ class Dispatcher:
         self._handle = handle
         self.label = label
         self._context: ContextActor | None = None
+        self._last_emit: Any = None
 
     @classmethod
     def create(
@@ -237,7 +251,8 @@ class Dispatcher:
         return await self._handle.next_items.remote(run_id)
 
     def emit(self, run_id: str, envelopes: list[Envelope]) -> Any:
-        return self._handle.emit.remote(run_id, None, envelopes)
+        self._last_emit = self._handle.emit.remote(run_id, None, envelopes, self._last_emit)  # kept in order
+        return self._last_emit
 
     def cancel(self, run_id: str) -> None:
         self._handle.cancel.remote(run_id)

@@ -14,7 +14,7 @@ import inspect
 import threading
 import time
 from collections import OrderedDict
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import ray
@@ -66,7 +66,7 @@ class _Outbox:
         self._scheduled = False
         if self._items:
             items, self._items = self._items, []
-            self._worker._pending.append(self._worker._dispatcher.emit.remote(self._run_id, self._worker._step, items))
+            self._worker._emit(self._run_id, items)
 
 
 class _StepFace:
@@ -131,6 +131,7 @@ class _StepWorker:
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._pending: list[Any] = []
+        self._last_flush: Any = None
         self._gate: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop
         self._loop_thread = -1
@@ -188,6 +189,16 @@ class _StepWorker:
             task.cancel()
         self._collect.drop_run(run_id)
 
+    def _emit(self, run_id: str, envelopes: list[Envelope]) -> None:
+        """Send emitted events to the dispatcher, in order.
+
+        Ray may start calls to an async actor out of order; each flush names the previous one as an
+        argument, and Ray runs a call only once its arguments are ready, so flushes apply in order.
+        """
+        ref = self._dispatcher.emit.remote(run_id, self._step, envelopes, self._last_flush)
+        self._last_flush = ref
+        self._pending.append(ref)
+
     def _store(self, ctx_id: str) -> StateStore[Any]:
         async def actor() -> ContextActor:
             return self._context
@@ -198,7 +209,7 @@ class _StepWorker:
         event = self._codec.loads(item.envelope.payload)
         outbox = _Outbox(self, item.run_id)
         ctx = Context._in_step(item.ctx_id, _StepFace(self, item.run_id, outbox))
-        kwargs = self._arguments(ctx, event)
+        kwargs = await self._arguments(ctx, event)
         if self._verbose:
             print(f"Running step {self._step}", flush=True)
         started = time.monotonic()
@@ -236,19 +247,22 @@ class _StepWorker:
         except Exception as err:
             return ItemDone(item.run_id, failure=self._failure(err, event, attempts, started))
 
-    def _arguments(self, ctx: Context[Any], event: Event) -> dict[str, Any]:
+    async def _arguments(self, ctx: Context[Any], event: Event) -> dict[str, Any]:
         config = self._config
         kwargs: dict[str, Any] = {config.event_name: event}
         if config.context_parameter:
             kwargs[config.context_parameter] = ctx
         for definition in config.resources:
             resource = definition.resource
-            if not resource.cache:
-                kwargs[definition.name] = resource.build()
+            if resource.cache and resource.name in self._resources:
+                kwargs[definition.name] = self._resources[resource.name]
                 continue
-            if resource.name not in self._resources:
-                self._resources[resource.name] = resource.build()
-            kwargs[definition.name] = self._resources[resource.name]
+            value = resource.build()
+            if inspect.isawaitable(value):  # an async factory
+                value = await value
+            if resource.cache:
+                self._resources[resource.name] = value
+            kwargs[definition.name] = value
         return kwargs
 
     def _failure(self, err: Exception, event: Event, attempts: int, started: float) -> Failure:
@@ -263,7 +277,7 @@ class _StepWorker:
             exception=err,
             attempts=attempts,
             elapsed_seconds=time.monotonic() - started,
-            failed_at=datetime.now(),
+            failed_at=datetime.now(timezone.utc),
         )
         try:
             failed_envelope: Envelope | None = self._codec.encode(failed, step=self._step)

@@ -48,7 +48,6 @@ async def _record(ctx: Context, name: str) -> None:
     await ctx.store.set("calls", [*await ctx.store.get("calls", default=[]), name])
 
 
-@pytest.mark.xfail(reason="engine: message says 'must accept exactly StepFailedEvent'", strict=True)
 def test_catch_error_wrong_event_type_invalid() -> None:
     with pytest.raises(WorkflowValidationError, match="must accept StepFailedEvent"):
 
@@ -124,7 +123,6 @@ async def test_catch_error_not_invoked_on_recoverable_retry() -> None:
 
 
 @runs
-@pytest.mark.xfail(reason="engine: StepFailedEvent.failed_at is a naive datetime", strict=True)
 async def test_step_failed_event_fields() -> None:
     class Flow(Workflow):
         @step(retry_policy=_retry(2))

@@ -175,7 +175,6 @@ async def test_send_event_to_wrong_step(workflow: Workflow) -> None:
     await handler
 
 
-@pytest.mark.xfail(reason="engine: Context.from_dict says 'Unknown context snapshot version'", strict=True)
 def test_context_from_dict_rejects_future_version_as_context_serde_error(
     workflow: Workflow,
 ) -> None:
@@ -243,7 +242,6 @@ class ParentClearStateWorkflow(Workflow):
 
 
 @runs
-@pytest.mark.xfail(reason="engine: store.clear() resets to the declared state type, not the current one", strict=True)
 async def test_clear_resets_subclass_fields() -> None:
     """Clear is a reset to the current state's type, not a merge."""
     # rayflow: upstream uses InMemoryStateStore(ParentClearState()); the public store of a workflow
@@ -382,7 +380,6 @@ async def test_store_continuation_with_pre_run_seeding() -> None:
     assert result == 12
 
 
-@pytest.mark.xfail(reason="engine: send_event before run() raises WorkflowRuntimeError", strict=True)
 async def test_send_event_before_start_raises(workflow: Workflow) -> None:
     """Sending event before run() should raise ContextStateError."""
     ctx = Context(workflow)

@@ -63,7 +63,6 @@ async def test_resource() -> None:
 
 
 @runs
-@pytest.mark.xfail(reason="engine: an async Resource factory is not awaited (the step gets a coroutine)", strict=True)
 async def test_resource_async() -> None:
     class TestWorkflow(Workflow):
         @step

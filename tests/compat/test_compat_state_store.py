@@ -269,7 +269,6 @@ async def test_custom_state_set_values(custom_state_store: StateStore[MyState]) 
 
 
 @runs
-@pytest.mark.xfail(reason="engine: an error of a ctx.store call arrives as RayTaskError, not its own type", strict=True)
 async def test_custom_state_validation(custom_state_store: StateStore[MyState]) -> None:
     """Test that Pydantic validation is enforced on custom state."""
     # MyState has strict=True, so setting age to string should fail

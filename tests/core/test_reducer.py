@@ -147,18 +147,18 @@ def test_send_event_to_a_named_step_only():
 
 def test_pool_grows_toward_num_workers_only_while_events_wait():
     state = state_of(
-        StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=3), max_batch=1
+        StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=4), max_batch=1
     )
     started(state)
-    out = reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(10)]))
+    out = reduce(state, EventsEmitted("r1", "start", [env("X"), env("X")]))
     assert len(calls(out)) == 1  # one ready actor, one call in flight
-    assert [(c.step, c.actor) for c in out if isinstance(c, StartActor)] == [("w", 1)]
-    out = reduce(state, ActorStarted("w", 1))
-    assert len(calls(out)) == 1
-    assert [(c.step, c.actor) for c in out if isinstance(c, StartActor)] == [("w", 2)]
-    out = reduce(state, ActorStarted("w", 2))
-    assert not [c for c in out if isinstance(c, StartActor)]  # at num_workers: no more growth
-    assert state.pools["w"].size == 3
+    assert [(c.step, c.actor) for c in out if isinstance(c, StartActor)] == [("w", 1)]  # one more event waits
+    out = reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(10)]))
+    assert [(c.step, c.actor) for c in out if isinstance(c, StartActor)] == [("w", 2), ("w", 3)]  # at num_workers
+    for actor in (1, 2, 3):
+        assert len(calls(reduce(state, ActorStarted("w", actor)))) == 1
+    assert state.pools["w"].size == 4
+    assert not [c for c in reduce(state, EventsEmitted("r1", "start", [env("X")])) if isinstance(c, StartActor)]
 
 
 def test_batches_carry_small_events_together_and_slow_events_one_by_one():
