@@ -32,9 +32,6 @@ def init(address: str | None = None, **ray_init_kwargs: Any) -> None:
         if address is None and sys.stderr.isatty():
             print("rayflow: starting a local Ray (a few seconds)...", file=sys.stderr, flush=True)
         ray_init_kwargs.setdefault("namespace", settings().namespace)
-        ray_init_kwargs.setdefault("include_dashboard", False if address is None else None)
-        if ray_init_kwargs["include_dashboard"] is None:
-            del ray_init_kwargs["include_dashboard"]
         ray_init_kwargs.setdefault("log_to_driver", True)
         ray_init_kwargs.setdefault("logging_level", logging.WARNING)
         ray.init(address=address, **ray_init_kwargs)
