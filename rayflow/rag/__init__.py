@@ -80,7 +80,39 @@ _EXPORTS: dict[str, str] = {
     "shutdown_model_pools": "rayflow.rag.model_pool",
 }
 
-__all__ = sorted(_EXPORTS)
+# A literal list, so linters and type checkers see the names; tests/rag/test_public_api.py keeps it equal to
+# _EXPORTS.
+__all__ = [
+    "BaseEmbedding",
+    "ChatMessage",
+    "ChatResponse",
+    "CompletionResponse",
+    "CosineRerank",
+    "Document",
+    "HuggingFaceEmbedding",
+    "LLMError",
+    "LLMTimeoutError",
+    "LocalLLM",
+    "MessageRole",
+    "ModelNotAvailableError",
+    "ModelPool",
+    "NodeWithScore",
+    "OpenAI",
+    "OpenAIEmbedding",
+    "SentenceSplitter",
+    "SentenceTransformerEmbedding",
+    "SentenceTransformerRerank",
+    "Settings",
+    "SimpleDirectoryReader",
+    "StorageContext",
+    "TextNode",
+    "VectorIndexRetriever",
+    "VectorStoreIndex",
+    "load_index_from_storage",
+    "resolve_embed_model",
+    "shutdown_llms",
+    "shutdown_model_pools",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -77,13 +77,11 @@ class BaseEmbedding(ABC):
 
     def get_text_embedding_batch(self, texts: Sequence[str], show_progress: bool = False) -> list[list[float]]:
         """One vector per text, in order."""
-        return self.embed_array(texts, show_progress).tolist()  # type: ignore[no-any-return]
+        return self.embed_array(texts, show_progress).tolist()
 
-    async def aget_text_embedding_batch(
-        self, texts: Sequence[str], show_progress: bool = False
-    ) -> list[list[float]]:
+    async def aget_text_embedding_batch(self, texts: Sequence[str], show_progress: bool = False) -> list[list[float]]:
         """One vector per text, in order."""
-        return (await self.aembed_array(texts, show_progress)).tolist()  # type: ignore[no-any-return]
+        return (await self.aembed_array(texts, show_progress)).tolist()
 
     def get_text_embedding(self, text: str) -> list[float]:
         """The vector of one text."""
@@ -174,16 +172,24 @@ class HuggingFaceEmbedding(BaseEmbedding):
     def _query_text(self, query: str) -> str:
         return f"{self.query_instruction}{query}" if self.query_instruction else query
 
+    def _by_length(self, texts: list[str]) -> tuple[list[str], list[int]]:
+        # Longest first, as SentenceTransformer.encode does over its whole input: each pool chunk then holds texts
+        # of similar length, so little compute goes to padding.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        return self._texts([texts[i] for i in order]), order
+
     def _embed(self, texts: list[str], on_chunk: Callable[[int], None] | None) -> np.ndarray:
         if not texts:
             return _empty()
-        return _concat(self.pool.map_chunks(self._texts(texts), on_chunk=on_chunk, **self._encode_kwargs()))
+        ordered, order = self._by_length(texts)
+        return _unsort(_concat(self.pool.map_chunks(ordered, on_chunk=on_chunk, **self._encode_kwargs())), order)
 
     async def _aembed(self, texts: list[str], on_chunk: Callable[[int], None] | None) -> np.ndarray:
         if not texts:
             return _empty()
-        chunks = await self.pool.amap_chunks(self._texts(texts), on_chunk=on_chunk, **self._encode_kwargs())
-        return _concat(chunks)
+        ordered, order = self._by_length(texts)
+        chunks = await self.pool.amap_chunks(ordered, on_chunk=on_chunk, **self._encode_kwargs())
+        return _unsort(_concat(chunks), order)
 
 
 SentenceTransformerEmbedding = HuggingFaceEmbedding
@@ -362,6 +368,13 @@ def _concat(chunks: list[Any]) -> np.ndarray:
     import numpy as np
 
     return np.concatenate([np.asarray(c, dtype=np.float32) for c in chunks], axis=0)
+
+
+def _unsort(matrix: np.ndarray, order: list[int]) -> np.ndarray:
+    """Rows back in the caller's order: row ``k`` of ``matrix`` belongs to text ``order[k]``."""
+    out = matrix.copy()
+    out[order] = matrix
+    return out
 
 
 def _as_matrix(rows: Any) -> np.ndarray:

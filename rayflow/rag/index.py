@@ -392,8 +392,6 @@ class StorageContext:
         self.index.persist(persist_dir or self.persist_dir or "./storage")
 
 
-def load_index_from_storage(
-    storage_context: StorageContext, embed_model: Any = None, **_: Any
-) -> VectorStoreIndex:
+def load_index_from_storage(storage_context: StorageContext, embed_model: Any = None, **_: Any) -> VectorStoreIndex:
     """The index persisted in ``storage_context.persist_dir`` (default ``./storage``)."""
     return VectorStoreIndex.load(storage_context.persist_dir or "./storage", embed_model=embed_model)

@@ -60,9 +60,7 @@ class SimpleDirectoryReader:
         if input_dir is None and input_files is None:
             raise DocumentReadError("SimpleDirectoryReader needs input_dir or input_files")
         self.recursive = recursive
-        self.required_exts = (
-            None if required_exts is None else {_normalize_ext(ext) for ext in required_exts}
-        )
+        self.required_exts = None if required_exts is None else {_normalize_ext(ext) for ext in required_exts}
         self.exclude_hidden = exclude_hidden
         self.filename_as_id = filename_as_id
         self.encoding = encoding

@@ -97,7 +97,7 @@ class VectorStore:
 
         if self.faiss_index is None:
             return np.zeros((0, 0), dtype=np.float32)
-        return self.faiss_index.reconstruct_n(0, self.faiss_index.ntotal)  # type: ignore[no-any-return]
+        return self.faiss_index.reconstruct_n(0, self.faiss_index.ntotal)
 
     def snapshot(self) -> tuple[np.ndarray, list[TextNode]]:
         return self.vectors(), list(self.nodes)
@@ -140,9 +140,9 @@ class _IndexServer:
         else:
             # Shards are owned by this actor, so they end with it even if nobody stops them.
             self._shards = [
-                _ShardActor.options(  # type: ignore[attr-defined]
-                    name=f"{name}.shard.{i}", namespace=settings().namespace, num_cpus=0
-                ).remote(index_type, hnsw_m)
+                _ShardActor.options(name=f"{name}.shard.{i}", namespace=settings().namespace, num_cpus=0).remote(
+                    index_type, hnsw_m
+                )
                 for i in range(num_shards)
             ]
         self._count = 0
@@ -225,7 +225,7 @@ class IndexServerClient:
         """Start the server (owned by this process, so it ends with it) holding a copy of the given rows."""
         ensure_ray()
         client = cls(name)
-        client._handle = _IndexServerActor.options(  # type: ignore[attr-defined]
+        client._handle = _IndexServerActor.options(
             name=name, namespace=settings().namespace, num_cpus=0, max_concurrency=100
         ).remote(name, index_type, hnsw_m, num_shards, vectors, nodes)
         return client
