@@ -81,8 +81,11 @@ class _CrossEncoderScorer:
     """Lives in a ModelPool replica: one CrossEncoder, scoring whole batches of (query, text) pairs."""
 
     def __init__(self, source: str, device: str, batch_size: int) -> None:
+        import torch
         from sentence_transformers import CrossEncoder
 
+        if device == "cuda" and not torch.cuda.is_available():
+            device = "cpu"  # a GPU declared to Ray but not visible to torch (e.g. a logical resource)
         self.batch_size = batch_size
         self.model = CrossEncoder(source, device=device)
         self.device = self.model.device  # reported by the pool's replica_info()
