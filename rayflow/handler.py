@@ -3,6 +3,7 @@
 ``workflow.run()`` returns the handler at once; a task on the caller's event loop starts the run on the
 dispatcher and reads the run's stream until the run ends. The stream holds what steps wrote with
 ``ctx.write_event_to_stream`` and, last, the StopEvent (or the failure, timeout or cancel event).
+``HandlerFace`` is the caller's side of the run's ``Context`` (``handler.ctx``).
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
-from rayflow.errors import WorkflowRuntimeError
+from rayflow.context.state_store import StateStore
+from rayflow.core.envelope import Envelope, Kind
+from rayflow.errors import ContextStateError, WorkflowRuntimeError
 from rayflow.events import Event, StopEvent
 
 if TYPE_CHECKING:
     from rayflow.context import Context
+    from rayflow.workflow import Workflow
 
-__all__ = ["WorkflowHandler"]
+__all__ = ["HandlerFace", "WorkflowHandler"]
 
 
 class WorkflowHandler:
@@ -104,3 +108,49 @@ class WorkflowHandler:
 
     def __str__(self) -> str:
         return f"WorkflowHandler(run_id={self.run_id}, done={self.is_done()})"
+
+
+class HandlerFace:
+    """The handler side of ``Context``: store through the context actor, events into the run."""
+
+    def __init__(self, workflow: Workflow, ctx: Context[Any]) -> None:
+        self._workflow = workflow
+        self._ctx = ctx
+        self.run_id: str | None = None
+        self.running = False
+        #: Events sent before the run reached the dispatcher; None once it has.
+        self.pending: list[Envelope] | None = None
+
+    def store(self, ctx_id: str) -> StateStore[Any]:
+        async def actor() -> Any:
+            _, context = await self._workflow._runtime.start(self._workflow)
+            await self._workflow._seed_context(self._ctx, context)
+            return context
+
+        return StateStore(ctx_id, actor)
+
+    def send_event(self, event: Event, step: str | None) -> None:
+        if not self.running:
+            raise ContextStateError("send_event() called before workflow started. Call workflow.run() first.")
+        self._workflow._check_target(event, step)
+        self._emit(self._workflow._codec.encode(event, target=step))
+
+    def write_event_to_stream(self, event: Event) -> None:
+        if not self.running:
+            raise ContextStateError("write_event_to_stream() called before workflow started.")
+        self._emit(self._workflow._codec.encode(event, kind=Kind.STREAM))
+
+    def _emit(self, envelope: Envelope) -> None:
+        dispatcher = self._workflow._runtime.dispatcher
+        if self.pending is not None or dispatcher is None or self.run_id is None:
+            assert self.pending is not None
+            self.pending.append(envelope)  # sent as soon as the run has reached the dispatcher
+        else:
+            dispatcher.emit(self.run_id, [envelope])
+
+    def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None:
+        raise ContextStateError("collect_events only works inside a step")
+
+    @property
+    def is_running(self) -> bool:
+        return self.running

@@ -22,13 +22,11 @@ from pydantic import ValidationError
 from ray import cloudpickle
 
 from rayflow.context import Context
-from rayflow.context.state_store import DictState, StateStore
+from rayflow.context.state_store import DictState
 from rayflow.core.commands import Outcome
-from rayflow.core.envelope import Envelope, Kind
 from rayflow.core.routing import StepRoute
 from rayflow.decorators import StepConfig, step_config
 from rayflow.errors import (
-    ContextStateError,
     WorkflowCancelledByUser,
     WorkflowRuntimeError,
     WorkflowTimeoutError,
@@ -45,7 +43,7 @@ from rayflow.events import (
     WorkflowFailedEvent,
     WorkflowTimedOutEvent,
 )
-from rayflow.handler import WorkflowHandler
+from rayflow.handler import HandlerFace, WorkflowHandler
 from rayflow.runtime.codec import EventCodec, type_key
 from rayflow.runtime.dispatcher import RunEnd
 from rayflow.runtime.runtime import WorkflowRuntime
@@ -89,52 +87,6 @@ def _user_modules(cls: type, events: list[type]) -> list[types.ModuleType]:
             continue
         found.append(module)
     return found
-
-
-class _DriverFace:
-    """The handler side of ``Context``: store through the context actor, events into the run."""
-
-    def __init__(self, workflow: Workflow, ctx: Context[Any]) -> None:
-        self._workflow = workflow
-        self._ctx = ctx
-        self.run_id: str | None = None
-        self.running = False
-        #: Events sent before the run reached the dispatcher; None once it has.
-        self.pending: list[Envelope] | None = None
-
-    def store(self, ctx_id: str) -> StateStore[Any]:
-        async def actor() -> Any:
-            _, context = await self._workflow._runtime.start(self._workflow)
-            await self._workflow._seed_context(self._ctx, context)
-            return context
-
-        return StateStore(ctx_id, actor)
-
-    def send_event(self, event: Event, step: str | None) -> None:
-        if not self.running:
-            raise ContextStateError("send_event() called before workflow started. Call workflow.run() first.")
-        self._workflow._check_target(event, step)
-        self._emit(self._workflow._codec.encode(event, target=step))
-
-    def write_event_to_stream(self, event: Event) -> None:
-        if not self.running:
-            raise ContextStateError("write_event_to_stream() called before workflow started.")
-        self._emit(self._workflow._codec.encode(event, kind=Kind.STREAM))
-
-    def _emit(self, envelope: Envelope) -> None:
-        dispatcher = self._workflow._runtime.dispatcher
-        if self.pending is not None or dispatcher is None or self.run_id is None:
-            assert self.pending is not None
-            self.pending.append(envelope)  # sent as soon as the run has reached the dispatcher
-        else:
-            dispatcher.emit(self.run_id, [envelope])
-
-    def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None:
-        raise ContextStateError("collect_events only works inside a step")
-
-    @property
-    def is_running(self) -> bool:
-        return self.running
 
 
 class Workflow:
@@ -303,8 +255,8 @@ class Workflow:
 
     # -- runs ----------------------------------------------------------------------------------
 
-    def _driver_face(self, ctx: Context[Any]) -> _DriverFace:
-        return _DriverFace(self, ctx)
+    def _driver_face(self, ctx: Context[Any]) -> HandlerFace:
+        return HandlerFace(self, ctx)
 
     def _start_event(self, start_event: StartEvent | None, kwargs: dict[str, Any]) -> StartEvent:
         if start_event is not None:
@@ -342,7 +294,7 @@ class Workflow:
             ) from err
         ctx = ctx if ctx is not None else Context(self)
         face = ctx._face
-        if not isinstance(face, _DriverFace):
+        if not isinstance(face, HandlerFace):
             raise WorkflowRuntimeError("run(ctx=...) needs a context made with Context(workflow)")
         if face.running:
             raise WorkflowRuntimeError("This context already has a run going on")
@@ -383,7 +335,7 @@ class Workflow:
         self,
         handler: WorkflowHandler,
         ctx: Context[Any],
-        face: _DriverFace,
+        face: HandlerFace,
         start: StartEvent,
         started: asyncio.Event,
     ) -> StopEvent:

@@ -9,7 +9,8 @@ replicas, and the model is loaded once per replica. The first creator's ``loader
 ``max_wait_ms`` win. What is batched: a replica packs the queued requests that share a method and kwargs, in arrival
 order, into one model call of up to ``max_batch`` items; a request waits at most ``max_wait_ms`` for company, and
 never waits when the batch is already full. Replicas exit by themselves after ``RAYFLOW_MODEL_IDLE_S`` seconds
-(default 900, 0 disables) with no request; a client whose replica exited or died recreates it and retries (for about 3 s at most).
+(default 900, 0 disables) with no request; a client whose replica exited or died recreates it and retries
+(for about 3 s at most).
 """
 
 from __future__ import annotations
