@@ -112,21 +112,7 @@ def build_workflows(api: ModuleType, workers: int) -> tuple[type, dict[str, type
                 return StopEvent(result=ev.count + 1)
             return HopEvent(count=ev.count + 1, total=ev.total)
 
-    classes = (WorkEvent, ResultEvent, HopEvent, PongEvent, FanOutWorkflow, SelfLoopWorkflow, PingPongWorkflow)
-    for cls in classes:
-        _publish(cls, api.__name__)
     return FanOutWorkflow, {"self-loop": SelfLoopWorkflow, "ping-pong": PingPongWorkflow}
-
-
-def _publish(cls: type, prefix: str) -> None:
-    """Give a class built in a function a module-level name, as ``namedtuple`` does for the classes it makes.
-
-    cloudpickle rebuilds a class from its ``__name__`` and drops ``<locals>`` from its ``__qualname__``, so a
-    class that routing knows by ``module.QualName`` must have the same name on both sides of the pickle.
-    """
-    name = f"{prefix.replace('.', '_')}_{cls.__name__}"
-    cls.__name__ = cls.__qualname__ = name
-    globals()[name] = cls
 
 
 # ------------------------------------------------------------------------------------------------ measuring
