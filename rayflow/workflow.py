@@ -220,6 +220,9 @@ class Workflow:
 
     def validate(self) -> bool:
         """Check the event graph; ``WorkflowValidationError`` names what is wrong. True if it uses human input."""
+        return Workflow._validate(self)
+
+    def _validate(self) -> bool:
         configs = self._step_configs()
         validate_graph(configs, self._start_event_class)
         self._state_type()
@@ -284,7 +287,7 @@ class Workflow:
         ``await handler`` gives the StopEvent's result; ``ctx`` continues a context of an earlier run.
         """
         if not self._validated and not self._disable_validation:
-            self.validate()
+            Workflow._validate(self)  # not self.validate(): a step may be named "validate"
         event = self._start_event(start_event, kwargs)
         try:
             asyncio.get_running_loop()

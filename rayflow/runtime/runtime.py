@@ -83,6 +83,9 @@ class WorkflowRuntime:
         dispatcher, context = self._holder[0], self._context
         if dispatcher is not None and context is not None:
             return dispatcher, context
+        # Ray is started on this thread, not in the helper thread below: Ray ties the processes of a
+        # local cluster to the thread that started them, and the helper thread ends with its event loop.
+        ensure_ray()
         return await asyncio.to_thread(self.start_blocking, owner)
 
     def start_blocking(self, owner: Deployable) -> tuple[Dispatcher, ContextActor]:

@@ -516,3 +516,14 @@ async def test_workflow_and_events_defined_inside_a_function():
     # routing must still know them by the names the driver gave them
     async with make_local_workflow()() as wf:
         assert await wf.run(x=21) == 42
+
+
+class NamedValidate(Workflow):
+    @step
+    async def validate(self, ev: StartEvent) -> StopEvent:  # a step may take any name, even a method's
+        return StopEvent(result="ok")
+
+
+async def test_a_step_may_be_named_like_a_workflow_method():
+    async with NamedValidate() as wf:
+        assert await wf.run() == "ok"
