@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import socket
@@ -11,42 +10,24 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
+from tests import examples_support
+from tests.examples_support import EXAMPLES, ROOT
+
 TIMEOUT_S = 90.0
 
 
 @pytest.fixture(scope="module")
 def example_env(ray_cluster: None) -> dict[str, str]:
     """The environment an example runs in: the session cluster's address, and this checkout on the path."""
-    import ray
-
-    env = dict(os.environ)
-    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return examples_support.example_env()
 
 
 def run_example(env: dict[str, str], script: str, *args: str) -> str:
-    """Run ``examples/<script>`` to completion; fail with its output unless it exits 0. Returns its stdout."""
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert proc.returncode == 0, (
-        f"{script} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-    )
-    return proc.stdout
+    return examples_support.run_example(env, script, *args, timeout=TIMEOUT_S)
 
 
 def assert_lines_in_order(out: str, expected: list[str]) -> None:

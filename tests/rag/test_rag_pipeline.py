@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import importlib
 import importlib.metadata
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,9 +22,9 @@ from openai_server import OpenAIServer, prompt_of, start_openai_server
 from rayflow.rag import SimpleDirectoryReader
 from rayflow.rag.settings import Settings
 from rayflow.runtime.runtime import released
+from tests import examples_support
+from tests.examples_support import EXAMPLES
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
 DATA = EXAMPLES / "data"
 QUERY = "How do I configure the API rate limits?"
 RATE_LIMITS_TEXT = "API rate limits are configured in the `rate_limits` section of `gateway.yaml`"
@@ -118,28 +117,11 @@ async def test_the_tutorial_rag_program_with_only_its_imports_changed_sends_the_
 @pytest.fixture
 def example_env(ray_cluster: None) -> dict[str, str]:
     """The session cluster's address, this checkout on the path, and no OpenAI endpoint unless a test adds one."""
-    import ray
-
-    env = {k: v for k, v in os.environ.items() if k not in _ENDPOINT_VARS}
-    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return examples_support.example_env(drop=_ENDPOINT_VARS)
 
 
 def run_example(env: dict[str, str], script: str, *args: str) -> str:
-    """Run ``examples/<script>``; fail with its output unless it exits 0. Returns its stdout."""
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
-    )
-    output = f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-    assert proc.returncode == 0, f"{script} exited {proc.returncode}\n{output}"
-    return proc.stdout
+    return examples_support.run_example(env, script, *args, timeout=SUBPROCESS_TIMEOUT_S)
 
 
 def _sources(out: str) -> list[str]:
