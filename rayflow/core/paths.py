@@ -15,19 +15,18 @@ def _step_into(obj: Any, segment: str) -> Any:
             return obj[int(segment)]
         except (ValueError, IndexError) as err:
             raise PathNotFound(segment) from err
-    data = getattr(obj, "_data", None)
     if isinstance(obj, dict):
         if segment in obj:
             return obj[segment]
         raise PathNotFound(segment)
-    if segment in type(obj).__dict__.get("model_fields", {}) or (
-        hasattr(type(obj), "model_fields") and segment in type(obj).model_fields
-    ):
+    if segment in getattr(type(obj), "model_fields", {}):  # a pydantic model's declared field
         return getattr(obj, segment)
+    data = getattr(obj, "_data", None)  # a dict-like event or DictState's undeclared keys
     if isinstance(data, dict) and segment in data:
         return data[segment]
-    if hasattr(obj, "__dict__") and segment in vars(obj):
-        return vars(obj)[segment]
+    attrs = getattr(obj, "__dict__", {})
+    if segment in attrs:
+        return attrs[segment]
     raise PathNotFound(segment)
 
 

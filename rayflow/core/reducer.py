@@ -31,6 +31,7 @@ from rayflow.core.ticks import (
     CallFinished,
     CancelRequested,
     EventsEmitted,
+    ItemDone,
     RunStarted,
     Tick,
     TimeoutReached,
@@ -175,12 +176,10 @@ def _call_finished(step: _Step, tick: CallFinished) -> None:
         sample = tick.elapsed / len(tick.results)
         pool.per_event = sample if pool.per_event is None else 0.7 * pool.per_event + 0.3 * sample
     step.dirty[call.step] = pool
-    if tick.lost is not None:
-        for item in call.items:
-            failure = Failure(call.step, None, tick.lost)
-            _fail_item(step, call.step, item.run_id, failure)
-        return
-    for item, done in zip(call.items, tick.results, strict=True):
+    results = tick.results
+    if tick.lost is not None:  # the actor died: each of its items failed with that message
+        results = [ItemDone(item.run_id, failure=Failure(call.step, None, tick.lost)) for item in call.items]
+    for item, done in zip(call.items, results, strict=True):
         run = state.runs.get(item.run_id)
         if run is None:
             continue
@@ -192,16 +191,6 @@ def _call_finished(step: _Step, tick: CallFinished) -> None:
             _handle_failure(step, run, done.failure)
         elif done.output is not None:
             _emit(step, run, done.output, call.step)
-
-
-def _fail_item(step: _Step, name: str, run_id: str, failure: Failure) -> None:
-    run = step.state.runs.get(run_id)
-    if run is None:
-        return
-    run.inflight -= 1
-    run.active[name] -= 1
-    step.touched[run_id] = run
-    _handle_failure(step, run, failure)
 
 
 def _handle_failure(step: _Step, run: Run, failure: Failure) -> None:
