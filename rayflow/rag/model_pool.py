@@ -9,8 +9,8 @@ replicas, and the model is loaded once per replica. The first creator's ``loader
 ``max_wait_ms`` win. What is batched: a replica packs the queued requests that share a method and kwargs, in arrival
 order, into one model call of up to ``max_batch`` items; a request waits at most ``max_wait_ms`` for company, and
 never waits when the batch is already full. Replicas exit by themselves after ``RAYFLOW_MODEL_IDLE_S`` seconds
-(default 900, 0 disables) with no request; a client whose replica exited or died recreates it and retries
-(for about 3 s at most).
+(default 900, 0 disables) with no request; a client whose replica exited or died recreates it and retries,
+for up to ``_RETRY_S`` seconds (a replica that exited keeps its name until Ray has marked it dead).
 """
 
 from __future__ import annotations
@@ -27,18 +27,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError
 
 from rayflow.config import settings
 from rayflow.rag.batching import pick_replica, plan_chunks
-from rayflow.rag.model_replica import ModelPoolError, ModelReplicaActor
+from rayflow.rag.model_replica import ModelPoolError, ModelReplicaActor, ReplicaRetired
 from rayflow.runtime.cluster import ensure_ray
 
 __all__ = ["ModelPool", "ModelPoolError", "replica_name", "shutdown_model_pools"]
 
 ACTOR_PREFIX = "rayflow.model."
-# Tries per chunk when its replica dies (idle exit, crash): waits 0.1, 0.2, 0.4, 0.8, 1.6 s in between.
-_ATTEMPTS = 6
+# How long a chunk whose replica is gone (idle exit, crash) keeps retrying on a recreated one; the waits in between
+# grow from 0.05 s to at most 1 s.
+_RETRY_S = 30.0
+# What a request answered by a replica that is gone raises: the actor is dead, or it is exiting for idleness.
+_GONE = (RayActorError, ReplicaRetired)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -175,31 +178,34 @@ class ModelPool:
         with self._lock:
             self._inflight[i] -= 1
 
-    def _died(self, i: int, handle: Any, err: RayActorError, attempt: int) -> float:
-        """Forget a dead replica so the next try recreates it; the seconds to wait first, or raise if retrying
-        cannot help. (A replica that just exited keeps its name until Ray has marked it dead, and until then
-        ``get_if_exists`` hands back the dead one: hence a short, growing wait.)"""
+    def _gone(self, i: int, handle: Any, err: Exception, attempt: int, started: float) -> float:
+        """Forget a replica that is gone so the next try recreates it; the seconds to wait first, or raise if
+        retrying cannot help. (A replica that just exited keeps its name until Ray has marked it dead, and until
+        then ``get_if_exists`` hands back the dead one: hence a growing wait.)"""
         self._forget(i, handle)
-        if err.actor_init_failed or attempt + 1 >= _ATTEMPTS:
+        load_failed = isinstance(err, RayActorError) and err.actor_init_failed
+        if load_failed or time.monotonic() - started > _RETRY_S:
             lines = [ln for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines() if ln.strip()]
+            what = "could not load its model" if load_failed else f"stayed gone for {_RETRY_S:g} s"
             raise ModelPoolError(
-                f"model pool replica {self._names[i]!r} (model {self._spec.model!r}) "
-                f"{'could not load its model' if err.actor_init_failed else 'died'}: {lines[-1] if lines else err}"
+                f"model pool replica {self._names[i]!r} (model {self._spec.model!r}) {what}: "
+                f"{lines[-1] if lines else err}"
             ) from err
-        return 0.1 * 2**attempt
+        return min(0.05 * 2**attempt, 1.0)
 
     async def _achunk(self, items: list[Any], kwargs: dict[str, Any]) -> Any:
-        for attempt in range(_ATTEMPTS):
+        started = time.monotonic()
+        for attempt in itertools.count():
             i = self._acquire()
             handle = self._handle(i)
             try:
                 return await handle.infer.remote(self._spec.method, items, kwargs)
-            except RayActorError as err:
-                delay = self._died(i, handle, err, attempt)
+            except _GONE as err:
+                delay = self._gone(i, handle, err, attempt, started)
             finally:
                 self._release(i)
             await asyncio.sleep(delay)
-        raise AssertionError("unreachable: _died raises on the last attempt")
+        raise AssertionError("unreachable: itertools.count() does not end")
 
     async def amap_chunks(
         self, items: list[Any], *, on_chunk: Callable[[int], None] | None = None, **kwargs: Any
@@ -229,7 +235,8 @@ class ModelPool:
         spans = plan_chunks(len(items), self._spec.max_batch)
         results: list[Any] = [None] * len(spans)
         todo = list(range(len(spans)))
-        for attempt in range(_ATTEMPTS):
+        started = time.monotonic()
+        for attempt in itertools.count():
             pending = {}
             delay = 0.0
             for k in todo:
@@ -244,8 +251,8 @@ class ModelPool:
                 self._release(i)
                 try:
                     results[k] = ray.get(done[0])
-                except RayActorError as err:
-                    delay = max(delay, self._died(i, handle, err, attempt))
+                except _GONE as err:
+                    delay = max(delay, self._gone(i, handle, err, attempt, started))
                     todo.append(k)
                     continue
                 if on_chunk is not None:
@@ -306,9 +313,11 @@ def _stop_actors(handles: list[Any]) -> None:
             ray.kill(handle, no_restart=True)
     for ref in refs:
         try:
-            ray.get(ref)
+            ray.get(ref, timeout=grace)
         except RayActorError:
             pass  # the expected way an exited actor answers; its name is free once this returns
+        except GetTimeoutError:
+            pass  # killed above; Ray frees the name when it has marked the actor dead
 
 
 def shutdown_model_pools() -> None:

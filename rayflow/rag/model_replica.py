@@ -20,11 +20,16 @@ import ray
 from rayflow.errors import RayflowError
 from rayflow.rag.batching import BatchQueue, Request, is_idle
 
-__all__ = ["ModelPoolError", "ModelReplicaActor"]
+__all__ = ["ModelPoolError", "ModelReplicaActor", "ReplicaRetired"]
 
 
 class ModelPoolError(RayflowError):
-    """A model pool could not load its model, or one of its replicas died twice in a row."""
+    """A model pool could not load its model, or its replica stayed gone for longer than the client retries."""
+
+
+class ReplicaRetired(Exception):
+    """Raised to a request that reaches a replica after it decided to exit for idleness: the client retries it
+    on a fresh replica. (Served instead, it would keep the exiting actor alive with no batch loop to run it.)"""
 
 
 class _ModelReplica:
@@ -72,7 +77,9 @@ class _ModelReplica:
 
     async def infer(self, method: str, items: list[Any], kwargs: dict[str, Any]) -> Any:
         self._ensure_started()
-        assert self._wakeup is not None and self._drained is not None
+        assert self._wakeup is not None and self._drained is not None and self._exiting is not None
+        if self._exiting.is_set():
+            raise ReplicaRetired(f"model pool replica {self._name!r} is exiting for idleness")
         self._drained.clear()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         key = (method, repr(sorted(kwargs.items())))

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 import ray
+from ray.exceptions import RayActorError
 
 from rayflow.rag.batching import BatchQueue, Request, is_idle, pick_replica, plan_chunks
 from rayflow.rag.model_pool import ModelPool, ModelPoolError, replica_name, shutdown_model_pools
+from rayflow.rag.model_replica import ReplicaRetired
 
 # The model classes below live in this test module, which Ray workers cannot import: ship them by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -167,6 +169,10 @@ def test_an_idle_replica_exits_by_itself_and_the_pool_recovers(rag_env: None) ->
     assert pool.call([1])[0][0] == 1
     handle = pool._handle(0)
     assert ray.get(handle.until_exit.remote()) == replica_name("test", "idle", 0.0, 0)
+    # A request reaching the replica after it decided to exit is refused (or finds it dead): it never waits on an
+    # actor that has stopped batching. (The timeout only turns a hang into a failure.)
+    with pytest.raises((ReplicaRetired, RayActorError)):
+        ray.get(handle.infer.remote("run", [1], {}), timeout=60)
     # The next call finds the replica gone (or going) and starts a fresh one.
     assert pool.call([2])[0][0] == 2
 
