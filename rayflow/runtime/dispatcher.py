@@ -134,13 +134,7 @@ class _Dispatcher:
         """Stop every actor this dispatcher started and wait until they are gone."""
         handles = [*self._actors.values(), self._context]
         self._actors.clear()
-        for handle in handles:
-            ray.kill(handle, no_restart=True)
-        for handle in handles:
-            try:
-                await handle.__ray_ready__.remote()
-            except RayActorError:
-                pass
+        await stop_actors(handles)
 
     async def release(self) -> None:
         """``shutdown``, then end this actor: the answer to a workflow that was garbage-collected."""
@@ -218,6 +212,30 @@ class _Dispatcher:
         return task
 
 
+async def stop_actors(handles: list[Any]) -> None:
+    """End actors gracefully (each finishes the call it is running, then exits) and kill those still alive after
+    ``RAYFLOW_SHUTDOWN_GRACE_S``; returns once every one is gone and its name is free.
+
+    Ending with ``__ray_terminate__`` rather than ``ray.kill`` first: a call that reaches an actor Ray is tearing
+    down can abort its process (seen as SIGABRT in ``InnerGcsClient.async_internal_kv_get``).
+    """
+
+    async def gone(ref: Any) -> None:
+        try:
+            await ref
+        except RayActorError:
+            pass  # how an actor that exited answers
+
+    waits = [asyncio.ensure_future(gone(handle.__ray_terminate__.remote())) for handle in handles]
+    if not waits:
+        return
+    _, late = await asyncio.wait(waits, timeout=settings().shutdown_grace_s)
+    for handle, wait in zip(handles, waits, strict=True):
+        if wait in late:
+            ray.kill(handle, no_restart=True)
+    await asyncio.gather(*late)
+
+
 class Dispatcher:
     """Typed client of a workflow instance's dispatcher actor (created by the driver, owned by it)."""
 
@@ -263,11 +281,7 @@ class Dispatcher:
             await self._handle.shutdown.remote()
         except RayActorError:
             pass
-        self.kill()
-        try:
-            await self._handle.__ray_ready__.remote()
-        except RayActorError:
-            pass
+        await stop_actors([self._handle])
 
     def release(self) -> Any:
         """Ask the dispatcher to stop its actors and itself, without waiting; the ref ends when it is gone."""
@@ -275,8 +289,12 @@ class Dispatcher:
 
     def close_sync(self) -> None:
         """``close`` for places without an event loop (interpreter exit, garbage collection)."""
+        grace = settings().shutdown_grace_s
         try:
-            ray.get(self._handle.shutdown.remote(), timeout=settings().shutdown_grace_s)
+            ray.get(self._handle.shutdown.remote(), timeout=grace)
+            ray.get(self._handle.__ray_terminate__.remote(), timeout=grace)
+        except RayActorError:
+            return  # gone: the expected answer to __ray_terminate__
         except Exception:
             pass
         self.kill()
