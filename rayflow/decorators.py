@@ -8,6 +8,7 @@ Signatures that cannot work are refused here, before any workflow or actor exist
 from __future__ import annotations
 
 import dataclasses
+import dis
 import inspect
 import sys
 import types
@@ -43,6 +44,9 @@ class StepConfig:
     catch_error_max_recoveries: int = 1
     #: True when the step's code calls ``collect_events``: its events of one run go to one actor.
     collects: bool = False
+    #: True when the step's code reads ``self`` (or calls ``super()``): it may depend on its actor's copy of the
+    #: workflow, so no other step's actor runs it.
+    uses_self: bool = True
 
 
 def _flatten(annotation: Any) -> list[Any]:
@@ -66,6 +70,17 @@ def _calls_collect_events(code: types.CodeType) -> bool:
     if "collect_events" in code.co_names:
         return True
     return any(isinstance(c, types.CodeType) and _calls_collect_events(c) for c in code.co_consts)
+
+
+def _reads_self(code: types.CodeType) -> bool:
+    if "super" in code.co_names or "self" in code.co_cellvars or "self" in code.co_freevars:
+        return True
+    for ins in dis.get_instructions(code):
+        if ins.opname.startswith("LOAD") and (
+            ins.argval == "self" or (isinstance(ins.argval, tuple) and "self" in ins.argval)
+        ):
+            return True
+    return any(isinstance(c, types.CodeType) and _reads_self(c) for c in code.co_consts)
 
 
 def _type_hints(func: Callable[..., Any], localns: dict[str, Any] | None) -> dict[str, Any]:
@@ -135,6 +150,7 @@ def make_step_config(
         context_state_type=state_type,
         accept_event_subclasses=accept_event_subclasses,
         collects=_calls_collect_events(func.__code__),
+        uses_self=_reads_self(func.__code__),
     )
 
 

@@ -66,6 +66,10 @@ _BUILTIN_EVENTS = (
 )
 
 
+def _is_event(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, Event)
+
+
 def _names_in(code: types.CodeType) -> set[str]:
     names = set(code.co_names)
     for const in code.co_consts:
@@ -214,6 +218,10 @@ class Workflow:
                     catches=tuple(config.catch_error_for_steps) if config.catch_error_for_steps else None,
                     is_catch_error=config.role == "catch_error",
                     max_recoveries=config.catch_error_max_recoveries,
+                    returns=frozenset(self._codec.key_of(t) for t in config.return_types if _is_event(t)),
+                    lendable=not (
+                        config.collects or config.resources or config.uses_self or config.role == "catch_error"
+                    ),
                 )
             )
         return routes

@@ -130,3 +130,35 @@ def test_events_behave_like_dicts_for_extra_fields():
     assert StopEvent(result={"a": 1}).result == {"a": 1}
     with pytest.raises(AttributeError):
         _ = ev.nope
+
+
+def test_decoration_notes_which_steps_read_self():
+    """A step that never reads ``self`` may run on another step's actor (a lent slot); one that does never does."""
+    from rayflow.decorators import step_config
+
+    class Base(Workflow):
+        @step
+        async def start(self, ev: StartEvent) -> A:
+            return A(x=1)
+
+    class W(Base):
+        factor = 2
+
+        @step
+        async def pure(self, ev: A) -> StopEvent:
+            return StopEvent(result=ev.x * 2)
+
+        @step
+        async def reads(self, ev: B) -> StopEvent:
+            return StopEvent(result=self.factor)
+
+        @step
+        async def nested(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=[(lambda: self.factor)() for _ in range(1)])
+
+        @step
+        async def start(self, ev: StartEvent) -> A:
+            return await super().start(ev)
+
+    flags = {name: step_config(getattr(W, name)).uses_self for name in ("pure", "reads", "nested", "start")}
+    assert flags == {"pure": False, "reads": True, "nested": True, "start": True}

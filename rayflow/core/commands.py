@@ -28,12 +28,17 @@ class StartActor:
 
 @dataclass(frozen=True, slots=True)
 class CallStep:
-    """Send ``items`` to ``actor`` of ``step``'s pool; answer with CallFinished(call_id)."""
+    """Send ``items`` to ``actor`` of ``step``'s pool; answer with CallFinished(call_id).
+
+    ``loans``: steps whose slot is lent to this call: the actor may run an event that only one of them accepts
+    itself, at once, instead of returning it (a chain of small steps without a dispatcher round trip per hop).
+    """
 
     call_id: int
     step: str
     actor: int
     items: list[WorkItem]
+    loans: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,10 @@ the stream and to any step accepting it; any other event goes to every step acce
 accepts fails the run instead of vanishing. A run with no work queued or running, no StopEvent and no
 question pending for the caller fails instead of hanging until its timeout.
 
+A call of a fast step may carry loans: an idle slot of each fast, stateless step its events go to next, so the
+actor runs a chain of small steps (A -> B -> A ...) by itself instead of a dispatcher round trip per hop; a lent slot
+takes no other call until the loan comes back, so a step never runs more than ``num_workers`` events at once.
+
 Costs are O(1) per event (plus the number of steps an event goes to): no decision scans a run's history.
 The state is mutated in place; the reducer does no I/O and reads no clock, so tests drive it directly.
 """
@@ -176,6 +180,12 @@ def _call_finished(step: _Step, tick: CallFinished) -> None:
         sample = tick.elapsed / len(tick.results)
         pool.per_event = sample if pool.per_event is None else 0.7 * pool.per_event + 0.3 * sample
     step.dirty[call.step] = pool
+    for name, actor in call.loans:
+        lender = state.pools[name]
+        lent = lender.actors.get(actor)
+        if lent is not None:
+            lent.lent = False
+        step.dirty[name] = lender
     results = tick.results
     if tick.lost is not None:  # the actor died: each of its items failed with that message
         results = [ItemDone(item.run_id, failure=Failure(call.step, None, tick.lost)) for item in call.items]
@@ -185,12 +195,12 @@ def _call_finished(step: _Step, tick: CallFinished) -> None:
             continue
         run.inflight -= 1
         run.active[call.step] -= 1
-        run.last_step = call.step
+        run.last_step = done.step or call.step
         step.touched[run.run_id] = run
         if done.failure is not None:
             _handle_failure(step, run, done.failure)
         elif done.output is not None:
-            _emit(step, run, done.output, call.step)
+            _emit(step, run, done.output, run.last_step)
 
 
 def _handle_failure(step: _Step, run: Run, failure: Failure) -> None:
@@ -270,19 +280,43 @@ def _feed(step: _Step, pool: Pool) -> None:
         while moved and pool.waiting:  # events moved to their collect home get a second pass
             moved = False
             for slot in sorted(pool.actors.values(), key=lambda s: s.inflight):
-                while slot.inflight < limit and (slot.queue or pool.queue):
+                while not slot.lent and slot.inflight < limit and (slot.queue or pool.queue):
                     items, diverted = _take(state, pool, slot, batch_size)
                     moved = moved or diverted
                     if not items:
                         break
                     call_id = state.next_call
                     state.next_call += 1
-                    state.calls[call_id] = Call(pool.route.name, slot.id, items)
+                    loans = _lend(state, pool)
+                    state.calls[call_id] = Call(pool.route.name, slot.id, items, loans)
                     slot.inflight += 1
-                    step.commands.append(CallStep(call_id, pool.route.name, slot.id, items))
-    idle = sum(1 for s in pool.actors.values() if s.inflight == 0) + len(pool.starting)
+                    step.commands.append(
+                        CallStep(call_id, pool.route.name, slot.id, items, tuple(name for name, _ in loans))
+                    )
+    idle = sum(1 for s in pool.actors.values() if s.idle) + len(pool.starting)
     for _ in range(min(pool.waiting - idle, pool.route.num_workers - pool.size) if can_grow else 0):
         _start_actor(step, pool.route.name, pool)  # one new actor per waiting event, up to num_workers
+
+
+def _lend(state: DispatcherState, pool: Pool) -> tuple[tuple[str, int], ...]:
+    """Idle slots of the steps ``pool``'s events go to next, for a call of ``pool``'s step.
+
+    Only between fast steps (a call then holds the slots briefly), only from pools with no event waiting, and never
+    a step whose speed is not known yet.
+    """
+    fast = state.batch_target_s
+    if pool.per_event is None or pool.per_event > fast:
+        return ()
+    loans = []
+    for name in state.routing.successors(pool.route.name):
+        other = state.pools[name]
+        if other.waiting or other.per_event is None or other.per_event > fast:
+            continue
+        slot = next((s for s in other.actors.values() if s.idle), None)
+        if slot is not None:
+            slot.lent = True
+            loans.append((name, slot.id))
+    return tuple(loans)
 
 
 def _take(state: DispatcherState, pool: Pool, slot: ActorSlot, size: int) -> tuple[list[WorkItem], bool]:

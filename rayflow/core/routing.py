@@ -22,6 +22,11 @@ class StepRoute:
     catches: tuple[str, ...] | None = None
     is_catch_error: bool = False
     max_recoveries: int = 1
+    #: Type keys of the events the step returns (its return annotation): where its events go next.
+    returns: frozenset[str] = frozenset()
+    #: Another step's actor may run this step, on a slot of this step's pool lent to it (see ``successors``):
+    #: the step keeps no per-actor state (collect buffers, resources, ``self``) and has no placement of its own.
+    lendable: bool = False
 
 
 @dataclass
@@ -31,6 +36,7 @@ class RoutingTable:
     steps: dict[str, StepRoute]
     _exact: dict[str, list[str]] = field(default_factory=dict, init=False)
     _cache: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict, init=False)
+    _successors: dict[str, tuple[str, ...]] = field(default_factory=dict, init=False)
 
     @classmethod
     def of(cls, routes: Iterable[StepRoute]) -> RoutingTable:
@@ -40,7 +46,15 @@ class RoutingTable:
                 continue
             for key in route.accepts:
                 table._exact.setdefault(key, []).append(route.name)
+        for route in table.steps.values():
+            after = dict.fromkeys(n for key in sorted(route.returns) for n in table._exact.get(key, ()))
+            table._successors[route.name] = tuple(n for n in after if n != route.name and table.steps[n].lendable)
         return table
+
+    def successors(self, step: str) -> tuple[str, ...]:
+        """The lendable steps that accept an event type ``step`` returns: the next hops a call of ``step`` may run
+        on its own actor. (Steps reached only as subclass handlers are left out: they just take the slower path.)"""
+        return self._successors.get(step, ())
 
     def targets(self, envelope: Envelope) -> tuple[str, ...]:
         """Every step that receives ``envelope``: its target alone, or each step accepting its type."""

@@ -16,6 +16,12 @@ class ActorSlot:
     id: int
     inflight: int = 0
     queue: deque[WorkItem] = field(default_factory=deque)
+    #: Lent to a call of another step, which may run this step on its own actor: takes no call until returned.
+    lent: bool = False
+
+    @property
+    def idle(self) -> bool:
+        return self.inflight == 0 and not self.lent
 
 
 @dataclass
@@ -71,6 +77,8 @@ class Call:
     step: str
     actor: int
     items: list[WorkItem]
+    #: Slots of other steps lent to this call, as (step, actor): returned when it finishes.
+    loans: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass

@@ -39,6 +39,8 @@ class ItemDone:
     run_id: str
     output: Envelope | None = None
     failure: Failure | None = None
+    #: The step that returned ``output`` when it is not the step called (the item ran on through lent steps).
+    step: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

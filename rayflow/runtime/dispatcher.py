@@ -11,7 +11,7 @@ polling ``next_items``.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
@@ -83,6 +83,8 @@ class _Dispatcher:
         step_options: dict[str, dict[str, Any]],
     ) -> None:
         config = settings()
+        # A step placed on actors of its own (GPUs, resources) runs only there: its slots are never lent.
+        routes = [replace(r, lendable=False) if step_options.get(r.name) else r for r in routes]
         self._state = DispatcherState.of(RoutingTable.of(routes), config.max_batch, config.actor_pipeline)
         self._blob = workflow_blob
         self._label = label
@@ -147,7 +149,8 @@ class _Dispatcher:
 
     def _execute(self, command: Command) -> None:
         if isinstance(command, CallStep):
-            ref = self._actors[(command.step, command.actor)].run.remote(command.items)
+            actor = self._actors[(command.step, command.actor)]
+            ref = actor.run.remote(command.items, command.loans) if command.loans else actor.run.remote(command.items)
             self._spawn(self._await_call(command.call_id, ref))
         elif isinstance(command, Publish):
             stream = self._streams.get(command.run_id)

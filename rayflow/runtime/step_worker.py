@@ -1,10 +1,12 @@
 """A step actor: runs one step's method for batches of events, for every run of one workflow instance.
 
 The workflow object arrives once, at construction; each call carries a batch of (run, envelope) work
-items, run one after the other. Events the step emits while it runs (``send_event``, the stream) leave
-in batches through ``Dispatcher.emit`` as soon as the step awaits something, and have all been
-delivered before the call returns; the event the step returns comes back with the call. Retries of a
-failing step happen here, with its retry policy. Collect buffers of the runs homed here live here.
+items, run one after the other. An event a step returns runs on here at once when only this step
+accepts it (a loop), or only a step whose slot the dispatcher lent to the call (a chain of small
+steps). Events the step emits while it runs (``send_event``, the stream) leave in batches through
+``Dispatcher.emit`` as soon as the step awaits something, and have all been delivered before the
+call returns; the event the step returns comes back with the call. Retries of a failing step happen
+here, with its retry policy. Collect buffers of the runs homed here live here.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import inspect
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,7 +32,7 @@ from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope, Failure, Kind
 from rayflow.core.routing import RoutingTable
 from rayflow.core.ticks import ItemDone
-from rayflow.decorators import step_config
+from rayflow.decorators import StepConfig, step_config
 from rayflow.errors import WorkflowRuntimeError
 from rayflow.events import Event, StepFailedEvent
 from rayflow.runtime.codec import EventCodec
@@ -38,12 +42,23 @@ from rayflow.validation import check_target
 _ENDED_MEMORY = 10_000
 
 
+@dataclass(frozen=True)
+class _StepCode:
+    """What running one step takes: its method (bound to this actor's copy of the workflow) and its config."""
+
+    name: str
+    fn: Callable[..., Any]
+    config: StepConfig
+    is_async: bool
+
+
 class _Outbox:
     """Events one invocation emits, sent to the dispatcher in batches while the step still runs."""
 
-    def __init__(self, worker: _StepWorker, run_id: str) -> None:
+    def __init__(self, worker: _StepWorker, run_id: str, step: str) -> None:
         self._worker = worker
         self._run_id = run_id
+        self._step = step
         self._items: list[Envelope] = []
         self._scheduled = False
 
@@ -66,42 +81,44 @@ class _Outbox:
         self._scheduled = False
         if self._items:
             items, self._items = self._items, []
-            self._worker._emit(self._run_id, items)
+            self._worker._emit(self._run_id, self._step, items)
 
 
 class _StepFace:
     """The step side of ``Context``: emits through the invocation's outbox, collects in this actor."""
 
-    def __init__(self, worker: _StepWorker, run_id: str, outbox: _Outbox) -> None:
+    def __init__(self, worker: _StepWorker, run_id: str, outbox: _Outbox, code: _StepCode) -> None:
         self._worker = worker
         self._run_id = run_id
         self._outbox = outbox
+        self._code = code
 
     def store(self, ctx_id: str) -> StateStore[Any]:
         return self._worker._store(ctx_id)
 
     def send_event(self, event: Event, step: str | None) -> None:
         worker = self._worker
+        name = self._code.name
         if not isinstance(event, Event):
-            raise WorkflowRuntimeError(f"Step {worker._step!r} sent a {type(event).__name__}, which is not an Event")
+            raise WorkflowRuntimeError(f"Step {name!r} sent a {type(event).__name__}, which is not an Event")
         if step is not None:
             check_target(worker._configs, step, event)
-        self._outbox.add(worker._codec.encode(event, target=step, step=worker._step))
+        self._outbox.add(worker._codec.encode(event, target=step, step=name))
 
     def write_event_to_stream(self, event: Event) -> None:
         worker = self._worker
-        self._outbox.add(worker._codec.encode(event, kind=Kind.STREAM, step=worker._step))
+        self._outbox.add(worker._codec.encode(event, kind=Kind.STREAM, step=self._code.name))
 
     def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None:
-        worker = self._worker
-        if not worker._config.collects and worker._config.num_workers > 1:
+        name, config = self._code.name, self._code.config
+        if not config.collects and (config.num_workers > 1 or name != self._worker._step):
             raise WorkflowRuntimeError(
-                f"Step {worker._step!r} called ctx.collect_events from code rayflow could not see when the "
-                "step was decorated (a helper function?). Call collect_events in the step's own body, or "
-                "give the step num_workers=1, so that every event of a run reaches the same buffer."
+                f"Step {name!r} called ctx.collect_events from code rayflow could not see when the "
+                "step was decorated (a helper function?). Call collect_events in the step's own body, so that "
+                "every event of a run reaches the same buffer."
             )
-        key = (self._run_id, worker._step, buffer_id)
-        return worker._collect.collect(key, event, type(event), expected)
+        key = (self._run_id, name, buffer_id)
+        return self._worker._collect.collect(key, event, type(event), expected)
 
     @property
     def is_running(self) -> bool:
@@ -115,10 +132,11 @@ class _StepWorker:
         self._label = label
         steps = self._workflow._get_steps()
         self._configs = {name: step_config(fn) for name, fn in steps.items()}
-        self._config = self._configs[step]
-        fn = steps[step]
-        self._fn = getattr(self._workflow, step, fn) if hasattr(type(self._workflow), step) else fn
-        self._is_async = inspect.iscoroutinefunction(self._fn)
+        self._steps: dict[str, _StepCode] = {}
+        for name, fn in steps.items():
+            bound = getattr(self._workflow, name, fn) if hasattr(type(self._workflow), name) else fn
+            self._steps[name] = _StepCode(name, bound, self._configs[name], inspect.iscoroutinefunction(bound))
+        self._own = self._steps[step]
         self._codec = EventCodec(self._workflow._event_keys)
         self._routing = RoutingTable.of(self._workflow._routes())
         self._dispatcher = dispatcher
@@ -142,35 +160,45 @@ class _StepWorker:
         self._gate = asyncio.Semaphore(1)
         return self._label
 
-    async def run(self, items: list[WorkItem]) -> tuple[list[ItemDone], float]:
+    async def run(self, items: list[WorkItem], loans: tuple[str, ...] = ()) -> tuple[list[ItemDone], float]:
         """Run the step for each item, one at a time; one ``ItemDone`` per item, in order, and the seconds taken.
 
-        An event the step returns that only this step accepts (a loop) runs here again at once, up to
-        ``RAYFLOW_LOCAL_HOPS`` times, instead of a round trip through the dispatcher.
+        An event a step returns that only this step accepts (a loop), or only a step in ``loans`` (slots the
+        dispatcher lent to this call), runs here at once, up to ``RAYFLOW_LOCAL_HOPS`` times, instead of a round
+        trip through the dispatcher.
         """
         assert self._gate is not None
         async with self._gate:
             began = time.perf_counter()
             results = []
             for item in items:
-                done = await self._invoke_tracked(item)
+                done = await self._invoke_tracked(item, self._own)
                 hops = self._local_hops
-                while hops and done.output is not None and self._loops_back(done.output):
+                while hops and done.output is not None:
+                    code = self._runs_here(done.output, loans)
+                    if code is None:
+                        break
                     hops -= 1
-                    done = await self._invoke_tracked(WorkItem(item.run_id, item.ctx_id, done.output))
+                    done = await self._invoke_tracked(WorkItem(item.run_id, item.ctx_id, done.output), code)
                 results.append(done)
             if self._pending:
                 pending, self._pending = self._pending, []
                 await asyncio.gather(*pending)
             return results, time.perf_counter() - began
 
-    def _loops_back(self, envelope: Envelope) -> bool:
-        return envelope.kind is Kind.EVENT and self._routing.targets(envelope) == (self._step,)
+    def _runs_here(self, envelope: Envelope, loans: tuple[str, ...]) -> _StepCode | None:
+        """The step to run ``envelope`` here next: the one step accepting it, if it is this step or lent."""
+        if envelope.kind is not Kind.EVENT:
+            return None
+        targets = self._routing.targets(envelope)
+        if len(targets) == 1 and (targets[0] == self._step or targets[0] in loans):
+            return self._steps[targets[0]]
+        return None
 
-    async def _invoke_tracked(self, item: WorkItem) -> ItemDone:
+    async def _invoke_tracked(self, item: WorkItem, code: _StepCode) -> ItemDone:
         if item.run_id in self._ended:
             return ItemDone(item.run_id)
-        task = asyncio.ensure_future(self._invoke(item))
+        task = asyncio.ensure_future(self._invoke(item, code))
         self._running[item.run_id] = task
         try:
             return await task
@@ -189,13 +217,13 @@ class _StepWorker:
             task.cancel()
         self._collect.drop_run(run_id)
 
-    def _emit(self, run_id: str, envelopes: list[Envelope]) -> None:
+    def _emit(self, run_id: str, step: str, envelopes: list[Envelope]) -> None:
         """Send emitted events to the dispatcher, in order.
 
         Ray may start calls to an async actor out of order; each flush names the previous one as an
         argument, and Ray runs a call only once its arguments are ready, so flushes apply in order.
         """
-        ref = self._dispatcher.emit.remote(run_id, self._step, envelopes, self._last_flush)
+        ref = self._dispatcher.emit.remote(run_id, step, envelopes, self._last_flush)
         self._last_flush = ref
         self._pending.append(ref)
 
@@ -205,50 +233,51 @@ class _StepWorker:
 
         return StateStore(ctx_id, actor)
 
-    async def _invoke(self, item: WorkItem) -> ItemDone:
+    async def _invoke(self, item: WorkItem, code: _StepCode) -> ItemDone:
+        name = code.name
         event = self._codec.loads(item.envelope.payload)
-        outbox = _Outbox(self, item.run_id)
-        ctx = Context._in_step(item.ctx_id, _StepFace(self, item.run_id, outbox))
-        kwargs = await self._arguments(ctx, event)
+        outbox = _Outbox(self, item.run_id, name)
+        ctx = Context._in_step(item.ctx_id, _StepFace(self, item.run_id, outbox, code))
+        kwargs = await self._arguments(ctx, event, code.config)
         if self._verbose:
-            print(f"Running step {self._step}", flush=True)
+            print(f"Running step {name}", flush=True)
         started = time.monotonic()
         attempts = 0
         while True:
             attempts += 1
             try:
-                if self._is_async:
-                    result = await self._fn(**kwargs)
+                if code.is_async:
+                    result = await code.fn(**kwargs)
                 else:
-                    result = await self._loop.run_in_executor(None, lambda: self._fn(**kwargs))
+                    result = await self._loop.run_in_executor(None, lambda: code.fn(**kwargs))
                 break
             except asyncio.CancelledError:
                 raise
             except Exception as err:
-                policy = self._config.retry_policy
+                policy = code.config.retry_policy
                 delay = policy.next(time.monotonic() - started, attempts, err) if policy else None
                 if delay is None:
                     outbox.flush()
-                    return ItemDone(item.run_id, failure=self._failure(err, event, attempts, started))
+                    return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts, started))
                 await asyncio.sleep(delay)
         outbox.flush()
         if self._verbose:
             produced = "no event" if result is None else f"event {type(result).__name__}"
-            print(f"Step {self._step} produced {produced}", flush=True)
+            print(f"Step {name} produced {produced}", flush=True)
         if result is None:
             return ItemDone(item.run_id)
         if not isinstance(result, Event):
             wrong = WorkflowRuntimeError(
-                f"Step function {self._step} returned {type(result).__name__} instead of an Event instance."
+                f"Step function {name} returned {type(result).__name__} instead of an Event instance."
             )
-            return ItemDone(item.run_id, failure=self._failure(wrong, event, attempts, started))
+            return ItemDone(item.run_id, failure=self._failure(name, wrong, event, attempts, started))
         try:
-            return ItemDone(item.run_id, output=self._codec.encode(result, step=self._step))
+            output = self._codec.encode(result, step=name)
         except Exception as err:
-            return ItemDone(item.run_id, failure=self._failure(err, event, attempts, started))
+            return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts, started))
+        return ItemDone(item.run_id, output=output, step=None if name == self._step else name)
 
-    async def _arguments(self, ctx: Context[Any], event: Event) -> dict[str, Any]:
-        config = self._config
+    async def _arguments(self, ctx: Context[Any], event: Event, config: StepConfig) -> dict[str, Any]:
         kwargs: dict[str, Any] = {config.event_name: event}
         if config.context_parameter:
             kwargs[config.context_parameter] = ctx
@@ -265,14 +294,14 @@ class _StepWorker:
             kwargs[definition.name] = value
         return kwargs
 
-    def _failure(self, err: Exception, event: Event, attempts: int, started: float) -> Failure:
+    def _failure(self, step: str, err: Exception, event: Event, attempts: int, started: float) -> Failure:
         message = f"{type(err).__name__}: {err}"
         try:
             error: Any = self._codec.dumps(err)
         except Exception:
-            error = self._codec.dumps(WorkflowRuntimeError(f"Step {self._step!r} failed with {message}"))
+            error = self._codec.dumps(WorkflowRuntimeError(f"Step {step!r} failed with {message}"))
         failed = StepFailedEvent(
-            step_name=self._step,
+            step_name=step,
             input_event=event,
             exception=err,
             attempts=attempts,
@@ -280,10 +309,10 @@ class _StepWorker:
             failed_at=datetime.now(timezone.utc),
         )
         try:
-            failed_envelope: Envelope | None = self._codec.encode(failed, step=self._step)
+            failed_envelope: Envelope | None = self._codec.encode(failed, step=step)
         except Exception:
             failed_envelope = None
-        return Failure(self._step, error, message, failed_envelope, attempts)
+        return Failure(step, error, message, failed_envelope, attempts)
 
 
 def step_worker_class() -> Any:
