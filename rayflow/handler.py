@@ -19,6 +19,7 @@ from rayflow.events import Event, StopEvent
 
 if TYPE_CHECKING:
     from rayflow.context import Context
+    from rayflow.context.context import WaitOptions
     from rayflow.workflow import Workflow
 
 __all__ = ["HandlerFace", "WorkflowHandler"]
@@ -150,6 +151,9 @@ class HandlerFace:
 
     def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None:
         raise ContextStateError("collect_events only works inside a step")
+
+    async def wait_for_event(self, event_type: type[Event], options: WaitOptions) -> Event:
+        raise ContextStateError("wait_for_event only works inside a step")
 
     @property
     def is_running(self) -> bool:

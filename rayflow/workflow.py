@@ -188,8 +188,14 @@ class Workflow:
             config = step_config(fn)
             found.update(t for t in (*config.accepted_events, *config.return_types) if isinstance(t, type))
             func = inspect.unwrap(getattr(fn, "__func__", fn))
-            for name in _names_in(func.__code__):
-                value = func.__globals__.get(name)
+            # Event classes the step's code names (``ctx.wait_for_event(Answer)``), from its module or, for
+            # classes defined in a function, its closure: each gets the driver's name on every actor.
+            cells = dict(zip(func.__code__.co_freevars, func.__closure__ or (), strict=True))
+            for name in _names_in(func.__code__) | set(cells):
+                try:
+                    value = cells[name].cell_contents if name in cells else func.__globals__.get(name)
+                except ValueError:  # an empty cell
+                    continue
                 if isinstance(value, type) and issubclass(value, Event):
                     found.add(value)
         return sorted((t for t in found if issubclass(t, Event)), key=type_key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
@@ -21,11 +22,22 @@ from rayflow.events import Event
 if TYPE_CHECKING:
     from rayflow.workflow import Workflow
 
-__all__ = ["Context"]
+__all__ = ["Context", "WaitOptions"]
 
 StateT = TypeVar("StateT", bound=BaseModel)
+EventT = TypeVar("EventT", bound=Event)
 _MISSING: Any = object()
 _SNAPSHOT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class WaitOptions:
+    """The arguments of one ``ctx.wait_for_event`` call besides the event type."""
+
+    waiter_event: Event | None = None
+    waiter_id: str | None = None
+    requirements: dict[str, Any] | None = None
+    timeout: float | None = 2000
 
 
 class _Face(Protocol):
@@ -35,6 +47,7 @@ class _Face(Protocol):
     def send_event(self, event: Event, step: str | None) -> None: ...
     def write_event_to_stream(self, event: Event) -> None: ...
     def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None: ...
+    async def wait_for_event(self, event_type: type[Event], options: WaitOptions) -> Event: ...
     @property
     def is_running(self) -> bool: ...
 
@@ -113,12 +126,23 @@ class Context(Generic[StateT]):
         """
         return self._face.collect_events(ev, expected, buffer_id or "default")
 
-    async def wait_for_event(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available in rayflow yet: return an ``InputRequiredEvent`` and accept the answer in a step."""
-        raise ContextStateError(
-            "ctx.wait_for_event is not supported by rayflow yet: return an InputRequiredEvent from the step "
-            "and handle the HumanResponseEvent in a step that accepts it"
-        )
+    async def wait_for_event(
+        self,
+        event_type: type[EventT],
+        waiter_event: Event | None = None,
+        waiter_id: str | None = None,
+        requirements: dict[str, Any] | None = None,
+        timeout: float | None = 2000,
+    ) -> EventT:
+        """The next event of ``event_type`` (with the field values in ``requirements``) sent to the run.
+
+        As in LlamaIndex Workflows, the step pauses by ending, and runs again from the start once the event
+        arrives; this call then returns it. Keep it near the top of the step and make the work before it safe to
+        repeat. ``waiter_event`` goes to the stream once per ``waiter_id`` when the wait begins; past ``timeout``
+        seconds (None: never) this raises ``asyncio.TimeoutError``. Only inside a step.
+        """
+        options = WaitOptions(waiter_event, waiter_id, requirements, timeout)
+        return await self._face.wait_for_event(event_type, options)  # type: ignore[return-value]
 
     @property
     def is_running(self) -> bool:

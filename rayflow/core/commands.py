@@ -6,16 +6,17 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from rayflow.core.envelope import Envelope
+from rayflow.core.envelope import Envelope, Resolved
 
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
-    """One event for one step in one run."""
+    """One event for one step in one run; ``resolved``: the waits a rerun after ``wait_for_event`` finds answered."""
 
     run_id: str
     ctx_id: str
     envelope: Envelope
+    resolved: Resolved = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,4 +79,13 @@ class ArmTimeout:
     at: float
 
 
-Command = StartActor | CallStep | Publish | EndRun | ArmTimeout
+@dataclass(frozen=True, slots=True)
+class ArmWaiterTimeout:
+    """Fire WaiterTimedOut(run_id, wait) after ``after`` seconds."""
+
+    run_id: str
+    wait: int
+    after: float
+
+
+Command = StartActor | CallStep | Publish | EndRun | ArmTimeout | ArmWaiterTimeout

@@ -43,3 +43,26 @@ class Failure:
     message: str
     failed_event: Envelope | None = None
     attempts: int = 1
+
+
+#: What a step resumed after ``ctx.wait_for_event`` finds for each wait resolved so far: the event that arrived,
+#: or None where the wait timed out.
+Resolved = tuple[tuple[str, "Envelope | None"], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Waiter:
+    """A step invocation paused in ``ctx.wait_for_event``; it runs again from the start once the event arrives.
+
+    ``event_keys``: the type keys of the awaited event class (its own first). ``requirements``: field values the
+    event must have. ``announce``: the ``waiter_event``, put on the stream when the wait begins. ``trigger`` and
+    ``resolved``: the event the invocation ran for, and the waits resolved before this one (for the rerun).
+    """
+
+    waiter_id: str
+    event_keys: tuple[str, ...]
+    trigger: Envelope
+    requirements: tuple[tuple[str, Any], ...] = ()
+    timeout: float | None = None
+    announce: Envelope | None = None
+    resolved: Resolved = ()

@@ -4,8 +4,10 @@ Routing rules, in the order they apply to an emitted envelope:
 stream items go to the run's stream; the first StopEvent ends the run; an ``InputRequiredEvent`` goes to
 the stream and to any step accepting it; any other event goes to every step accepting its exact type
 (subclasses only for steps that ask for them), or to the one step it is addressed to. An event no step
-accepts fails the run instead of vanishing. A run with no work queued or running, no StopEvent and no
-question pending for the caller fails instead of hanging until its timeout.
+accepts fails the run instead of vanishing, unless a step paused in ``wait_for_event`` awaits its type: an
+event that answers a wait reruns the paused invocation with it (and reaches no other delivery to that step);
+one that misses the wait's requirements is ignored, as in LlamaIndex. A run with no work queued or running,
+no StopEvent, no paused step and no question pending for the caller fails instead of hanging until its timeout.
 
 A call of a fast step may carry loans: an idle slot of each fast, stateless step its events go to next, so the
 actor runs a chain of small steps (A -> B -> A ...) by itself instead of a dispatcher round trip per hop; a lent slot
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from rayflow.core.commands import (
     ArmTimeout,
+    ArmWaiterTimeout,
     CallStep,
     Command,
     EndRun,
@@ -27,7 +30,7 @@ from rayflow.core.commands import (
     StartActor,
     WorkItem,
 )
-from rayflow.core.envelope import Envelope, Failure, Kind
+from rayflow.core.envelope import Envelope, Failure, Kind, Resolved, Waiter
 from rayflow.core.state import ActorSlot, Call, DispatcherState, Pool, Run
 from rayflow.core.ticks import (
     ActorStarted,
@@ -39,6 +42,7 @@ from rayflow.core.ticks import (
     RunStarted,
     Tick,
     TimeoutReached,
+    WaiterTimedOut,
     WarmUp,
 )
 
@@ -90,6 +94,10 @@ def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
         run = state.runs.get(tick.run_id)
         if run is not None:
             _end(step, run, Outcome.CANCELLED, message="Workflow run cancelled by user")
+    elif isinstance(tick, WaiterTimedOut):
+        run = state.runs.get(tick.run_id)
+        if run is not None:
+            _waiter_timed_out(step, run, tick)
     for run in step.touched.values():
         _check_idle(step, run)
     for pool in step.dirty.values():
@@ -127,6 +135,11 @@ def _emit(step: _Step, run: Run, envelope: Envelope, source: str | None) -> None
     if kind is Kind.INPUT_REQUIRED:
         step.commands.append(Publish(run.run_id, envelope))
         run.awaiting_input = True
+    woken: tuple[str, ...] = ()
+    if run.waits:
+        woken, awaited = _resume_waits(step, run, envelope)
+        if awaited and not woken and envelope.target is None and not step.state.routing.targets(envelope):
+            return  # awaited by a wait whose requirements it does not meet, and no step takes it: ignored
     targets = step.state.routing.targets(envelope)
     if envelope.target is not None and (
         envelope.target not in step.state.pools or not step.state.routing.accepts(envelope.target, envelope)
@@ -139,6 +152,10 @@ def _emit(step: _Step, run: Run, envelope: Envelope, source: str | None) -> None
             message=f"Step {envelope.target!r} does not exist or does not accept {envelope.type_name}",
         )
         return
+    if woken:
+        targets = tuple(name for name in targets if name not in woken)
+        if not targets:
+            return
     if not targets:
         if kind is Kind.INPUT_REQUIRED:
             return
@@ -155,9 +172,9 @@ def _emit(step: _Step, run: Run, envelope: Envelope, source: str | None) -> None
         _enqueue(step, run, name, envelope)
 
 
-def _enqueue(step: _Step, run: Run, name: str, envelope: Envelope) -> None:
+def _enqueue(step: _Step, run: Run, name: str, envelope: Envelope, resolved: Resolved = ()) -> None:
     pool = step.state.pools[name]
-    item = WorkItem(run.run_id, run.ctx_id, envelope)
+    item = WorkItem(run.run_id, run.ctx_id, envelope, resolved)
     run.inflight += 1
     run.active[name] += 1
     home = run.homes.get(name) if pool.route.collects else None
@@ -199,8 +216,56 @@ def _call_finished(step: _Step, tick: CallFinished) -> None:
         step.touched[run.run_id] = run
         if done.failure is not None:
             _handle_failure(step, run, done.failure)
+        elif done.waiting is not None:
+            _wait(step, run, run.last_step, done.waiting)
         elif done.output is not None:
             _emit(step, run, done.output, run.last_step)
+
+
+def _wait(step: _Step, run: Run, name: str, waiter: Waiter) -> None:
+    """A step paused in ``wait_for_event``: keep its trigger until the event arrives (or the wait times out)."""
+    if waiter.announce is not None and not any(s == name and w.waiter_id == waiter.waiter_id for s, w, _ in run.waits):
+        step.commands.append(Publish(run.run_id, waiter.announce))
+    number = run.next_wait
+    run.next_wait += 1
+    run.waits.append((name, waiter, number))
+    if waiter.timeout is not None:
+        step.commands.append(ArmWaiterTimeout(run.run_id, number, waiter.timeout))
+
+
+def _resume_waits(step: _Step, run: Run, envelope: Envelope) -> tuple[tuple[str, ...], bool]:
+    """Rerun every paused invocation whose wait ``envelope`` answers; the steps rerun, and whether any wait was
+    for an event of its type at all."""
+    routing, matches = step.state.routing, step.state.matches
+    woken: list[str] = []
+    awaited = False
+    kept = []
+    for wait in run.waits:
+        name, waiter, _ = wait
+        key = waiter.event_keys[0]
+        if key != envelope.type_keys[0] and not (routing.steps[name].accept_subclasses and key in envelope.type_keys):
+            kept.append(wait)
+            continue
+        awaited = True
+        if waiter.requirements and (matches is None or not matches(envelope, waiter.requirements)):
+            kept.append(wait)
+            continue
+        woken.append(name)
+        _enqueue(step, run, name, waiter.trigger, (*waiter.resolved, (waiter.waiter_id, envelope)))
+    run.waits = kept
+    return tuple(dict.fromkeys(woken)), awaited
+
+
+def _waiter_timed_out(step: _Step, run: Run, tick: WaiterTimedOut) -> None:
+    kept = []
+    for wait in run.waits:
+        name, waiter, number = wait
+        if number == tick.wait:
+            _enqueue(step, run, name, waiter.trigger, (*waiter.resolved, (waiter.waiter_id, None)))
+        else:
+            kept.append(wait)
+    run.waits = kept
+    step.touched[run.run_id] = run
 
 
 def _handle_failure(step: _Step, run: Run, failure: Failure) -> None:
@@ -234,7 +299,7 @@ def _actor_start_failed(step: _Step, tick: ActorStartFailed) -> None:
 
 
 def _check_idle(step: _Step, run: Run) -> None:
-    if run.inflight or run.awaiting_input or run.run_id not in step.state.runs:
+    if run.inflight or run.awaiting_input or run.waits or run.run_id not in step.state.runs:
         return
     last = f" (the last step to run was {run.last_step!r})" if run.last_step else ""
     _end(

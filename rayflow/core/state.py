@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rayflow.core.commands import WorkItem
+from rayflow.core.envelope import Envelope, Waiter
 from rayflow.core.routing import RoutingTable, StepRoute
 
 
@@ -68,6 +71,9 @@ class Run:
     recoveries: Counter[str] = field(default_factory=Counter)
     awaiting_input: bool = False
     last_step: str | None = None
+    #: Step invocations paused in ``ctx.wait_for_event``, as (step, waiter, number), oldest first.
+    waits: list[tuple[str, Waiter, int]] = field(default_factory=list)
+    next_wait: int = 0
 
 
 @dataclass
@@ -94,6 +100,9 @@ class DispatcherState:
     pipeline: int = 1
     #: Seconds of work one step call should carry (batching small events, not slow ones).
     batch_target_s: float = 0.02
+    #: Whether an event has the field values a ``wait_for_event`` requires (the runtime opens the payload; the
+    #: core never does). None: no event meets requirements.
+    matches: Callable[[Envelope, tuple[tuple[str, Any], ...]], bool] | None = None
 
     @classmethod
     def of(cls, routing: RoutingTable, max_batch: int = 256, pipeline: int = 1) -> DispatcherState:

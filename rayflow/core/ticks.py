@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rayflow.core.envelope import Envelope, Failure
+from rayflow.core.envelope import Envelope, Failure, Waiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,8 @@ class ItemDone:
     failure: Failure | None = None
     #: The step that returned ``output`` when it is not the step called (the item ran on through lent steps).
     step: str | None = None
+    #: Set when the step paused in ``ctx.wait_for_event``: what it waits for.
+    waiting: Waiter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,14 @@ class CancelRequested:
     run_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class WaiterTimedOut:
+    """A ``ctx.wait_for_event`` wait ran out of time (see ArmWaiterTimeout); ``wait`` numbers it in its run."""
+
+    run_id: str
+    wait: int
+
+
 Tick = (
     WarmUp
     | RunStarted
@@ -97,4 +107,5 @@ Tick = (
     | ActorStartFailed
     | TimeoutReached
     | CancelRequested
+    | WaiterTimedOut
 )

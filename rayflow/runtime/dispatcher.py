@@ -15,11 +15,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
+from ray import cloudpickle
 from ray.exceptions import RayActorError
 
 from rayflow.config import settings
 from rayflow.core.commands import (
     ArmTimeout,
+    ArmWaiterTimeout,
     CallStep,
     Command,
     EndRun,
@@ -41,8 +43,10 @@ from rayflow.core.ticks import (
     RunStarted,
     Tick,
     TimeoutReached,
+    WaiterTimedOut,
     WarmUp,
 )
+from rayflow.runtime.codec import EventCodec
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.step_worker import step_worker_class
 
@@ -86,6 +90,9 @@ class _Dispatcher:
         # A step placed on actors of its own (GPUs, resources) runs only there: its slots are never lent.
         routes = [replace(r, lendable=False) if step_options.get(r.name) else r for r in routes]
         self._state = DispatcherState.of(RoutingTable.of(routes), config.max_batch, config.actor_pipeline)
+        self._state.matches = self._matches
+        self._codec: EventCodec | None = None
+        self._wait_timers: dict[str, list[asyncio.TimerHandle]] = {}
         self._blob = workflow_blob
         self._label = label
         self._step_options = step_options
@@ -160,6 +167,11 @@ class _Dispatcher:
             self._start_actor(command.step, command.actor)
         elif isinstance(command, EndRun):
             self._end_run(command)
+        elif isinstance(command, ArmWaiterTimeout):
+            timer = asyncio.get_running_loop().call_later(
+                command.after, self._apply, WaiterTimedOut(command.run_id, command.wait)
+            )
+            self._wait_timers.setdefault(command.run_id, []).append(timer)
         elif isinstance(command, ArmTimeout):
             loop = asyncio.get_running_loop()
             delay = max(0.0, command.at - loop.time())
@@ -184,6 +196,8 @@ class _Dispatcher:
         timer = self._timers.pop(command.run_id, None)
         if timer is not None:
             timer.cancel()
+        for timer in self._wait_timers.pop(command.run_id, ()):
+            timer.cancel()
         stream = self._streams.get(command.run_id)
         if stream is not None:
             stream.put(RunEnd(command.outcome, command.payload, command.message, command.step, command.active_steps))
@@ -207,6 +221,14 @@ class _Dispatcher:
             self._apply(CallFinished(call_id, lost=f"the step actor died: {err}"))
             return
         self._apply(CallFinished(call_id, results, elapsed))
+
+    def _matches(self, envelope: Envelope, requirements: tuple[tuple[str, Any], ...]) -> bool:
+        """Whether the event has the field values a ``wait_for_event`` requires: the one case where the
+        dispatcher opens a payload (with the workflow's codec, loaded on first need)."""
+        if self._codec is None:
+            self._codec = EventCodec(cloudpickle.loads(self._blob)._event_keys)
+        event = self._codec.loads(envelope.payload)
+        return all(getattr(event, key, None) == value for key, value in requirements)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)

@@ -25,11 +25,11 @@ import ray
 from ray import cloudpickle
 
 from rayflow.config import settings
-from rayflow.context.context import Context
+from rayflow.context.context import Context, WaitOptions
 from rayflow.context.state_store import StateStore
 from rayflow.core.collect import CollectBuffers
 from rayflow.core.commands import WorkItem
-from rayflow.core.envelope import Envelope, Failure, Kind
+from rayflow.core.envelope import Envelope, Failure, Kind, Waiter
 from rayflow.core.routing import RoutingTable
 from rayflow.core.ticks import ItemDone
 from rayflow.decorators import StepConfig, step_config
@@ -40,6 +40,14 @@ from rayflow.runtime.context_actor import ContextActor
 from rayflow.validation import check_target
 
 _ENDED_MEMORY = 10_000
+
+
+class _Paused(Exception):
+    """Ends a step invocation that waits in ``ctx.wait_for_event``; it runs again once the event arrives."""
+
+    def __init__(self, waiter: Waiter) -> None:
+        super().__init__(f"waiting for {waiter.event_keys[0]}")
+        self.waiter = waiter
 
 
 @dataclass(frozen=True)
@@ -87,9 +95,10 @@ class _Outbox:
 class _StepFace:
     """The step side of ``Context``: emits through the invocation's outbox, collects in this actor."""
 
-    def __init__(self, worker: _StepWorker, run_id: str, outbox: _Outbox, code: _StepCode) -> None:
+    def __init__(self, worker: _StepWorker, item: WorkItem, outbox: _Outbox, code: _StepCode) -> None:
         self._worker = worker
-        self._run_id = run_id
+        self._item = item
+        self._run_id = item.run_id
         self._outbox = outbox
         self._code = code
 
@@ -119,6 +128,24 @@ class _StepFace:
             )
         key = (self._run_id, name, buffer_id)
         return self._worker._collect.collect(key, event, type(event), expected)
+
+    async def wait_for_event(self, event_type: type[Event], options: WaitOptions) -> Event:
+        """The awaited event if this is the rerun it arrived for; else pause: end the invocation with a waiter."""
+        codec, item = self._worker._codec, self._item
+        keys = codec.keys_of(event_type)
+        requirements = tuple(sorted((options.requirements or {}).items()))
+        waiter_id = options.waiter_id or f"waiter_{keys[0]}_{requirements!r}"
+        for resolved_id, envelope in item.resolved:
+            if resolved_id == waiter_id:
+                if envelope is None:
+                    raise asyncio.TimeoutError(f"Timed out waiting for {event_type.__name__}")
+                event: Event = codec.loads(envelope.payload)
+                return event
+        announce = None
+        if options.waiter_event is not None:
+            announce = codec.encode(options.waiter_event, kind=Kind.STREAM, step=self._code.name)
+        waiter = Waiter(waiter_id, keys, item.envelope, requirements, options.timeout, announce, item.resolved)
+        raise _Paused(waiter)
 
     @property
     def is_running(self) -> bool:
@@ -237,7 +264,7 @@ class _StepWorker:
         name = code.name
         event = self._codec.loads(item.envelope.payload)
         outbox = _Outbox(self, item.run_id, name)
-        ctx = Context._in_step(item.ctx_id, _StepFace(self, item.run_id, outbox, code))
+        ctx = Context._in_step(item.ctx_id, _StepFace(self, item, outbox, code))
         kwargs = await self._arguments(ctx, event, code.config)
         if self._verbose:
             print(f"Running step {name}", flush=True)
@@ -253,6 +280,9 @@ class _StepWorker:
                 break
             except asyncio.CancelledError:
                 raise
+            except _Paused as paused:
+                outbox.flush()
+                return ItemDone(item.run_id, waiting=paused.waiter, step=None if name == self._step else name)
             except Exception as err:
                 policy = code.config.retry_policy
                 delay = policy.next(time.monotonic() - started, attempts, err) if policy else None

@@ -11,7 +11,8 @@ Changes beyond the imports, each marked ``# rayflow:`` where it happens:
   (``ctx.store``, the stream, the result); the behaviour under test is unchanged.
 - Checks through internals (``ctx._broker_run``, tick replays, ``_get_start_event_instance``,
   ``_validate`` with a mocked ``_get_steps``, ``WorkflowHandler(ctx=...)``) are rewritten through the public API.
-- Left out: instrumentation tags (internal), ``wait_for_event`` waiters, and the non-picklable start
+- Left out: instrumentation tags (internal), ``wait_for_event`` waiters (their internal snapshot layout;
+  tests/runtime/test_waits.py runs the same wait workflows on both engines), and the non-picklable start
   event (rayflow documents that events must pickle).
 """
 

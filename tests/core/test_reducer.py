@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rayflow.core.commands import ArmTimeout, CallStep, EndRun, Outcome, Publish, StartActor
-from rayflow.core.envelope import Envelope, Failure, Kind
+from rayflow.core.commands import ArmTimeout, ArmWaiterTimeout, CallStep, EndRun, Outcome, Publish, StartActor
+from rayflow.core.envelope import Envelope, Failure, Kind, Waiter
 from rayflow.core.reducer import reduce
 from rayflow.core.routing import RoutingTable, StepRoute
 from rayflow.core.state import DispatcherState
@@ -16,6 +16,7 @@ from rayflow.core.ticks import (
     ItemDone,
     RunStarted,
     TimeoutReached,
+    WaiterTimedOut,
 )
 
 
@@ -317,3 +318,56 @@ def test_a_lost_call_returns_its_loans():
     out = reduce(state, CallFinished(call.call_id, lost="the step actor died"))
     assert any(isinstance(c, EndRun) and c.outcome is Outcome.FAILED for c in out)
     assert all(not slot.lent for pool in state.pools.values() for slot in pool.actors.values())
+
+
+def _paused(state: DispatcherState, **waiter: object) -> tuple[CallStep, list]:
+    """Start a run whose ``ask`` step pauses in wait_for_event on its first call; that call and the commands."""
+    (call,) = calls(started(state))
+    wait = Waiter(
+        "w", ("Answer", "HumanResponse", "Event"), call.items[0].envelope,
+        announce=env("Question", kind=Kind.STREAM), **waiter,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return call, reduce(state, CallFinished(call.call_id, [ItemDone("r1", waiting=wait)]))
+
+
+def _asking(**kw: object) -> DispatcherState:
+    state = state_of(StepRoute("ask", frozenset({"Start"})), StepRoute("other", frozenset({"X"})))
+    state.matches = lambda envelope, requirements: envelope.payload == dict(requirements)["user"].encode()
+    return state
+
+
+def test_a_paused_step_announces_its_wait_and_the_run_waits_instead_of_failing_idle():
+    state = _asking()
+    _, out = _paused(state, timeout=5.0)
+    assert [c.envelope.type_name for c in out if isinstance(c, Publish)] == ["Question"]
+    assert [c for c in out if isinstance(c, ArmWaiterTimeout)] == [ArmWaiterTimeout("r1", 0, 5.0)]
+    assert not [c for c in out if isinstance(c, EndRun)]
+
+
+def test_the_awaited_event_reruns_the_step_with_it_and_nothing_else_gets_it():
+    state = _asking()
+    call, _ = _paused(state)
+    answer = Envelope(("Answer", "HumanResponse", "Event"), b"bob")
+    (rerun,) = calls(reduce(state, EventsEmitted("r1", None, [answer])))
+    assert rerun.step == "ask"
+    assert rerun.items[0].envelope == call.items[0].envelope and rerun.items[0].resolved == (("w", answer),)
+    # Answered: a second answer has no wait left and no step that accepts it, so it fails the run.
+    out = reduce(state, EventsEmitted("r1", None, [answer]))
+    assert [c.outcome for c in out if isinstance(c, EndRun)] == [Outcome.FAILED]
+
+
+def test_an_answer_that_misses_the_requirements_is_ignored_and_the_wait_stays():
+    state = _asking()
+    _paused(state, requirements=(("user", "bob"),))
+    out = reduce(state, EventsEmitted("r1", None, [Envelope(("Answer", "HumanResponse", "Event"), b"alice")]))
+    assert out == []
+    (rerun,) = calls(reduce(state, EventsEmitted("r1", None, [Envelope(("Answer", "HumanResponse", "Event"), b"bob")])))
+    assert rerun.items[0].resolved[0][0] == "w"
+
+
+def test_a_wait_that_times_out_reruns_the_step_with_nothing_for_it():
+    state = _asking()
+    _paused(state, timeout=1.0)
+    (rerun,) = calls(reduce(state, WaiterTimedOut("r1", 0)))
+    assert rerun.items[0].resolved == (("w", None),)
+    assert reduce(state, WaiterTimedOut("r1", 0)) == []  # already rerun: a late timer changes nothing
