@@ -25,6 +25,7 @@ from rayflow.context import Context
 from rayflow.context.state_store import DictState
 from rayflow.core.commands import Outcome
 from rayflow.core.routing import StepRoute
+from rayflow.core.state import Pending
 from rayflow.decorators import StepConfig, step_config
 from rayflow.errors import (
     WorkflowCancelledByUser,
@@ -302,7 +303,8 @@ class Workflow:
         """
         if not self._validated and not self._disable_validation:
             Workflow._validate(self)  # not self.validate(): a step may be named "validate"
-        event = self._start_event(start_event, kwargs)
+        resuming = ctx is not None and ctx._resume is not None  # a snapshot's run goes on: no new start event
+        event = None if resuming else self._start_event(start_event, kwargs)
         try:
             asyncio.get_running_loop()
         except RuntimeError as err:
@@ -353,7 +355,7 @@ class Workflow:
         handler: WorkflowHandler,
         ctx: Context[Any],
         face: HandlerFace,
-        start: StartEvent,
+        start: StartEvent | None,
         started: asyncio.Event,
     ) -> StopEvent:
         runtime = self._runtime
@@ -364,7 +366,12 @@ class Workflow:
         try:
             dispatcher, context = await runtime.start(self)
             await self._seed_context(ctx, context)
-            await dispatcher.start_run(handler.run_id, ctx._ctx_id, self._codec.encode(start), self._timeout)
+            resume, ctx._resume = ctx._resume, None
+            if resume is not None:  # a context from a snapshot: its unfinished work, not a new start
+                await dispatcher.resume_run(handler.run_id, ctx._ctx_id, resume, self._timeout)
+            else:
+                assert start is not None
+                await dispatcher.start_run(handler.run_id, ctx._ctx_id, self._codec.encode(start), self._timeout)
             pending, face.pending = face.pending, None
             if pending:
                 dispatcher.emit(handler.run_id, pending)
@@ -411,6 +418,10 @@ class Workflow:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def _read_pending(self, run_id: str) -> Pending | None:
+        dispatcher = self._runtime.dispatcher
+        return None if dispatcher is None else dispatcher.snapshot_sync(run_id)
 
     def _read_state(self, ctx_id: str) -> Any:
         runtime = self._runtime

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel
 
 from rayflow.context.serializers import BaseSerializer, JsonSerializer, qualified_name
+from rayflow.context.snapshot import pending_from_data, pending_to_data
 from rayflow.context.state_store import DictState, StateStore
+from rayflow.core.state import Pending
 from rayflow.errors import ContextSerdeError, ContextStateError
 from rayflow.events import Event
 
@@ -63,6 +65,7 @@ class Context(Generic[StateT]):
         self._workflow = workflow
         self._ctx_id = ctx_id or uuid.uuid4().hex
         self._seed: Any = None
+        self._resume: Pending | None = None
         self._face: _Face = workflow._driver_face(self)
 
     @classmethod
@@ -71,6 +74,7 @@ class Context(Generic[StateT]):
         ctx._workflow = None  # type: ignore[assignment]
         ctx._ctx_id = ctx_id
         ctx._seed = None
+        ctx._resume = None
         ctx._face = face
         return ctx
 
@@ -151,18 +155,24 @@ class Context(Generic[StateT]):
     # -- snapshots ---------------------------------------------------------------------------
 
     def to_dict(self, serializer: BaseSerializer | None = None) -> dict[str, Any]:
-        """A snapshot of this context's state, JSON-compatible with the default serializer."""
+        """A snapshot of this context: its state and, for a run not finished (running, cancelled, timed out or
+        failed), its unfinished work: ``run(ctx=Context.from_dict(...))`` resumes from there, running the steps
+        that were running again. JSON-compatible with the default serializer."""
         if self._workflow is None:
             raise ContextStateError("ctx.to_dict() works on the handler's context, not inside a step")
         serializer = serializer or JsonSerializer()
-        state = self._seed if self._seed is not None else self._workflow._read_state(self._ctx_id)
+        workflow = self._workflow
+        state = self._seed if self._seed is not None else workflow._read_state(self._ctx_id)
+        run_id = getattr(self._face, "run_id", None)
+        pending = self._resume if self._resume is not None else workflow._read_pending(run_id) if run_id else None
         return {
             "version": _SNAPSHOT_VERSION,
             "state": {
                 "state_type": qualified_name(type(state)) if state is not None else None,
                 "state_data": serializer.serialize_value(state) if state is not None else None,
             },
-            "is_running": self.is_running,
+            "is_running": self.is_running or pending is not None,
+            "pending": None if pending is None else pending_to_data(pending, serializer, workflow._codec),
         }
 
     @classmethod
@@ -184,4 +194,10 @@ class Context(Generic[StateT]):
         serializer = serializer.with_types(DictState, *workflow._state_types(), *workflow._event_keys)
         ctx: Context[Any] = cls(workflow)
         ctx._seed = serializer.deserialize_value(raw) if raw is not None else None
+        pending = data.get("pending")
+        if pending:
+            try:
+                ctx._resume = pending_from_data(pending, serializer, workflow._codec)
+            except (KeyError, TypeError, ValueError) as err:
+                raise ContextSerdeError(f"The snapshot's unfinished work cannot be read: {err}") from err
         return ctx

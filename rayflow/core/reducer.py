@@ -39,6 +39,7 @@ from rayflow.core.ticks import (
     CancelRequested,
     EventsEmitted,
     ItemDone,
+    RunResumed,
     RunStarted,
     Tick,
     TimeoutReached,
@@ -62,6 +63,8 @@ def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
     step = _Step(state)
     if isinstance(tick, RunStarted):
         _run_started(step, tick)
+    elif isinstance(tick, RunResumed):
+        _run_resumed(step, tick)
     elif isinstance(tick, WarmUp):
         _warm(step)
     elif isinstance(tick, EventsEmitted):
@@ -113,6 +116,28 @@ def _run_started(step: _Step, tick: RunStarted) -> None:
         step.commands.append(ArmTimeout(tick.run_id, tick.now + tick.timeout))
     _emit(step, run, tick.start, None)
     step.touched[run.run_id] = run
+
+
+def _run_resumed(step: _Step, tick: RunResumed) -> None:
+    """A run from a snapshot: its queued and interrupted events go back to their steps, its waits and its
+    question for the caller stand again."""
+    run = Run(tick.run_id, tick.ctx_id, tick.timeout)
+    step.state.runs[tick.run_id] = run
+    step.touched[run.run_id] = run
+    _warm(step)
+    if tick.timeout is not None:
+        step.commands.append(ArmTimeout(tick.run_id, tick.now + tick.timeout))
+    pending = tick.pending
+    unknown = sorted({name for name, _ in (*pending.items, *pending.waits) if name not in step.state.pools})
+    if unknown:
+        message = f"The snapshot has work for steps this workflow does not have: {', '.join(unknown)}"
+        _end(step, run, Outcome.FAILED, message=message)
+        return
+    run.awaiting_input = pending.awaiting_input
+    for name, item in pending.items:
+        _enqueue(step, run, name, item.envelope, item.resolved)
+    for name, waiter in pending.waits:
+        _wait(step, run, name, waiter)
 
 
 def _warm(step: _Step) -> None:
@@ -321,7 +346,14 @@ def _end(
     step_name: str | None = None,
     active_steps: tuple[str, ...] = (),
 ) -> None:
-    del step.state.runs[run.run_id]
+    state = step.state
+    if outcome is not Outcome.DONE:  # kept for a snapshot taken after the end (``ctx.to_dict()`` after a cancel)
+        pending = state.pending(run.run_id)
+        if pending is not None:
+            state.ended[run.run_id] = pending
+            if len(state.ended) > state.ended_memory:
+                del state.ended[next(iter(state.ended))]
+    del state.runs[run.run_id]
     step.commands.append(EndRun(run.run_id, outcome, payload, message, step_name, active_steps))
 
 

@@ -76,6 +76,16 @@ class Run:
     next_wait: int = 0
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A run's unfinished work, as a snapshot (``ctx.to_dict()``) takes it and a resumed run starts from it:
+    the events queued or being run, by step (a running step runs again), the paused steps, a question out."""
+
+    items: tuple[tuple[str, WorkItem], ...] = ()
+    waits: tuple[tuple[str, Waiter], ...] = ()
+    awaiting_input: bool = False
+
+
 @dataclass
 class Call:
     """A step call in flight."""
@@ -103,6 +113,21 @@ class DispatcherState:
     #: Whether an event has the field values a ``wait_for_event`` requires (the runtime opens the payload; the
     #: core never does). None: no event meets requirements.
     matches: Callable[[Envelope, tuple[tuple[str, Any], ...]], bool] | None = None
+    #: What runs that ended without a StopEvent (cancelled, timed out, failed) left unfinished, newest last.
+    ended: dict[str, Pending] = field(default_factory=dict)
+    ended_memory: int = 1000
+
+    def pending(self, run_id: str) -> Pending | None:
+        """The run's unfinished work (scans the queues: for snapshots, not for routing); None: unknown run."""
+        run = self.runs.get(run_id)
+        if run is None:
+            return self.ended.get(run_id)
+        items = [(call.step, item) for call in self.calls.values() for item in call.items if item.run_id == run_id]
+        for name, pool in self.pools.items():
+            queues = [pool.queue, *(slot.queue for slot in pool.actors.values())]
+            items.extend((name, item) for queue in queues for item in queue if item.run_id == run_id)
+        waits = tuple((name, waiter) for name, waiter, _ in run.waits)
+        return Pending(tuple(items), waits, run.awaiting_input)
 
     @classmethod
     def of(cls, routing: RoutingTable, max_batch: int = 256, pipeline: int = 1) -> DispatcherState:

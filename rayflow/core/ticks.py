@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rayflow.core.envelope import Envelope, Failure, Waiter
+from rayflow.core.state import Pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +15,17 @@ class RunStarted:
     run_id: str
     ctx_id: str
     start: Envelope
+    timeout: float | None
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunResumed:
+    """The driver resumed a run from a snapshot: its unfinished work instead of a start event."""
+
+    run_id: str
+    ctx_id: str
+    pending: Pending
     timeout: float | None
     now: float
 
@@ -101,6 +113,7 @@ class WaiterTimedOut:
 Tick = (
     WarmUp
     | RunStarted
+    | RunResumed
     | EventsEmitted
     | CallFinished
     | ActorStarted

@@ -33,13 +33,14 @@ from rayflow.core.commands import (
 from rayflow.core.envelope import Envelope
 from rayflow.core.reducer import reduce
 from rayflow.core.routing import RoutingTable, StepRoute
-from rayflow.core.state import DispatcherState
+from rayflow.core.state import DispatcherState, Pending
 from rayflow.core.ticks import (
     ActorStarted,
     ActorStartFailed,
     CallFinished,
     CancelRequested,
     EventsEmitted,
+    RunResumed,
     RunStarted,
     Tick,
     TimeoutReached,
@@ -122,6 +123,14 @@ class _Dispatcher:
     async def start_run(self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None) -> None:
         self._streams[run_id] = _RunStream()
         self._apply(RunStarted(run_id, ctx_id, start, timeout, asyncio.get_running_loop().time()))
+
+    async def resume_run(self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None) -> None:
+        self._streams[run_id] = _RunStream()
+        self._apply(RunResumed(run_id, ctx_id, pending, timeout, asyncio.get_running_loop().time()))
+
+    async def snapshot(self, run_id: str) -> Pending | None:
+        """The run's unfinished work (also for a run that was cancelled, timed out or failed); None if unknown."""
+        return self._state.pending(run_id)
 
     async def emit(self, run_id: str, step: str | None, envelopes: list[Envelope], after: None = None) -> None:
         """Events a step (or the handler) emitted; ``after`` is the sender's previous emit, already applied."""
@@ -289,6 +298,12 @@ class Dispatcher:
 
     async def start_run(self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None) -> None:
         await self._handle.start_run.remote(run_id, ctx_id, start, timeout)
+
+    async def resume_run(self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None) -> None:
+        await self._handle.resume_run.remote(run_id, ctx_id, pending, timeout)
+
+    def snapshot_sync(self, run_id: str) -> Pending | None:
+        return ray.get(self._handle.snapshot.remote(run_id))
 
     async def next_items(self, run_id: str) -> list[Any]:
         return await self._handle.next_items.remote(run_id)

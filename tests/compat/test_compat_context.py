@@ -7,8 +7,9 @@ Changes beyond the imports, each marked ``# rayflow:`` where it happens:
 - Upstream's ``internal_ctx`` and ``ctx`` fixtures build contexts on internal brokers; these tests use
   the public equivalents (``Context(workflow)`` before a run, ``handler.ctx`` during one).
 - Checks of the snapshot's internal layout (workers, waiters, JSON-encoded state) read ``ctx.store``.
-- Left out: ``wait_for_event`` waiters (see tests/runtime/test_waits.py), ``get_step_context``, ``running_steps``, the deprecated
-  ``get_result``/``stream_events`` on Context, warning caches, the state codec internals, and
+- Left out: ``wait_for_event`` waiters (see tests/runtime/test_waits.py), ``get_step_context``,
+  ``running_steps``, the deprecated ``get_result``/``stream_events`` on Context, warning caches, the state
+  codec internals, and
   ``test_to_dict_before_run_raises`` (newer than LlamaIndex 2.26.1, which returns a snapshot there).
 """
 

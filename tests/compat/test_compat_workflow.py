@@ -473,7 +473,6 @@ async def test_workflow_pickle() -> None:
 
 
 @runs
-@pytest.mark.xfail(reason="engine: to_dict() snapshots only the store, a resumed run starts over", strict=True)
 async def test_workflow_context_to_dict() -> None:
     # rayflow: the two asyncio.Events and the run counter of the test live in ctx.store.
     class StallableWorkflow(Workflow):
@@ -541,11 +540,6 @@ async def test_human_in_the_loop() -> None:
 
 
 @runs
-@pytest.mark.xfail(
-    reason="engine: to_dict() snapshots only the store (a resumed run starts over) and "
-    "handler.ctx.send_event() right after run() is lost",
-    strict=True,
-)
 async def test_human_in_the_loop_with_resume() -> None:
     # workflow should work with streaming
     workflow = HumanInTheLoopWorkflow()
@@ -565,7 +559,7 @@ async def test_human_in_the_loop_with_resume() -> None:
     new_handler = workflow.run(ctx=Context.from_dict(workflow, ctx_dict))  # type:ignore
     new_handler.ctx.send_event(HumanResponseEvent(response="42"))  # type:ignore
 
-    # rayflow: bounded, so that the lost event costs 5 s here rather than the workflow's 45 s timeout
+    # rayflow: bounded, so that a lost event would cost 5 s here rather than the workflow's 45 s timeout
     final_result = await asyncio.wait_for(new_handler, timeout=5)
     assert final_result == "42"
 
@@ -577,7 +571,6 @@ async def test_human_in_the_loop_with_resume() -> None:
 
 
 @runs
-@pytest.mark.xfail(reason="engine: to_dict() snapshots only the store, a resumed run starts over", strict=True)
 async def test_human_in_the_loop_resume_custom_start_event_inactive_ctx() -> None:
     class CustomHumanWorkflow(Workflow):
         @step

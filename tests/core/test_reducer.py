@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from rayflow.core.commands import ArmTimeout, ArmWaiterTimeout, CallStep, EndRun, Outcome, Publish, StartActor
+from rayflow.core.commands import (
+    ArmTimeout,
+    ArmWaiterTimeout,
+    CallStep,
+    EndRun,
+    Outcome,
+    Publish,
+    StartActor,
+    WorkItem,
+)
 from rayflow.core.envelope import Envelope, Failure, Kind, Waiter
 from rayflow.core.reducer import reduce
 from rayflow.core.routing import RoutingTable, StepRoute
-from rayflow.core.state import DispatcherState
+from rayflow.core.state import DispatcherState, Pending
 from rayflow.core.ticks import (
     ActorStarted,
     ActorStartFailed,
@@ -14,6 +23,7 @@ from rayflow.core.ticks import (
     CancelRequested,
     EventsEmitted,
     ItemDone,
+    RunResumed,
     RunStarted,
     TimeoutReached,
     WaiterTimedOut,
@@ -371,3 +381,37 @@ def test_a_wait_that_times_out_reruns_the_step_with_nothing_for_it():
     (rerun,) = calls(reduce(state, WaiterTimedOut("r1", 0)))
     assert rerun.items[0].resolved == (("w", None),)
     assert reduce(state, WaiterTimedOut("r1", 0)) == []  # already rerun: a late timer changes nothing
+
+
+def test_a_snapshot_holds_the_running_and_queued_work_and_outlives_a_cancel():
+    state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("b", frozenset({"X"})))
+    assert len(calls(started(state))) == 1  # start is running
+    reduce(state, EventsEmitted("r1", "start", [env("X"), env("X")]))  # b's events: one running, one queued
+    before = state.pending("r1")
+    assert before is not None
+    assert sorted((name, item.envelope.type_name) for name, item in before.items) == [
+        ("b", "X"), ("b", "X"), ("start", "Start")
+    ]  # fmt: skip
+    reduce(state, CancelRequested("r1"))
+    assert state.pending("r1") == before  # kept for ctx.to_dict() after the cancel
+    assert state.pending("unknown") is None
+
+
+def test_a_resumed_run_starts_from_its_unfinished_work_not_a_start_event():
+    state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("b", frozenset({"X"})))
+    pending = Pending(items=(("b", WorkItem("old", "c0", env("X"))),), awaiting_input=True)
+    out = reduce(state, RunResumed("r2", "c2", pending, None, now=0.0))
+    for c in out:
+        if isinstance(c, StartActor):
+            out += reduce(state, ActorStarted(c.step, c.actor))
+    (call,) = calls(out)
+    assert call.step == "b" and (call.items[0].run_id, call.items[0].ctx_id) == ("r2", "c2")
+    # b returns nothing, but the run still waits for the caller's answer instead of failing as idle.
+    assert not [c for c in reduce(state, CallFinished(call.call_id, [ItemDone("r2")])) if isinstance(c, EndRun)]
+
+
+def test_a_snapshot_for_steps_the_workflow_lacks_fails_the_resumed_run_naming_them():
+    state = state_of(StepRoute("start", frozenset({"Start"})))
+    pending = Pending(items=(("gone", WorkItem("old", "c0", env("X"))),))
+    (end,) = [c for c in reduce(state, RunResumed("r2", "c2", pending, None, 0.0)) if isinstance(c, EndRun)]
+    assert end.outcome is Outcome.FAILED and "gone" in end.message

@@ -1,0 +1,75 @@
+"""A run's unfinished work in a context snapshot: ``Pending`` to the JSON of ``ctx.to_dict()`` and back.
+
+Events are written with the snapshot's serializer (the default ``JsonSerializer`` rebuilds only the workflow's own
+event classes), so loading a snapshot never imports a class the data names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rayflow.context.serializers import BaseSerializer
+from rayflow.core.commands import WorkItem
+from rayflow.core.envelope import Envelope, Kind, Resolved, Waiter
+from rayflow.core.state import Pending
+from rayflow.runtime.codec import EventCodec
+
+__all__ = ["pending_from_data", "pending_to_data"]
+
+
+def pending_to_data(pending: Pending, serializer: BaseSerializer, codec: EventCodec) -> dict[str, Any]:
+    def event(envelope: Envelope) -> str:
+        return serializer.serialize(codec.loads(envelope.payload))
+
+    def resolved(answers: Resolved) -> list[list[Any]]:
+        return [[waiter_id, None if envelope is None else event(envelope)] for waiter_id, envelope in answers]
+
+    return {
+        "items": [
+            {"step": step, "event": event(item.envelope), "resolved": resolved(item.resolved)}
+            for step, item in pending.items
+        ],
+        "waits": [
+            {
+                "step": step,
+                "waiter_id": waiter.waiter_id,
+                "event_keys": list(waiter.event_keys),
+                "trigger": event(waiter.trigger),
+                "requirements": serializer.serialize_value(dict(waiter.requirements)),
+                "timeout": waiter.timeout,
+                "announce": None if waiter.announce is None else event(waiter.announce),
+                "resolved": resolved(waiter.resolved),
+            }
+            for step, waiter in pending.waits
+        ],
+        "awaiting_input": pending.awaiting_input,
+    }
+
+
+def pending_from_data(data: dict[str, Any], serializer: BaseSerializer, codec: EventCodec) -> Pending:
+    def event(raw: str, kind: Kind | None = None) -> Envelope:
+        return codec.encode(serializer.deserialize(raw), kind=kind)
+
+    def resolved(raw: list[list[Any]]) -> Resolved:
+        return tuple((str(waiter_id), None if answer is None else event(answer)) for waiter_id, answer in raw)
+
+    items = tuple(
+        (str(item["step"]), WorkItem("", "", event(item["event"]), resolved(item["resolved"])))
+        for item in data.get("items", ())
+    )
+    waits = tuple(
+        (
+            str(wait["step"]),
+            Waiter(
+                str(wait["waiter_id"]),
+                tuple(wait["event_keys"]),
+                event(wait["trigger"]),
+                tuple(sorted(serializer.deserialize_value(wait["requirements"]).items())),
+                wait["timeout"],
+                None if wait["announce"] is None else event(wait["announce"], Kind.STREAM),
+                resolved(wait["resolved"]),
+            ),
+        )
+        for wait in data.get("waits", ())
+    )
+    return Pending(items, waits, bool(data.get("awaiting_input", False)))
