@@ -7,7 +7,8 @@ function, so both engines run identical code:
   into a ``ResultEvent``, a collector ``ctx.collect_events(ev, [ResultEvent] * N)`` and stops with the count;
 * chain, two ways: a self-loop (one step sends a ``HopEvent`` back to itself) and a ping-pong (two steps send
   ``HopEvent`` and ``PongEvent`` to each other), each until it has made the requested number of hops. rayflow
-  runs a self-loop inside the step's actor (``RAYFLOW_LOCAL_HOPS``); a ping-pong hop goes through its dispatcher.
+  runs a self-loop inside the step's actor (``RAYFLOW_LOCAL_HOPS``), and a ping-pong there too once both steps
+  are measured as fast (each call borrows the other step's slot).
 
 The raw-Ray baseline moves N small objects through a pool of W actors in batches of 100, and makes a chain of
 sequential actor calls. LlamaIndex's fan-in is quadratic, so it only runs sizes up to ``--llama-max``.

@@ -40,6 +40,15 @@ class Settings:
     step_num_cpus: float = field(default_factory=lambda: _float("RAYFLOW_STEP_NUM_CPUS", 0.0))
     #: Ray namespace that rayflow's named actors live in.
     namespace: str = field(default_factory=lambda: os.environ.get("RAYFLOW_NAMESPACE", "rayflow"))
+    #: Seconds a model pool replica (embedding, reranking) waits with no request before it exits (0: never).
+    model_idle_s: float = field(default_factory=lambda: _float("RAYFLOW_MODEL_IDLE_S", 900.0))
+    #: CPUs a model pool replica reserves (0: it computes with threads of its own, and reserving a CPU would
+    #: deadlock small clusters where step actors also want one).
+    model_num_cpus: float = field(default_factory=lambda: _float("RAYFLOW_MODEL_NUM_CPUS", 0.0))
+    #: Threads a model replica computes with (0: the node's cores shared by the pool's replicas).
+    model_threads: int = field(default_factory=lambda: _int("RAYFLOW_MODEL_THREADS", 0))
+    #: Where converted model weights are cached ("" for ``~/.cache/rayflow``).
+    cache_dir: str = field(default_factory=lambda: os.environ.get("RAYFLOW_CACHE_DIR", ""))
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from rayflow.config import settings
 from rayflow.rag.llm_types import LLMError, ModelNotAvailableError
 
 __all__ = ["HOW_TO_GET_A_MODEL", "LocalLLMActor", "cache_root", "default_gguf_path"]
@@ -49,7 +50,7 @@ def default_gguf_path() -> Path:
 
 def cache_root(cache_dir: str | None = None) -> Path:
     """Where converted weights go: ``cache_dir``, else ``$RAYFLOW_CACHE_DIR``, else ``~/.cache/rayflow``."""
-    return Path(cache_dir or os.environ.get("RAYFLOW_CACHE_DIR") or Path.home() / ".cache" / "rayflow")
+    return Path(cache_dir or settings().cache_dir or Path.home() / ".cache" / "rayflow")
 
 
 def _load(source: str, cache_dir: str | None) -> tuple[Any, Any, str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import os
 import re
 import threading
 import time
@@ -42,21 +41,6 @@ ACTOR_PREFIX = "rayflow.model."
 _RETRY_S = 30.0
 # What a request answered by a replica that is gone raises: the actor is dead, or it is exiting for idleness.
 _GONE = (RayActorError, ReplicaRetired)
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return default if raw in (None, "") else float(raw)
-
-
-def _idle_s_default() -> float:
-    return _env_float("RAYFLOW_MODEL_IDLE_S", 900.0)
-
-
-def _num_cpus_default() -> float:
-    # 0 by default: a replica computes with threads of its own, and reserving a CPU would deadlock small clusters
-    # where step actors also want one.
-    return _env_float("RAYFLOW_MODEL_NUM_CPUS", 0.0)
 
 
 def _slug(model: str) -> str:
@@ -129,8 +113,8 @@ class ModelPool:
             if pool is None:
                 spec = _PoolSpec(
                     kind, model, loader, method, float(num_gpus), num_replicas, max_batch, max_wait_ms,
-                    _num_cpus_default() if num_cpus is None else num_cpus,
-                    _idle_s_default() if idle_s is None else idle_s,
+                    settings().model_num_cpus if num_cpus is None else num_cpus,
+                    settings().model_idle_s if idle_s is None else idle_s,
                 )  # fmt: skip
                 pool = cls._cache[key] = cls(spec)
         for i in range(num_replicas):

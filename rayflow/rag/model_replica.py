@@ -17,6 +17,7 @@ from typing import Any
 
 import ray
 
+from rayflow.config import settings
 from rayflow.errors import RayflowError
 from rayflow.rag.batching import BatchQueue, Request, is_idle
 
@@ -194,8 +195,7 @@ class _ModelReplica:
 
 def _configure_threads(num_replicas: int) -> int:
     """Threads for the model: the node's cores shared by the pool's replicas (Ray sets OMP_NUM_THREADS=1)."""
-    raw = os.environ.get("RAYFLOW_MODEL_THREADS")
-    threads = int(raw) if raw else max(1, (os.cpu_count() or 1) // max(1, num_replicas))
+    threads = settings().model_threads or max(1, (os.cpu_count() or 1) // max(1, num_replicas))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     return threads
