@@ -229,15 +229,22 @@ class _Dispatcher:
         except RayActorError as err:
             self._apply(CallFinished(call_id, lost=f"the step actor died: {err}"))
             return
+        except Exception as err:  # the call itself failed (a step's own errors come back as results): never a hang
+            self._apply(CallFinished(call_id, lost=f"the step call failed: {type(err).__name__}: {err}"))
+            return
         self._apply(CallFinished(call_id, results, elapsed))
 
     def _matches(self, envelope: Envelope, requirements: tuple[tuple[str, Any], ...]) -> bool:
         """Whether the event has the field values a ``wait_for_event`` requires: the one case where the
         dispatcher opens a payload (with the workflow's codec, loaded on first need)."""
-        if self._codec is None:
-            self._codec = EventCodec(cloudpickle.loads(self._blob)._event_keys)
-        event = self._codec.loads(envelope.payload)
-        return all(getattr(event, key, None) == value for key, value in requirements)
+        try:
+            if self._codec is None:
+                self._codec = EventCodec(cloudpickle.loads(self._blob)._event_keys)
+            event = self._codec.loads(envelope.payload)
+            return all(getattr(event, key, None) == value for key, value in requirements)
+        except Exception as err:
+            print(f"rayflow: cannot check {envelope.type_name} against wait_for_event requirements: {err}", flush=True)
+            return False
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
