@@ -22,16 +22,15 @@ from __future__ import annotations
 from rayflow.core.commands import (
     ArmTimeout,
     ArmWaiterTimeout,
-    CallStep,
     Command,
     EndRun,
     Outcome,
     Publish,
-    StartActor,
     WorkItem,
 )
 from rayflow.core.envelope import Envelope, Failure, Kind, Resolved, Waiter
-from rayflow.core.state import ActorSlot, Call, DispatcherState, Pool, Run
+from rayflow.core.feeding import feed, start_actor
+from rayflow.core.state import ActorSlot, DispatcherState, Pool, Run
 from rayflow.core.ticks import (
     ActorStarted,
     ActorStartFailed,
@@ -104,7 +103,7 @@ def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
     for run in step.touched.values():
         _check_idle(step, run)
     for pool in step.dirty.values():
-        _feed(step, pool)
+        step.commands.extend(feed(state, pool))
     return step.commands
 
 
@@ -142,9 +141,9 @@ def _run_resumed(step: _Step, tick: RunResumed) -> None:
 
 def _warm(step: _Step) -> None:
     """One actor for every pool that has none, started in parallel, instead of one actor start per hop."""
-    for name, pool in step.state.pools.items():
+    for pool in step.state.pools.values():
         if pool.size == 0:
-            _start_actor(step, name, pool)
+            step.commands.append(start_actor(pool))
 
 
 def _emit(step: _Step, run: Run, envelope: Envelope, source: str | None) -> None:
@@ -355,85 +354,3 @@ def _end(
                 del state.ended[next(iter(state.ended))]
     del state.runs[run.run_id]
     step.commands.append(EndRun(run.run_id, outcome, payload, message, step_name, active_steps))
-
-
-def _start_actor(step: _Step, name: str, pool: Pool) -> None:
-    actor = pool.next_actor
-    pool.next_actor += 1
-    pool.starting.add(actor)
-    step.commands.append(StartActor(name, actor))
-
-
-def _feed(step: _Step, pool: Pool) -> None:
-    """Send waiting events to actors with a free slot, and grow the pool while events still wait."""
-    state = step.state
-    can_grow = pool.size < pool.route.num_workers
-    # A second call queued on a busy actor hides the call round trip, but an event queued there cannot
-    # move to an actor that frees up or starts later: queue only once the pool is at its full size.
-    limit = 1 if can_grow else 1 + state.pipeline
-    if pool.actors and pool.waiting:
-        batch_size = pool.batch_size(state.max_batch, state.batch_target_s)
-        moved = True
-        while moved and pool.waiting:  # events moved to their collect home get a second pass
-            moved = False
-            for slot in sorted(pool.actors.values(), key=lambda s: s.inflight):
-                while not slot.lent and slot.inflight < limit and (slot.queue or pool.queue):
-                    items, diverted = _take(state, pool, slot, batch_size)
-                    moved = moved or diverted
-                    if not items:
-                        break
-                    call_id = state.next_call
-                    state.next_call += 1
-                    loans = _lend(state, pool)
-                    state.calls[call_id] = Call(pool.route.name, slot.id, items, loans)
-                    slot.inflight += 1
-                    step.commands.append(
-                        CallStep(call_id, pool.route.name, slot.id, items, tuple(name for name, _ in loans))
-                    )
-    idle = sum(1 for s in pool.actors.values() if s.idle) + len(pool.starting)
-    for _ in range(min(pool.waiting - idle, pool.route.num_workers - pool.size) if can_grow else 0):
-        _start_actor(step, pool.route.name, pool)  # one new actor per waiting event, up to num_workers
-
-
-def _lend(state: DispatcherState, pool: Pool) -> tuple[tuple[str, int], ...]:
-    """Idle slots of the steps ``pool``'s events go to next, for a call of ``pool``'s step.
-
-    Only between fast steps (a call then holds the slots briefly), only from pools with no event waiting, and never
-    a step whose speed is not known yet.
-    """
-    fast = state.batch_target_s
-    if pool.per_event is None or pool.per_event > fast:
-        return ()
-    loans = []
-    for name in state.routing.successors(pool.route.name):
-        other = state.pools[name]
-        if other.waiting or other.per_event is None or other.per_event > fast:
-            continue
-        slot = next((s for s in other.actors.values() if s.idle), None)
-        if slot is not None:
-            slot.lent = True
-            loans.append((name, slot.id))
-    return tuple(loans)
-
-
-def _take(state: DispatcherState, pool: Pool, slot: ActorSlot, size: int) -> tuple[list[WorkItem], bool]:
-    """Up to ``size`` events for ``slot``: its own first; a collecting step's events go to their run's home."""
-    items: list[WorkItem] = []
-    diverted = False
-    collects = pool.route.collects
-    while len(items) < size and (slot.queue or pool.queue):
-        own = bool(slot.queue)
-        item = slot.queue.popleft() if own else pool.queue.popleft()
-        pool.waiting -= 1
-        run = state.runs.get(item.run_id)
-        if run is None:
-            continue  # the run ended while this event waited
-        if collects and not own:
-            home = run.homes.setdefault(pool.route.name, slot.id)
-            if home != slot.id and home in pool.actors:
-                pool.actors[home].queue.append(item)
-                pool.waiting += 1
-                diverted = True
-                continue
-        items.append(item)
-    return items, diverted
