@@ -72,15 +72,24 @@ def _calls_collect_events(code: types.CodeType) -> bool:
     return any(isinstance(c, types.CodeType) and _calls_collect_events(c) for c in code.co_consts)
 
 
-def _reads_self(code: types.CodeType) -> bool:
-    if "super" in code.co_names or "self" in code.co_cellvars or "self" in code.co_freevars:
+def _reads(code: types.CodeType, name: str) -> bool:
+    """Whether ``code`` (or a function nested in it) reads the local ``name`` or calls ``super()``."""
+    if "super" in code.co_names or name in code.co_cellvars or name in code.co_freevars:
         return True
     for ins in dis.get_instructions(code):
         if ins.opname.startswith("LOAD") and (
-            ins.argval == "self" or (isinstance(ins.argval, tuple) and "self" in ins.argval)
+            ins.argval == name or (isinstance(ins.argval, tuple) and name in ins.argval)
         ):
             return True
-    return any(isinstance(c, types.CodeType) and _reads_self(c) for c in code.co_consts)
+    return any(isinstance(c, types.CodeType) and _reads(c, name) for c in code.co_consts)
+
+
+def _reads_self(func: Callable[..., Any]) -> bool:
+    """Whether a step reads its workflow instance: its first parameter, when that is not annotated."""
+    params = list(inspect.signature(func).parameters.values())
+    if not params or params[0].annotation is not inspect.Parameter.empty:
+        return False
+    return _reads(func.__code__, params[0].name)
 
 
 def _type_hints(func: Callable[..., Any], localns: dict[str, Any] | None) -> dict[str, Any]:
@@ -150,7 +159,7 @@ def make_step_config(
         context_state_type=state_type,
         accept_event_subclasses=accept_event_subclasses,
         collects=_calls_collect_events(func.__code__),
-        uses_self=_reads_self(func.__code__),
+        uses_self=_reads_self(func),
     )
 
 

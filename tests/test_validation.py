@@ -160,5 +160,10 @@ def test_decoration_notes_which_steps_read_self():
         async def start(self, ev: StartEvent) -> A:
             return await super().start(ev)
 
-    flags = {name: step_config(getattr(W, name)).uses_self for name in ("pure", "reads", "nested", "start")}
-    assert flags == {"pure": False, "reads": True, "nested": True, "start": True}
+        @step
+        async def other_name(this, ev: B) -> StopEvent:
+            return StopEvent(result=this.factor)
+
+    names = ("pure", "reads", "nested", "start", "other_name")
+    flags = {name: step_config(getattr(W, name)).uses_self for name in names}
+    assert flags == {"pure": False, "reads": True, "nested": True, "start": True, "other_name": True}
