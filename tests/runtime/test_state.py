@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import pytest
 from pydantic import BaseModel
+from work_events import Done, Work
 
-from rayflow import Context, Event, StartEvent, StopEvent, Workflow, step
+from rayflow import Context, StartEvent, StopEvent, Workflow, step
 
 pytestmark = pytest.mark.usefixtures("ray_env")
-
-
-class Work(Event):
-    i: int
-    n: int
-
-
-class Done(Event):
-    i: int
-    n: int
 
 
 class Counter(BaseModel):
