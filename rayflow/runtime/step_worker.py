@@ -98,7 +98,6 @@ class _StepFace:
     def __init__(self, worker: _StepWorker, item: WorkItem, outbox: _Outbox, code: _StepCode) -> None:
         self._worker = worker
         self._item = item
-        self._run_id = item.run_id
         self._outbox = outbox
         self._code = code
 
@@ -126,7 +125,7 @@ class _StepFace:
                 "step was decorated (a helper function?). Call collect_events in the step's own body, so that "
                 "every event of a run reaches the same buffer."
             )
-        key = (self._run_id, name, buffer_id)
+        key = (self._item.run_id, name, buffer_id)
         return self._worker._collect.collect(key, event, type(event), expected)
 
     async def wait_for_event(self, event_type: type[Event], options: WaitOptions) -> Event:
