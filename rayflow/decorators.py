@@ -21,7 +21,7 @@ from rayflow.events import Event, StepFailedEvent
 from rayflow.resource import ResourceDefinition, _Resource
 from rayflow.retry_policy import RetryPolicy
 
-__all__ = ["StepConfig", "catch_error", "step", "step_config"]
+__all__ = ["StepConfig", "catch_error", "is_event_type", "step", "step_config"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,7 +55,8 @@ def _flatten(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def _is_event_type(tp: Any) -> bool:
+def is_event_type(tp: Any) -> bool:
+    """Whether ``tp`` is an Event class (not an instance, not ``None``)."""
     return isinstance(tp, type) and issubclass(tp, Event)
 
 
@@ -137,7 +138,7 @@ def make_step_config(
                 state_type = args[0]
             continue
         members = _flatten(annotation)
-        if members and all(_is_event_type(t) for t in members):
+        if members and all(is_event_type(t) for t in members):
             if accepted:
                 raise WorkflowValidationError(
                     f"Step {func.__qualname__} has more than one event parameter ({event_name!r} and {name!r})"

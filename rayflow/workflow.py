@@ -26,7 +26,7 @@ from rayflow.context.state_store import DictState
 from rayflow.core.commands import Outcome
 from rayflow.core.routing import StepRoute
 from rayflow.core.state import Pending
-from rayflow.decorators import StepConfig, step_config
+from rayflow.decorators import StepConfig, is_event_type, step_config
 from rayflow.errors import (
     WorkflowCancelledByUser,
     WorkflowRuntimeError,
@@ -65,10 +65,6 @@ _BUILTIN_EVENTS = (
     WorkflowTimedOutEvent,
     WorkflowCancelledEvent,
 )
-
-
-def _is_event(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, Event)
 
 
 def _names_in(code: types.CodeType) -> set[str]:
@@ -156,7 +152,7 @@ class Workflow:
         found: dict[type, None] = {}
         for config in self._step_configs().values():
             for t in (*config.accepted_events, *config.return_types):
-                if isinstance(t, type) and issubclass(t, Event):
+                if is_event_type(t):
                     found[t] = None
         return list(found)
 
@@ -197,7 +193,7 @@ class Workflow:
                     value = cells[name].cell_contents if name in cells else func.__globals__.get(name)
                 except ValueError:  # an empty cell
                     continue
-                if isinstance(value, type) and issubclass(value, Event):
+                if is_event_type(value):
                     found.add(value)
         return sorted((t for t in found if issubclass(t, Event)), key=type_key)
 
@@ -225,7 +221,7 @@ class Workflow:
                     catches=tuple(config.catch_error_for_steps) if config.catch_error_for_steps else None,
                     is_catch_error=config.role == "catch_error",
                     max_recoveries=config.catch_error_max_recoveries,
-                    returns=frozenset(self._codec.key_of(t) for t in config.return_types if _is_event(t)),
+                    returns=frozenset(self._codec.key_of(t) for t in config.return_types if is_event_type(t)),
                     lendable=not (
                         config.collects or config.resources or config.uses_self or config.role == "catch_error"
                     ),
