@@ -41,3 +41,12 @@ def ray_env(ray_cluster: None) -> Iterator[None]:
     gc.collect()
     left = live_rayflow_actors()
     assert not left, f"test left rayflow actors alive: {left}"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--engine",
+        choices=("both", "rayflow", "llamaindex"),
+        default="both",
+        help="engines the conformance suite (tests/conformance) runs each test on: both (default), or one",
+    )
