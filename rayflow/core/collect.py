@@ -65,10 +65,6 @@ class CollectBuffers:
         for key in [k for k in self._buffers if isinstance(k, tuple) and k and k[0] == run_id]:
             self.drop(key)
 
-    def snapshot(self) -> dict[Hashable, dict[Hashable, list[Any]]]:
-        """The buffered events, by buffer and type."""
-        return {key: {k: list(v) for k, v in buf.items()} for key, buf in self._buffers.items()}
-
     def _exact_shape(self, expected: Sequence[Hashable]) -> _Shape:
         shape = self._shapes[_fingerprint(expected)] = dict(Counter(expected))
         return shape

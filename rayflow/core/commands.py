@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from rayflow.core.envelope import Envelope, Resolved
+from rayflow.core.envelope import Envelope, Requirements, Resolved
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,4 +88,22 @@ class ArmWaiterTimeout:
     after: float
 
 
-Command = StartActor | CallStep | Publish | EndRun | ArmTimeout | ArmWaiterTimeout
+#: Waits to check an event against: (wait number, its requirements) each.
+Checks = tuple[tuple[int, Requirements], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRequirements:
+    """Ask ``actor`` of ``step``'s pool which of ``checks`` (wait number, required field values) ``envelope`` meets:
+    only a step actor opens a payload. Answer with RequirementsChecked; ``held``: steps whose delivery of the
+    envelope waits for the answer (it goes to each that no answered wait takes)."""
+
+    run_id: str
+    step: str
+    actor: int
+    envelope: Envelope
+    checks: Checks
+    held: tuple[str, ...] = ()
+
+
+Command = StartActor | CallStep | Publish | EndRun | ArmTimeout | ArmWaiterTimeout | CheckRequirements

@@ -45,6 +45,9 @@ class Failure:
     attempts: int = 1
 
 
+#: Field values an event must have to answer a ``ctx.wait_for_event`` (its ``requirements``), as sorted pairs.
+Requirements = tuple[tuple[str, Any], ...]
+
 #: What a step resumed after ``ctx.wait_for_event`` finds for each wait resolved so far: the event that arrived,
 #: or None where the wait timed out.
 Resolved = tuple[tuple[str, "Envelope | None"], ...]
@@ -62,7 +65,7 @@ class Waiter:
     waiter_id: str
     event_keys: tuple[str, ...]
     trigger: Envelope
-    requirements: tuple[tuple[str, Any], ...] = ()
+    requirements: Requirements = ()
     timeout: float | None = None
     announce: Envelope | None = None
     resolved: Resolved = ()

@@ -26,7 +26,7 @@ def feed(state: DispatcherState, pool: Pool) -> list[Command]:
     # move to an actor that frees up or starts later: queue only once the pool is at its full size.
     limit = 1 if can_grow else 1 + state.pipeline
     if pool.actors and pool.waiting:
-        batch_size = pool.batch_size(state.max_batch, state.batch_target_s)
+        batch_size = pool.batch_size(state.max_batch, state.batch_target_s, state.first_batch)
         moved = True
         while moved and pool.waiting:  # events moved to their collect home get a second pass
             moved = False

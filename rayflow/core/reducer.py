@@ -6,7 +6,9 @@ the stream and to any step accepting it; any other event goes to every step acce
 (subclasses only for steps that ask for them), or to the one step it is addressed to. An event no step
 accepts fails the run instead of vanishing, unless a step paused in ``wait_for_event`` awaits its type: an
 event that answers a wait reruns the paused invocation with it (and reaches no other delivery to that step);
-one that misses the wait's requirements is ignored, as in LlamaIndex. A run with no work queued or running,
+one that misses the wait's requirements is ignored, as in LlamaIndex. Whether it meets them is asked of a step
+actor (the core, like the dispatcher, never opens a payload); the event's delivery to the waiting step is held
+until the answer. A run with no work queued or running,
 no StopEvent, no paused step and no question pending for the caller fails instead of hanging until its timeout.
 
 A call of a fast step may carry loans: an idle slot of each fast, stateless step its events go to next, so the
@@ -22,14 +24,16 @@ from __future__ import annotations
 from rayflow.core.commands import (
     ArmTimeout,
     ArmWaiterTimeout,
+    CheckRequirements,
     Command,
     EndRun,
     Outcome,
     Publish,
     WorkItem,
 )
-from rayflow.core.envelope import Envelope, Failure, Kind, Resolved, Waiter
+from rayflow.core.envelope import Envelope, Failure, Kind, Requirements, Resolved, Waiter
 from rayflow.core.feeding import feed, start_actor
+from rayflow.core.routing import delivers
 from rayflow.core.state import ActorSlot, DispatcherState, Pool, Run
 from rayflow.core.ticks import (
     ActorStarted,
@@ -38,6 +42,7 @@ from rayflow.core.ticks import (
     CancelRequested,
     EventsEmitted,
     ItemDone,
+    RequirementsChecked,
     RunResumed,
     RunStarted,
     Tick,
@@ -100,6 +105,10 @@ def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
         run = state.runs.get(tick.run_id)
         if run is not None:
             _waiter_timed_out(step, run, tick)
+    elif isinstance(tick, RequirementsChecked):
+        run = state.runs.get(tick.run_id)
+        if run is not None:
+            _requirements_checked(step, run, tick)
     for run in step.touched.values():
         _check_idle(step, run)
     for pool in step.dirty.values():
@@ -159,14 +168,14 @@ def _emit(step: _Step, run: Run, envelope: Envelope, source: str | None) -> None
     if kind is Kind.INPUT_REQUIRED:
         step.commands.append(Publish(run.run_id, envelope))
         run.awaiting_input = True
-    woken: tuple[str, ...] = ()
-    if run.waits:
-        woken, awaited = _resume_waits(step, run, envelope)
-        if awaited and not woken and envelope.target is None and not step.state.routing.targets(envelope):
-            return  # awaited by a wait whose requirements it does not meet, and no step takes it: ignored
     targets = step.state.routing.targets(envelope)
+    skipped: tuple[str, ...] = ()
+    if run.waits:
+        skipped, awaited = _resume_waits(step, run, envelope, targets)
+        if awaited and not skipped and envelope.target is None and not targets:
+            return  # awaited by a wait whose requirements it does not meet, and no step takes it: ignored
     if envelope.target is not None and (
-        envelope.target not in step.state.pools or not step.state.routing.accepts(envelope.target, envelope)
+        envelope.target not in step.state.pools or not step.state.routing.accepts(envelope.target, envelope.type_keys)
     ):
         _end(
             step,
@@ -176,8 +185,8 @@ def _emit(step: _Step, run: Run, envelope: Envelope, source: str | None) -> None
             message=f"Step {envelope.target!r} does not exist or does not accept {envelope.type_name}",
         )
         return
-    if woken:
-        targets = tuple(name for name in targets if name not in woken)
+    if skipped:
+        targets = tuple(name for name in targets if name not in skipped)
         if not targets:
             return
     if not targets:
@@ -257,27 +266,70 @@ def _wait(step: _Step, run: Run, name: str, waiter: Waiter) -> None:
         step.commands.append(ArmWaiterTimeout(run.run_id, number, waiter.timeout))
 
 
-def _resume_waits(step: _Step, run: Run, envelope: Envelope) -> tuple[tuple[str, ...], bool]:
-    """Rerun every paused invocation whose wait ``envelope`` answers; the steps rerun, and whether any wait was
-    for an event of its type at all."""
-    routing, matches = step.state.routing, step.state.matches
+def _resume_waits(
+    step: _Step, run: Run, envelope: Envelope, targets: tuple[str, ...]
+) -> tuple[tuple[str, ...], bool]:
+    """Rerun every paused invocation whose wait ``envelope`` answers, and have a step actor check the waits with
+    requirements (CheckRequirements). Returns the steps the envelope is not delivered to now (rerun, or held until
+    the check answers), and whether any wait was for an event of its type at all."""
+    routing = step.state.routing
     woken: list[str] = []
+    checks: dict[str, list[tuple[int, Requirements]]] = {}
     awaited = False
     kept = []
     for wait in run.waits:
-        name, waiter, _ = wait
-        key = waiter.event_keys[0]
-        if key != envelope.type_keys[0] and not (routing.steps[name].accept_subclasses and key in envelope.type_keys):
+        name, waiter, number = wait
+        if not delivers((waiter.event_keys[0],), routing.steps[name].accept_subclasses, envelope.type_keys):
             kept.append(wait)
             continue
         awaited = True
-        if waiter.requirements and (matches is None or not matches(envelope, waiter.requirements)):
+        if waiter.requirements:
+            checks.setdefault(name, []).append((number, waiter.requirements))
             kept.append(wait)
             continue
         woken.append(name)
         _enqueue(step, run, name, waiter.trigger, (*waiter.resolved, (waiter.waiter_id, envelope)))
     run.waits = kept
-    return tuple(dict.fromkeys(woken)), awaited
+    held = tuple(name for name in checks if name in targets and name not in woken)
+    if checks:
+        name = next(iter(checks))
+        actor = _checker(step.state, name)
+        if actor is not None:
+            every = tuple(check for found in checks.values() for check in found)
+            step.commands.append(CheckRequirements(run.run_id, actor[0], actor[1], envelope, every, held))
+            run.checking += 1
+        else:
+            held = ()  # no actor to open the event: no requirement is met
+    return (*dict.fromkeys(woken), *held), awaited
+
+
+def _checker(state: DispatcherState, preferred: str) -> tuple[str, int] | None:
+    """A started actor to open an event with: one of ``preferred``'s pool, else any (every step actor holds the
+    workflow's event classes)."""
+    for name in (preferred, *state.pools):
+        actors = state.pools[name].actors
+        if actors:
+            return name, min(actors)
+    return None
+
+
+def _requirements_checked(step: _Step, run: Run, tick: RequirementsChecked) -> None:
+    """Rerun the invocations whose waits the event met; deliver it to the held steps no met wait took."""
+    run.checking -= 1
+    woken: set[str] = set()
+    kept = []
+    for wait in run.waits:
+        name, waiter, number = wait
+        if number in tick.matched:
+            woken.add(name)
+            _enqueue(step, run, name, waiter.trigger, (*waiter.resolved, (waiter.waiter_id, tick.envelope)))
+        else:
+            kept.append(wait)
+    run.waits = kept
+    for name in tick.held:
+        if name not in woken:
+            _enqueue(step, run, name, tick.envelope)
+    step.touched[run.run_id] = run
 
 
 def _waiter_timed_out(step: _Step, run: Run, tick: WaiterTimedOut) -> None:
@@ -323,7 +375,7 @@ def _actor_start_failed(step: _Step, tick: ActorStartFailed) -> None:
 
 
 def _check_idle(step: _Step, run: Run) -> None:
-    if run.inflight or run.awaiting_input or run.waits or run.run_id not in step.state.runs:
+    if run.inflight or run.awaiting_input or run.waits or run.checking or run.run_id not in step.state.runs:
         return
     last = f" (the last step to run was {run.last_step!r})" if run.last_step else ""
     _end(

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
 from rayflow.core.envelope import Envelope
+
+
+def delivers(declared: Container[str], subclasses: bool, type_keys: tuple[str, ...]) -> bool:
+    """The delivery rule: an event whose type keys (its class first, then its event bases) are ``type_keys`` goes
+    where its class is ``declared``, or one of its bases is and ``subclasses`` are taken too."""
+    if type_keys[0] in declared:
+        return True
+    return subclasses and any(k in declared for k in type_keys[1:])
 
 
 @dataclass(frozen=True)
@@ -63,20 +71,15 @@ class RoutingTable:
         keys = envelope.type_keys
         found = self._cache.get(keys)
         if found is None:
-            names = list(self._exact.get(keys[0], ()))
-            for route in self.steps.values():
-                if route.accept_subclasses and route.name not in names and not route.is_catch_error:
-                    if any(k in route.accepts for k in keys[1:]):
-                        names.append(route.name)
-            found = self._cache[keys] = tuple(names)
+            found = self._cache[keys] = tuple(
+                name for name, route in self.steps.items() if not route.is_catch_error and self.accepts(name, keys)
+            )
         return found
 
-    def accepts(self, step: str, envelope: Envelope) -> bool:
-        """Whether ``step`` may receive ``envelope`` (for events addressed to one step)."""
+    def accepts(self, step: str, type_keys: tuple[str, ...]) -> bool:
+        """Whether ``step`` receives an event with ``type_keys`` (see ``delivers``)."""
         route = self.steps[step]
-        if envelope.type_keys[0] in route.accepts:
-            return True
-        return route.accept_subclasses and any(k in route.accepts for k in envelope.type_keys[1:])
+        return delivers(route.accepts, route.accept_subclasses, type_keys)
 
     def catch_handler(self, failed_step: str) -> StepRoute | None:
         """The ``@catch_error`` step covering ``failed_step``: a scoped one first, else a wildcard."""

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from rayflow.core.commands import WorkItem
-from rayflow.core.envelope import Envelope, Waiter
+from rayflow.core.envelope import Waiter
 from rayflow.core.routing import RoutingTable, StepRoute
 
 
@@ -40,7 +38,7 @@ class Pool:
     #: Smoothed seconds one event takes in this step; None until a call came back.
     per_event: float | None = None
 
-    def batch_size(self, max_batch: int, target_s: float) -> int:
+    def batch_size(self, max_batch: int, target_s: float, first: int) -> int:
         """Events per call: about ``target_s`` of work, at most an even share of the waiting events.
 
         The share counts the pool at its full size, so a slow step's events spread over the actors the
@@ -48,7 +46,7 @@ class Pool:
         """
         share = max(1, -(-self.waiting // max(self.route.num_workers, len(self.actors))))
         if self.per_event is None:
-            fitting = 8
+            fitting = first
         else:
             fitting = max(1, int(target_s / self.per_event)) if self.per_event > 0 else max_batch
         return min(max_batch, share, fitting)
@@ -73,6 +71,8 @@ class Run:
     last_step: str | None = None
     #: Step invocations paused in ``ctx.wait_for_event``, as (step, waiter, number), oldest first.
     waits: list[tuple[str, Waiter, int]] = field(default_factory=list)
+    #: Events being checked against the requirements of waits (CheckRequirements in flight).
+    checking: int = 0
     next_wait: int = 0
 
 
@@ -110,9 +110,8 @@ class DispatcherState:
     pipeline: int = 1
     #: Seconds of work one step call should carry (batching small events, not slow ones).
     batch_target_s: float = 0.02
-    #: Whether an event has the field values a ``wait_for_event`` requires (the runtime opens the payload; the
-    #: core never does). None: no event meets requirements.
-    matches: Callable[[Envelope, tuple[tuple[str, Any], ...]], bool] | None = None
+    #: Events in a step's first call, before its time per event is known.
+    first_batch: int = 8
     #: What runs that ended without a StopEvent (cancelled, timed out, failed) left unfinished, newest last.
     ended: dict[str, Pending] = field(default_factory=dict)
     ended_memory: int = 1000
@@ -130,6 +129,23 @@ class DispatcherState:
         return Pending(tuple(items), waits, run.awaiting_input)
 
     @classmethod
-    def of(cls, routing: RoutingTable, max_batch: int = 256, pipeline: int = 1) -> DispatcherState:
+    def of(
+        cls,
+        routing: RoutingTable,
+        max_batch: int = 256,
+        pipeline: int = 1,
+        *,
+        batch_target_s: float = 0.02,
+        first_batch: int = 8,
+        ended_memory: int = 1000,
+    ) -> DispatcherState:
         pools = {name: Pool(route) for name, route in routing.steps.items()}
-        return cls(routing, pools, max_batch=max_batch, pipeline=pipeline)
+        return cls(
+            routing,
+            pools,
+            max_batch=max_batch,
+            pipeline=pipeline,
+            batch_target_s=batch_target_s,
+            first_batch=first_batch,
+            ended_memory=ended_memory,
+        )

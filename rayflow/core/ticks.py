@@ -110,6 +110,16 @@ class WaiterTimedOut:
     wait: int
 
 
+@dataclass(frozen=True, slots=True)
+class RequirementsChecked:
+    """The answer to CheckRequirements: the waits (by number) whose requirements the envelope meets."""
+
+    run_id: str
+    envelope: Envelope
+    matched: tuple[int, ...]
+    held: tuple[str, ...] = ()
+
+
 Tick = (
     WarmUp
     | RunStarted
@@ -121,4 +131,5 @@ Tick = (
     | TimeoutReached
     | CancelRequested
     | WaiterTimedOut
+    | RequirementsChecked
 )

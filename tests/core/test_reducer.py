@@ -6,6 +6,7 @@ from rayflow.core.commands import (
     ArmTimeout,
     ArmWaiterTimeout,
     CallStep,
+    CheckRequirements,
     EndRun,
     Outcome,
     Publish,
@@ -23,6 +24,7 @@ from rayflow.core.ticks import (
     CancelRequested,
     EventsEmitted,
     ItemDone,
+    RequirementsChecked,
     RunResumed,
     RunStarted,
     TimeoutReached,
@@ -341,9 +343,15 @@ def _paused(state: DispatcherState, **waiter: object) -> tuple[CallStep, list]:
 
 
 def _asking(**kw: object) -> DispatcherState:
-    state = state_of(StepRoute("ask", frozenset({"Start"})), StepRoute("other", frozenset({"X"})))
-    state.matches = lambda envelope, requirements: envelope.payload == dict(requirements)["user"].encode()
-    return state
+    return state_of(StepRoute("ask", frozenset({"Start"})), StepRoute("other", frozenset({"X"})))
+
+
+def _checked(state: DispatcherState, envelope: Envelope) -> list:
+    """Emit ``envelope`` into r1; the step actor asked answers as one that reads its payload as the user's name."""
+    (check,) = reduce(state, EventsEmitted("r1", None, [envelope]))
+    assert isinstance(check, CheckRequirements) and check.step == "ask" and check.envelope == envelope
+    matched = tuple(n for n, required in check.checks if envelope.payload == dict(required)["user"].encode())
+    return reduce(state, RequirementsChecked("r1", envelope, matched, check.held))
 
 
 def test_a_paused_step_announces_its_wait_and_the_run_waits_instead_of_failing_idle():
@@ -369,10 +377,27 @@ def test_the_awaited_event_reruns_the_step_with_it_and_nothing_else_gets_it():
 def test_an_answer_that_misses_the_requirements_is_ignored_and_the_wait_stays():
     state = _asking()
     _paused(state, requirements=(("user", "bob"),))
-    out = reduce(state, EventsEmitted("r1", None, [Envelope(("Answer", "HumanResponse", "Event"), b"alice")]))
-    assert out == []
-    (rerun,) = calls(reduce(state, EventsEmitted("r1", None, [Envelope(("Answer", "HumanResponse", "Event"), b"bob")])))
+    assert _checked(state, Envelope(("Answer", "HumanResponse", "Event"), b"alice")) == []
+    (rerun,) = calls(_checked(state, Envelope(("Answer", "HumanResponse", "Event"), b"bob")))
     assert rerun.items[0].resolved[0][0] == "w"
+
+
+def test_a_run_waiting_for_a_requirements_check_is_not_idle_and_ignores_a_late_answer():
+    state = _asking()
+    _paused(state, requirements=(("user", "bob"),), timeout=1.0)
+    answer = Envelope(("Answer", "HumanResponse", "Event"), b"bob")
+    (check,) = reduce(state, EventsEmitted("r1", None, [answer]))
+    (rerun,) = calls(reduce(state, WaiterTimedOut("r1", 0)))  # the wait times out while its check is out
+    assert rerun.items[0].resolved == (("w", None),)
+    late = reduce(state, RequirementsChecked("r1", answer, (0,), check.held))
+    assert not [c for c in late if isinstance(c, CallStep)]
+
+
+def test_a_step_that_accepts_the_awaited_type_gets_an_answer_no_wait_took():
+    state = state_of(StepRoute("ask", frozenset({"Start", "Answer"})))
+    _paused(state, requirements=(("user", "bob"),))
+    (delivered,) = calls(_checked(state, Envelope(("Answer", "HumanResponse", "Event"), b"alice")))
+    assert delivered.step == "ask" and delivered.items[0].resolved == ()
 
 
 def test_a_wait_that_times_out_reruns_the_step_with_nothing_for_it():
