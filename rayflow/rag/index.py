@@ -48,16 +48,11 @@ _VECTORS_FILE, _NODES_FILE, _META_FILE = "vectors.faiss", "nodes.json", "index.j
 
 
 def _default_embed_model() -> Any:
-    """``Settings.embed_model`` when ``rayflow.rag.settings`` exists, else the bundled MiniLM."""
+    """``Settings.embed_model`` (the bundled MiniLM when none is set)."""
     from rayflow.rag.embeddings import resolve_embed_model
+    from rayflow.rag.settings import Settings
 
-    try:
-        from rayflow.rag import settings as settings_module
-    except ModuleNotFoundError as err:
-        if err.name != "rayflow.rag.settings":
-            raise
-        return resolve_embed_model(None)
-    return resolve_embed_model(getattr(settings_module.Settings, "embed_model", None))
+    return resolve_embed_model(getattr(Settings, "embed_model", None))
 
 
 class VectorStoreIndex:

@@ -205,26 +205,22 @@ class LocalLLM(LLM):
 
 
 def shutdown_llms() -> list[str]:
-    """Kill every local LLM actor in the cluster (all namespaces) and return their names; no Ray: nothing.
+    """End every local LLM actor in the cluster (all namespaces) and return their names; no Ray: nothing.
 
     Clients built before keep working: their next call starts a new actor.
     """
     import ray
 
+    from rayflow.runtime.actors import stop_actors_sync
+
     if not ray.is_initialized():
         return []
-    killed: dict[str, Any] = {}
+    found: dict[str, Any] = {}
     for entry in ray.util.list_named_actors(all_namespaces=True):
         if entry["name"].startswith(ACTOR_PREFIX):
             try:
-                handle = ray.get_actor(entry["name"], namespace=entry["namespace"])
+                found[entry["name"]] = ray.get_actor(entry["name"], namespace=entry["namespace"])
             except ValueError:  # already gone
                 continue
-            ray.kill(handle, no_restart=True)
-            killed[entry["name"]] = handle
-    for handle in killed.values():
-        try:  # answered with RayActorError once the actor is dead and its name free
-            ray.get(handle.info.remote(), timeout=30)
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-            pass
-    return sorted(killed)
+    stop_actors_sync(list(found.values()))
+    return sorted(found)

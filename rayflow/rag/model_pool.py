@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import RayActorError
 
 from rayflow.config import settings
 from rayflow.rag.batching import pick_replica, plan_chunks
 from rayflow.rag.model_replica import ModelPoolError, ModelReplicaActor, ReplicaRetired
+from rayflow.runtime.actors import stop_actors_sync
 from rayflow.runtime.cluster import ensure_ray
 
 __all__ = ["ModelPool", "ModelPoolError", "replica_name", "shutdown_model_pools"]
@@ -267,7 +268,7 @@ class ModelPool:
                 handles.append(ray.get_actor(name, namespace=settings().namespace))
             except ValueError:
                 continue
-        _stop_actors(handles)
+        stop_actors_sync(handles, before="stop")
         with self._lock:
             self._handles = [None] * len(self._names)
         with ModelPool._cache_lock:
@@ -284,26 +285,6 @@ def _pool_from_spec(spec: _PoolSpec) -> ModelPool:
     )  # fmt: skip
 
 
-def _stop_actors(handles: list[Any]) -> None:
-    """Let each replica finish its queued requests and exit; kill those still alive after the grace period."""
-    if not handles:
-        return
-    grace = settings().shutdown_grace_s
-    ray.wait([h.stop.remote() for h in handles], num_returns=len(handles), timeout=grace)
-    refs = [h.__ray_terminate__.remote() for h in handles]
-    _, late = ray.wait(refs, num_returns=len(refs), timeout=grace)
-    for handle, ref in zip(handles, refs, strict=True):
-        if ref in late:
-            ray.kill(handle, no_restart=True)
-    for ref in refs:
-        try:
-            ray.get(ref, timeout=grace)
-        except RayActorError:
-            pass  # the expected way an exited actor answers; its name is free once this returns
-        except GetTimeoutError:
-            pass  # killed above; Ray frees the name when it has marked the actor dead
-
-
 def shutdown_model_pools() -> None:
     """Stop every model pool replica in the cluster (all namespaces) and forget this process's pool clients."""
     ensure_ray()
@@ -314,6 +295,6 @@ def shutdown_model_pools() -> None:
                 handles.append(ray.get_actor(entry["name"], namespace=entry["namespace"]))
             except ValueError:
                 continue
-    _stop_actors(handles)
+    stop_actors_sync(handles, before="stop")
     with ModelPool._cache_lock:
         ModelPool._cache.clear()

@@ -12,11 +12,11 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import ray
-from ray.exceptions import RayActorError
 
 from rayflow.config import settings
 from rayflow.errors import RayflowError
 from rayflow.rag.schema import NodeWithScore, TextNode
+from rayflow.runtime.actors import stop_actors, stop_actors_sync
 from rayflow.runtime.cluster import ensure_ray
 
 if TYPE_CHECKING:
@@ -194,14 +194,8 @@ class _IndexServer:
         return self._count
 
     async def stop_shards(self) -> None:
-        for shard in self._shards:
-            ray.kill(shard, no_restart=True)
-        for shard in self._shards:
-            try:
-                await shard.__ray_ready__.remote()
-            except RayActorError:
-                pass  # what a killed shard answers; its name is free now
-        self._shards = []
+        shards, self._shards = self._shards, []
+        await stop_actors(shards)
 
 
 _ShardActor = ray.remote(VectorStore)
@@ -275,12 +269,4 @@ def stop_index_server(name: str) -> None:
         handle = ray.get_actor(name, namespace=settings().namespace)
     except ValueError:
         return
-    try:
-        ray.get(handle.stop_shards.remote(), timeout=settings().shutdown_grace_s)
-    except (RayActorError, ray.exceptions.GetTimeoutError):
-        pass  # the server is gone or stuck; killing it below ends its shards with it
-    ray.kill(handle, no_restart=True)
-    try:
-        ray.get(handle.__ray_ready__.remote())
-    except RayActorError:
-        pass  # what a killed server answers; its name is free now
+    stop_actors_sync([handle], before="stop_shards")
