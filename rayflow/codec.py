@@ -20,15 +20,15 @@ from rayflow.core.envelope import Envelope, Kind
 from rayflow.errors import EventSerializationError
 from rayflow.events import Event, InputRequiredEvent, StopEvent
 
+__all__ = ["EventCodec", "qualified_name"]
+
 _PLAIN = b"P"
 _CLOUD = b"C"
 
 
-def type_key(cls: type) -> str:
-    """The name routing knows a class by: ``module.QualName``."""
+def qualified_name(cls: type) -> str:
+    """The name a class is known by, in routing and in snapshots: ``module.QualName``."""
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
 
 
 class _NeedsCloudpickle(Exception):
@@ -49,7 +49,7 @@ class EventCodec:
         self._keys_cache: dict[type, tuple[str, ...]] = {}
 
     def key_of(self, cls: type) -> str:
-        return self._by_class.get(cls) or type_key(cls)
+        return self._by_class.get(cls) or qualified_name(cls)
 
     def keys_of(self, cls: type) -> tuple[str, ...]:
         """The class's key, then the keys of its event bases (for ``accept_event_subclasses``)."""

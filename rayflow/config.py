@@ -26,12 +26,25 @@ class Settings:
 
     #: Largest number of events sent to one step actor in one call.
     max_batch: int = field(default_factory=lambda: _int("RAYFLOW_MAX_BATCH", 256))
+    #: Events in a step's first call, before its time per event is known.
+    first_batch: int = field(default_factory=lambda: _int("RAYFLOW_FIRST_BATCH", 8))
+    #: Seconds of work one step call should carry; a step faster than this per event is "fast": its events are
+    #: batched, and a chain of fast steps runs on one actor (lent slots).
+    batch_target_s: float = field(default_factory=lambda: _float("RAYFLOW_BATCH_TARGET_S", 0.02))
     #: Step calls queued on one actor beyond the running one (hides the call round trip).
     actor_pipeline: int = field(default_factory=lambda: _int("RAYFLOW_ACTOR_PIPELINE", 1))
     #: Events a step emits before its outbox is flushed to the dispatcher while it still runs.
     outbox_flush: int = field(default_factory=lambda: _int("RAYFLOW_OUTBOX_FLUSH", 1000))
     #: Times a step may run an event it returned to itself (a loop) without a dispatcher round trip.
     local_hops: int = field(default_factory=lambda: _int("RAYFLOW_LOCAL_HOPS", 100))
+    #: Ended runs a step actor remembers, to skip their events still queued for it.
+    ended_runs_memory: int = field(default_factory=lambda: _int("RAYFLOW_ENDED_RUNS_MEMORY", 10_000))
+    #: Ended runs whose unfinished work the dispatcher keeps for a snapshot taken after the end.
+    ended_snapshots: int = field(default_factory=lambda: _int("RAYFLOW_ENDED_SNAPSHOTS", 1000))
+    #: Calls one step actor or context actor serves at once (control calls reach a busy actor).
+    actor_max_concurrency: int = field(default_factory=lambda: _int("RAYFLOW_ACTOR_MAX_CONCURRENCY", 1000))
+    #: Calls the dispatcher serves at once (every run's stream reader, every step's emits).
+    dispatcher_max_concurrency: int = field(default_factory=lambda: _int("RAYFLOW_DISPATCHER_MAX_CONCURRENCY", 10_000))
     #: Seconds a workflow's actors stay alive with no run before they are released.
     idle_release_s: float = field(default_factory=lambda: _float("RAYFLOW_IDLE_RELEASE_S", 600.0))
     #: Seconds a closing workflow waits for its actors to stop before killing them.

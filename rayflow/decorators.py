@@ -7,7 +7,6 @@ Signatures that cannot work are refused here, before any workflow or actor exist
 
 from __future__ import annotations
 
-import dataclasses
 import dis
 import inspect
 import sys
@@ -16,37 +15,16 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, overload
 
+from rayflow.context import Context
 from rayflow.errors import WorkflowValidationError
 from rayflow.events import Event, StepFailedEvent
-from rayflow.resource import ResourceDefinition, _Resource
+from rayflow.resource import ResourceDefinition, ResourceDescriptor
 from rayflow.retry_policy import RetryPolicy
+from rayflow.spec import StepConfig, attach_config, is_event_type
 
-__all__ = ["StepConfig", "catch_error", "is_event_type", "step", "step_config"]
+__all__ = ["catch_error", "step"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclasses.dataclass
-class StepConfig:
-    """What the decorator learned about a step; the workflow and the runtime read only this."""
-
-    accepted_events: list[type[Event]]
-    event_name: str
-    return_types: list[Any]
-    context_parameter: str | None
-    num_workers: int
-    retry_policy: RetryPolicy | None
-    resources: list[ResourceDefinition]
-    context_state_type: type[Any] | None = None
-    accept_event_subclasses: bool = False
-    role: str = "step"
-    catch_error_for_steps: list[str] | None = None
-    catch_error_max_recoveries: int = 1
-    #: True when the step's code calls ``collect_events``: its events of one run go to one actor.
-    collects: bool = False
-    #: True when the step's code reads ``self`` (or calls ``super()``): it may depend on its actor's copy of the
-    #: workflow, so no other step's actor runs it.
-    uses_self: bool = True
 
 
 def _flatten(annotation: Any) -> list[Any]:
@@ -55,14 +33,7 @@ def _flatten(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def is_event_type(tp: Any) -> bool:
-    """Whether ``tp`` is an Event class (not an instance, not ``None``)."""
-    return isinstance(tp, type) and issubclass(tp, Event)
-
-
 def _is_context(tp: Any) -> bool:
-    from rayflow.context import Context  # the context package imports this module's callers, not this module
-
     origin = get_origin(tp) or tp
     return isinstance(origin, type) and issubclass(origin, Context)
 
@@ -126,7 +97,7 @@ def make_step_config(
         annotation = hints.get(name, param.annotation)
         if get_origin(annotation) is Annotated:
             base, *extras = get_args(annotation)
-            found = [e for e in extras if isinstance(e, _Resource)]
+            found = [e for e in extras if isinstance(e, ResourceDescriptor)]
             if found:
                 resources.append(ResourceDefinition(name, found[0]))
                 continue
@@ -184,19 +155,13 @@ def _caller_locals(depth: int) -> dict[str, Any]:
     return names
 
 
-def step_config(func: Callable[..., Any]) -> StepConfig:
-    """The ``StepConfig`` that ``@step`` attached to ``func``."""
-    config: StepConfig = func._step_config  # type: ignore[attr-defined]
-    return config
-
-
 def _is_free_function(qualname: str) -> bool:
     parts = qualname.split(".")
     return len(parts) == 1 or parts[-2] == "<locals>"
 
 
 def _attach(func: F, config: StepConfig, workflow: type[Any] | None) -> F:
-    func._step_config = config  # type: ignore[attr-defined]
+    attach_config(func, config)
     if _is_free_function(func.__qualname__):
         if workflow is None:
             raise WorkflowValidationError(

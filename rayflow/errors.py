@@ -38,14 +38,14 @@ class WorkflowRuntimeError(RayflowError):
 
 
 class WorkflowDone(RayflowError):
-    """The run already ended; raised to stop work that belongs to it."""
+    """The run already ended (LlamaIndex's name, kept for code that catches it; rayflow does not raise it)."""
 
 
 class WorkflowCancelledByUser(RayflowError):
     """The run was cancelled through its handler."""
 
 
-class WorkflowStepDoesNotExistError(RayflowError):
+class WorkflowStepDoesNotExistError(WorkflowRuntimeError):
     """An event was addressed to a step the workflow does not have."""
 
 

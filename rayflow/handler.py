@@ -1,28 +1,22 @@
 """``WorkflowHandler``: the caller's side of one run. Await it for the result, or stream its events.
 
-``workflow.run()`` returns the handler at once; a task on the caller's event loop starts the run on the
-dispatcher and reads the run's stream until the run ends. The stream holds what steps wrote with
-``ctx.write_event_to_stream`` and, last, the StopEvent (or the failure, timeout or cancel event).
-``HandlerFace`` is the caller's side of the run's ``Context`` (``handler.ctx``).
+``workflow.run()`` returns the handler at once; a task on the caller's event loop drives the run (the
+runtime's session starts it on the dispatcher and reads its stream into the handler until it ends). The
+stream holds what steps wrote with ``ctx.write_event_to_stream`` and, last, the StopEvent (or the failure,
+timeout or cancel event).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rayflow.context.state_store import StateStore
-from rayflow.core.envelope import Envelope, Kind
-from rayflow.errors import ContextStateError, WorkflowRuntimeError
+from rayflow.context import Context
+from rayflow.errors import WorkflowRuntimeError
 from rayflow.events import Event, StopEvent
 
-if TYPE_CHECKING:
-    from rayflow.context import Context
-    from rayflow.context.context import WaitOptions
-    from rayflow.workflow import Workflow
-
-__all__ = ["HandlerFace", "WorkflowHandler"]
+__all__ = ["WorkflowHandler"]
 
 
 class WorkflowHandler:
@@ -32,19 +26,17 @@ class WorkflowHandler:
         self,
         ctx: Context[Any],
         run_id: str,
-        drive: Callable[[WorkflowHandler], Coroutine[Any, Any, StopEvent]],
+        drive: Callable[[Callable[[Event], None]], Coroutine[Any, Any, StopEvent]],
         cancel: Callable[[], object],
     ) -> None:
+        """Start driving the run: ``drive(publish)`` runs it, handing each streamed event to ``publish``."""
         self._ctx = ctx
         self.run_id = run_id
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._streamed = False
         self._result: StopEvent | None = None
         self._cancel = cancel
-        self._task = asyncio.get_running_loop().create_task(drive(self))
-
-    def _publish(self, event: Event) -> None:
-        self._queue.put_nowait(event)
+        self._task = asyncio.get_running_loop().create_task(drive(self._queue.put_nowait))
 
     @property
     def ctx(self) -> Context[Any]:
@@ -82,8 +74,14 @@ class WorkflowHandler:
     async def stream_events(self, expose_internal: bool = False) -> AsyncGenerator[Event, None]:
         """The run's streamed events in the order they were written, ending with the run's last event.
 
-        A handler's stream can be read once: a second read raises ``WorkflowRuntimeError``.
+        A handler's stream can be read once: a second read raises ``WorkflowRuntimeError``. rayflow does not
+        stream LlamaIndex's internal events (step state changes): ``expose_internal=True`` is refused.
         """
+        if expose_internal:
+            raise WorkflowRuntimeError(
+                "stream_events(expose_internal=True): rayflow does not stream internal events (StepStateChanged); "
+                "see the README's differences from LlamaIndex"
+            )
         if self._streamed:
             raise WorkflowRuntimeError("All the streamed events have already been consumed.")
         self._streamed = True
@@ -109,52 +107,3 @@ class WorkflowHandler:
 
     def __str__(self) -> str:
         return f"WorkflowHandler(run_id={self.run_id}, done={self.is_done()})"
-
-
-class HandlerFace:
-    """The handler side of ``Context``: store through the context actor, events into the run."""
-
-    def __init__(self, workflow: Workflow, ctx: Context[Any]) -> None:
-        self._workflow = workflow
-        self._ctx = ctx
-        self.run_id: str | None = None
-        self.running = False
-        #: Events sent before the run reached the dispatcher; None once it has.
-        self.pending: list[Envelope] | None = None
-
-    def store(self, ctx_id: str) -> StateStore[Any]:
-        async def actor() -> Any:
-            _, context = await self._workflow._runtime.start(self._workflow)
-            await self._workflow._seed_context(self._ctx, context)
-            return context
-
-        return StateStore(ctx_id, actor)
-
-    def send_event(self, event: Event, step: str | None) -> None:
-        if not self.running:
-            raise ContextStateError("send_event() called before workflow started. Call workflow.run() first.")
-        self._workflow._check_target(event, step)
-        self._emit(self._workflow._codec.encode(event, target=step))
-
-    def write_event_to_stream(self, event: Event) -> None:
-        if not self.running:
-            raise ContextStateError("write_event_to_stream() called before workflow started.")
-        self._emit(self._workflow._codec.encode(event, kind=Kind.STREAM))
-
-    def _emit(self, envelope: Envelope) -> None:
-        dispatcher = self._workflow._runtime.dispatcher
-        if self.pending is not None or dispatcher is None or self.run_id is None:
-            assert self.pending is not None
-            self.pending.append(envelope)  # sent as soon as the run has reached the dispatcher
-        else:
-            dispatcher.emit(self.run_id, [envelope])
-
-    def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None:
-        raise ContextStateError("collect_events only works inside a step")
-
-    async def wait_for_event(self, event_type: type[Event], options: WaitOptions) -> Event:
-        raise ContextStateError("wait_for_event only works inside a step")
-
-    @property
-    def is_running(self) -> bool:
-        return self.running

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Resource", "ResourceDefinition"]
+__all__ = ["Resource", "ResourceDefinition", "ResourceDescriptor"]
 
 
-class _Resource:
+class ResourceDescriptor:
+    """What ``Resource(...)`` puts in a step parameter's ``Annotated`` metadata: the factory and whether to cache."""
+
     def __init__(self, factory: Callable[[], Any], cache: bool) -> None:
         self.factory = factory
         self.cache = cache
@@ -25,12 +27,12 @@ class _Resource:
 
 def Resource(factory: Callable[[], Any], cache: bool = True) -> Any:
     """Mark a step parameter as built by ``factory`` once per actor (``cache=False``: once per call)."""
-    return _Resource(factory, cache)
+    return ResourceDescriptor(factory, cache)
 
 
 class ResourceDefinition:
     """A step parameter that receives a resource."""
 
-    def __init__(self, name: str, resource: _Resource) -> None:
+    def __init__(self, name: str, resource: ResourceDescriptor) -> None:
         self.name = name
         self.resource = resource

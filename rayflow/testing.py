@@ -11,13 +11,11 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from rayflow.context import Context
 from rayflow.events import Event, StartEvent
-
-if TYPE_CHECKING:
-    from rayflow.context import Context
-    from rayflow.workflow import Workflow
+from rayflow.workflow import Workflow
 
 __all__ = ["WorkflowTestResult", "WorkflowTestRunner"]
 
@@ -50,15 +48,16 @@ class WorkflowTestRunner:
         self,
         start_event: StartEvent | None = None,
         ctx: Context[Any] | None = None,
-        expose_internal: bool = True,
+        expose_internal: bool = False,
         exclude_events: list[type[Event]] | None = None,
         **kwargs: Any,
     ) -> WorkflowTestResult:
         """Run the workflow and collect its stream.
 
         ``start_event`` (or ``kwargs`` for the workflow's start event) starts the run, ``ctx`` continues
-        an earlier context. Events whose exact type is in ``exclude_events`` are left out of
-        ``collected``. Errors of the run (a step's exception, ``WorkflowTimeoutError``, ...) propagate.
+        an earlier context. Events whose exact type is in ``exclude_events`` are left out of ``collected``.
+        ``expose_internal`` is False by default (LlamaIndex: True): rayflow streams no internal events.
+        Errors of the run (a step's exception, ``WorkflowTimeoutError``, ...) propagate.
         """
         handler = self._workflow.run(ctx=ctx, start_event=start_event, **kwargs)
         excluded = tuple(exclude_events or ())

@@ -83,6 +83,15 @@ def test_workflow_needs_one_start_and_one_stop_event():
         TwoStarts()
 
 
+def _actors_of(workflow: str) -> list[str]:
+    """Named actors of workflows of the class ``workflow`` in the session's Ray, if one runs."""
+    import ray
+
+    if not ray.is_initialized():
+        return []
+    return [a for a in ray.util.list_named_actors() if a.startswith(f"rayflow.{workflow}.")]
+
+
 async def test_first_run_checks_the_event_graph_before_any_actor():
     class Unconsumed(Workflow):
         @step
@@ -103,7 +112,7 @@ async def test_first_run_checks_the_event_graph_before_any_actor():
     with pytest.raises(WorkflowValidationError, match="consumed but never produced: B"):
         Unproduced().validate()
     wf = Unconsumed(disable_validation=True)
-    assert not wf._runtime.started
+    assert not _actors_of("Unconsumed")
 
 
 async def test_start_kwargs_that_do_not_fit_a_custom_start_event_fail_naming_it():
@@ -118,7 +127,7 @@ async def test_start_kwargs_that_do_not_fit_a_custom_start_event_fail_naming_it(
     wf = W()
     with pytest.raises(WorkflowRuntimeError, match="start event of type 'Ask'"):
         wf.run(wrong=1)
-    assert not wf._runtime.started
+    assert not _actors_of("W")
 
 
 def test_events_behave_like_dicts_for_extra_fields():
@@ -134,7 +143,7 @@ def test_events_behave_like_dicts_for_extra_fields():
 
 def test_decoration_notes_which_steps_read_self():
     """A step that never reads ``self`` may run on another step's actor (a lent slot); one that does never does."""
-    from rayflow.decorators import step_config
+    from rayflow.spec import config_of
 
     class Base(Workflow):
         @step
@@ -165,5 +174,5 @@ def test_decoration_notes_which_steps_read_self():
             return StopEvent(result=this.factor)
 
     names = ("pure", "reads", "nested", "start", "other_name")
-    flags = {name: step_config(getattr(W, name)).uses_self for name in names}
+    flags = {name: config_of(getattr(W, name)).uses_self for name in names}
     assert flags == {"pure": False, "reads": True, "nested": True, "start": True, "other_name": True}

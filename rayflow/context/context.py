@@ -2,29 +2,31 @@
 
 One class with two faces. Inside a step it emits events (``send_event``), writes to the stream, and
 collects events; on the handler it sends events into a running run and snapshots it. Both reach the
-shared state through ``ctx.store``, held by the workflow's context actor.
+shared state through ``ctx.store``, held by the workflow's context actor. The faces are the runtime's:
+a step actor builds its context with its face; ``Context(workflow)`` in the caller's code asks the
+workflow's host (its driver-side session, bound here by the runtime when the workflow is made) for one.
 """
 
 from __future__ import annotations
 
 import uuid
 import warnings
+import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from rayflow.context.serializers import BaseSerializer, JsonSerializer, qualified_name
+from rayflow.codec import qualified_name
+from rayflow.context.serializers import BaseSerializer, JsonSerializer
 from rayflow.context.snapshot import pending_from_data, pending_to_data
 from rayflow.context.state_store import DictState, StateStore
 from rayflow.core.state import Pending
 from rayflow.errors import ContextSerdeError, ContextStateError
 from rayflow.events import Event
+from rayflow.spec import WorkflowSpec
 
-if TYPE_CHECKING:
-    from rayflow.workflow import Workflow
-
-__all__ = ["Context", "WaitOptions"]
+__all__ = ["Context", "ContextHost", "DriverFace", "Face", "WaitOptions", "bind_host", "face_of", "step_context"]
 
 StateT = TypeVar("StateT", bound=BaseModel)
 EventT = TypeVar("EventT", bound=Event)
@@ -42,9 +44,11 @@ class WaitOptions:
     timeout: float | None = 2000
 
 
-class _Face(Protocol):
+class Face(Protocol):
     """What a context needs from where it lives (a step actor, or the driver)."""
 
+    @property
+    def run_id(self) -> str | None: ...
     def store(self, ctx_id: str) -> StateStore[Any]: ...
     def send_event(self, event: Event, step: str | None) -> None: ...
     def write_event_to_stream(self, event: Event) -> None: ...
@@ -54,6 +58,43 @@ class _Face(Protocol):
     def is_running(self) -> bool: ...
 
 
+class DriverFace(Face, Protocol):
+    """The caller's side of a context: it also holds what the context starts from (a snapshot's state and
+    unfinished work) and reads what a snapshot takes."""
+
+    spec: WorkflowSpec
+    seed: Any
+    resume: Pending | None
+
+    def read_state(self) -> Any: ...
+    def read_pending(self) -> Pending | None: ...
+
+
+class ContextHost(Protocol):
+    """The driver's side of one workflow instance, as ``Context(workflow)`` reaches it."""
+
+    @property
+    def spec(self) -> WorkflowSpec: ...
+    def driver_face(self, ctx_id: str) -> DriverFace: ...
+
+
+_hosts: dict[int, ContextHost] = {}
+
+
+def bind_host(workflow: object, host: ContextHost) -> None:
+    """Make ``host`` the one ``Context(workflow)`` uses, for as long as ``workflow`` lives."""
+    key = id(workflow)
+    _hosts[key] = host
+    weakref.finalize(workflow, _hosts.pop, key, None)
+
+
+def _host_of(workflow: object) -> ContextHost:
+    host = _hosts.get(id(workflow))
+    if host is None:
+        raise ContextStateError(f"Context(workflow) needs a rayflow Workflow instance, got {type(workflow).__name__}")
+    return host
+
+
 class Context(Generic[StateT]):
     """A run's context. ``Context(workflow)`` in your code makes one to pass to ``run(ctx=...)``.
 
@@ -61,22 +102,11 @@ class Context(Generic[StateT]):
     ``Context[MyState]`` in a step signature types the store with a pydantic model.
     """
 
-    def __init__(self, workflow: Workflow, *, ctx_id: str | None = None) -> None:
-        self._workflow = workflow
+    def __init__(self, workflow: Any, *, ctx_id: str | None = None) -> None:
         self._ctx_id = ctx_id or uuid.uuid4().hex
-        self._seed: Any = None
-        self._resume: Pending | None = None
-        self._face: _Face = workflow._driver_face(self)
-
-    @classmethod
-    def _in_step(cls, ctx_id: str, face: _Face) -> Context[Any]:
-        ctx = cls.__new__(cls)
-        ctx._workflow = None  # type: ignore[assignment]
-        ctx._ctx_id = ctx_id
-        ctx._seed = None
-        ctx._resume = None
-        ctx._face = face
-        return ctx
+        driver = _host_of(workflow).driver_face(self._ctx_id)
+        self._face: Face = driver
+        self._driver: DriverFace | None = driver
 
     # -- state -------------------------------------------------------------------------------
 
@@ -158,13 +188,12 @@ class Context(Generic[StateT]):
         """A snapshot of this context: its state and, for a run not finished (running, cancelled, timed out or
         failed), its unfinished work: ``run(ctx=Context.from_dict(...))`` resumes from there, running the steps
         that were running again. JSON-compatible with the default serializer."""
-        if self._workflow is None:
+        driver = self._driver
+        if driver is None:
             raise ContextStateError("ctx.to_dict() works on the handler's context, not inside a step")
         serializer = serializer or JsonSerializer()
-        workflow = self._workflow
-        state = self._seed if self._seed is not None else workflow._read_state(self._ctx_id)
-        run_id = getattr(self._face, "run_id", None)
-        pending = self._resume if self._resume is not None else workflow._read_pending(run_id) if run_id else None
+        state = driver.seed if driver.seed is not None else driver.read_state()
+        pending = driver.resume if driver.resume is not None else driver.read_pending()
         return {
             "version": _SNAPSHOT_VERSION,
             "state": {
@@ -172,13 +201,11 @@ class Context(Generic[StateT]):
                 "state_data": serializer.serialize_value(state) if state is not None else None,
             },
             "is_running": self.is_running or pending is not None,
-            "pending": None if pending is None else pending_to_data(pending, serializer, workflow._codec),
+            "pending": None if pending is None else pending_to_data(pending, serializer, driver.spec.codec),
         }
 
     @classmethod
-    def from_dict(
-        cls, workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer | None = None
-    ) -> Context[Any]:
+    def from_dict(cls, workflow: Any, data: dict[str, Any], serializer: BaseSerializer | None = None) -> Context[Any]:
         """A context that resumes from ``data``; only the workflow's own state types are rebuilt."""
         serializer = serializer or JsonSerializer()
         try:
@@ -191,13 +218,30 @@ class Context(Generic[StateT]):
             raw = data["state"]["state_data"]
         except (KeyError, TypeError, AttributeError) as err:
             raise ContextSerdeError(f"Not a rayflow context snapshot: missing {err}") from err
-        serializer = serializer.with_types(DictState, *workflow._state_types(), *workflow._event_keys)
+        spec = _host_of(workflow).spec
+        serializer = serializer.with_types(DictState, *spec.state_types, *spec.event_keys)
         ctx: Context[Any] = cls(workflow)
-        ctx._seed = serializer.deserialize_value(raw) if raw is not None else None
+        driver = ctx._driver
+        assert driver is not None
+        driver.seed = serializer.deserialize_value(raw) if raw is not None else None
         pending = data.get("pending")
         if pending:
             try:
-                ctx._resume = pending_from_data(pending, serializer, workflow._codec)
+                driver.resume = pending_from_data(pending, serializer, spec.codec)
             except (KeyError, TypeError, ValueError) as err:
                 raise ContextSerdeError(f"The snapshot's unfinished work cannot be read: {err}") from err
         return ctx
+
+
+def step_context(ctx_id: str, face: Face) -> Context[Any]:
+    """The context a step receives, built by its step actor with the actor's face."""
+    ctx: Context[Any] = Context.__new__(Context)
+    ctx._ctx_id = ctx_id
+    ctx._face = face
+    ctx._driver = None
+    return ctx
+
+
+def face_of(ctx: Context[Any]) -> DriverFace | None:
+    """The caller's face of ``ctx`` (None for a step's context): how the runtime drives the runs of a context."""
+    return ctx._driver

@@ -18,13 +18,10 @@ from typing import Any
 from pydantic import BaseModel
 from ray import cloudpickle
 
+from rayflow.codec import qualified_name
 from rayflow.errors import ContextSerdeError
 
 __all__ = ["BaseSerializer", "JsonSerializer", "PickleSerializer"]
-
-
-def qualified_name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class BaseSerializer:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rayflow.codec import EventCodec
 from rayflow.context.serializers import BaseSerializer
 from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope, Kind, Resolved, Waiter
 from rayflow.core.state import Pending
-from rayflow.runtime.codec import EventCodec
 
 __all__ = ["pending_from_data", "pending_to_data"]
 

@@ -41,9 +41,3 @@ def ensure_ray() -> None:
     """Make sure this process is connected to Ray, starting a local one if nothing is connected."""
     if not ray.is_initialized():
         init()
-
-
-def namespace() -> str:
-    """The namespace rayflow's named actors are created in."""
-    ctx = ray.get_runtime_context()
-    return ctx.namespace or settings().namespace

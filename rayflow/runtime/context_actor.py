@@ -1,5 +1,7 @@
 """The context actor: the shared state of every context of one workflow instance (``ctx.store``).
 
+``ContextActor`` is its typed client, used by the driver and by step actors alike.
+
 One actor per workflow instance holds one state object per context id; runs started with the same
 ``Context`` share it. Edits through ``edit_state`` are atomic: a per-context lock is held from
 ``edit_begin`` to ``edit_end`` or ``edit_abort``. Values cross processes as copies.
@@ -14,6 +16,8 @@ import ray
 from pydantic import BaseModel
 from ray.exceptions import RayTaskError
 
+from rayflow.config import settings
+from rayflow.context.state_store import DictState
 from rayflow.core.paths import PathNotFound, get_path, set_path
 
 
@@ -26,8 +30,6 @@ class _ContextActor:
     def _state(self, ctx_id: str, state_type: type[Any] | None = None) -> Any:
         state = self._states.get(ctx_id)
         if state is None:
-            from rayflow.context.state_store import DictState
-
             cls = state_type or self._types.get(ctx_id) or DictState
             state = self._states[ctx_id] = cls()
         return state
@@ -111,10 +113,18 @@ class ContextActor:
     def __init__(self, handle: Any) -> None:
         self._handle = handle
 
-    @staticmethod
-    def actor_class() -> type:
-        """The private class behind the client, for the dispatcher to start."""
-        return _ContextActor
+    @classmethod
+    def start(cls, name: str) -> ContextActor:
+        """Create the context actor ``name`` (the dispatcher does, and owns it)."""
+        actor = ray.remote(_ContextActor).options(
+            name=name, num_cpus=0, max_concurrency=settings().actor_max_concurrency
+        )
+        return cls(actor.remote())
+
+    @property
+    def handle(self) -> Any:
+        """The Ray actor handle (for ``rayflow.runtime.actors.stop_actors``, and to pass to other actors)."""
+        return self._handle
 
     async def ready(self) -> None:
         await _answer(self._handle.ready.remote())
@@ -154,6 +164,3 @@ class ContextActor:
 
     def release(self, ctx_id: str) -> None:
         self._handle.release.remote(ctx_id)
-
-    def kill(self) -> None:
-        ray.kill(self._handle, no_restart=True)

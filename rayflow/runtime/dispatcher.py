@@ -1,21 +1,23 @@
 """The dispatcher actor: applies the routing core to what happens, and carries out what it decides.
 
 One dispatcher per workflow instance owns that instance's step pools and context actor, and serves every
-run of the instance. Ticks (a run started, events emitted, a step call came back, an actor is ready, a
-deadline passed) go through ``rayflow.core.reducer.reduce``; the commands that come out start actors,
-send batches of work items to step actors, put events on run streams and end runs. Payloads pass
-through as bytes: the dispatcher never unpickles an event. The driver reads a run's stream by long
-polling ``next_items``.
+run of the instance; ``Dispatcher`` is the driver's typed client of it. Ticks (a run started, events
+emitted, a step call came back, an actor is ready, a deadline passed) go through
+``rayflow.core.reducer.reduce``; the commands that come out start actors, send batches of work items to
+step actors, put events on run streams and end runs. It knows the workflow by its routes (type keys and
+pool settings) and holds the pickled workflow only as bytes to hand to the step actors it starts: it never
+unpickles an event or the workflow, so it loads no user code (when an event's field must be read, for
+``wait_for_event`` requirements, a step actor reads it). The driver reads a run's stream by long polling
+``next_items``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray import cloudpickle
 from ray.exceptions import RayActorError
 
 from rayflow.config import settings
@@ -23,12 +25,12 @@ from rayflow.core.commands import (
     ArmTimeout,
     ArmWaiterTimeout,
     CallStep,
+    CheckRequirements,
     Command,
     EndRun,
     Outcome,
     Publish,
     StartActor,
-    WorkItem,
 )
 from rayflow.core.envelope import Envelope
 from rayflow.core.reducer import reduce
@@ -40,6 +42,7 @@ from rayflow.core.ticks import (
     CallFinished,
     CancelRequested,
     EventsEmitted,
+    RequirementsChecked,
     RunResumed,
     RunStarted,
     Tick,
@@ -47,9 +50,11 @@ from rayflow.core.ticks import (
     WaiterTimedOut,
     WarmUp,
 )
-from rayflow.runtime.codec import EventCodec
+from rayflow.runtime.actors import stop_actors, stop_actors_sync
 from rayflow.runtime.context_actor import ContextActor
-from rayflow.runtime.step_worker import step_worker_class
+from rayflow.runtime.step_worker import StepWorker
+
+__all__ = ["Dispatcher", "RunEnd"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,29 +85,22 @@ class _RunStream:
 
 
 class _Dispatcher:
-    def __init__(
-        self,
-        workflow_blob: bytes,
-        routes: list[StepRoute],
-        label: str,
-        step_options: dict[str, dict[str, Any]],
-    ) -> None:
+    def __init__(self, workflow_blob: bytes, routes: list[StepRoute], label: str, verbose: bool) -> None:
         config = settings()
-        # A step placed on actors of its own (GPUs, resources) runs only there: its slots are never lent.
-        routes = [replace(r, lendable=False) if step_options.get(r.name) else r for r in routes]
-        self._state = DispatcherState.of(RoutingTable.of(routes), config.max_batch, config.actor_pipeline)
-        self._state.matches = self._matches
-        self._codec: EventCodec | None = None
+        self._state = DispatcherState.of(
+            RoutingTable.of(routes),
+            config.max_batch,
+            config.actor_pipeline,
+            batch_target_s=config.batch_target_s,
+            first_batch=config.first_batch,
+            ended_memory=config.ended_snapshots,
+        )
         self._wait_timers: dict[str, list[asyncio.TimerHandle]] = {}
         self._blob = workflow_blob
         self._label = label
-        self._step_options = step_options
-        self._actors: dict[tuple[str, int], Any] = {}
-        self._context: Any = (
-            ray.remote(ContextActor.actor_class())
-            .options(name=f"{label}.context", num_cpus=0, max_concurrency=1000)
-            .remote()
-        )
+        self._verbose = verbose
+        self._workers: dict[tuple[str, int], StepWorker] = {}
+        self._context = ContextActor.start(f"{label}.context")
         self._streams: dict[str, _RunStream] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -110,11 +108,11 @@ class _Dispatcher:
         self._warming = True
         self._self = ray.get_runtime_context().current_actor
 
-    async def ready(self) -> Any:
+    async def ready(self) -> ContextActor:
         """Start one actor per step and the context actor, and wait for them (so a run's timeout counts
-        the run, not the start of its workflow's actors); the context actor's handle."""
+        the run, not the start of its workflow's actors); the context actor's client."""
         self._apply(WarmUp())
-        await self._context.ready.remote()
+        await self._context.ready()
         await asyncio.gather(*self._starting)
         self._starting.clear()
         self._warming = False
@@ -150,8 +148,8 @@ class _Dispatcher:
 
     async def shutdown(self) -> None:
         """Stop every actor this dispatcher started and wait until they are gone."""
-        handles = [*self._actors.values(), self._context]
-        self._actors.clear()
+        handles = [*(worker.handle for worker in self._workers.values()), self._context.handle]
+        self._workers.clear()
         await stop_actors(handles)
 
     async def release(self) -> None:
@@ -165,8 +163,7 @@ class _Dispatcher:
 
     def _execute(self, command: Command) -> None:
         if isinstance(command, CallStep):
-            actor = self._actors[(command.step, command.actor)]
-            ref = actor.run.remote(command.items, command.loans) if command.loans else actor.run.remote(command.items)
+            ref = self._workers[(command.step, command.actor)].run(command.items, command.loans)
             self._spawn(self._await_call(command.call_id, ref))
         elif isinstance(command, Publish):
             stream = self._streams.get(command.run_id)
@@ -181,6 +178,8 @@ class _Dispatcher:
                 command.after, self._apply, WaiterTimedOut(command.run_id, command.wait)
             )
             self._wait_timers.setdefault(command.run_id, []).append(timer)
+        elif isinstance(command, CheckRequirements):
+            self._spawn(self._check(command))
         elif isinstance(command, ArmTimeout):
             loop = asyncio.get_running_loop()
             delay = max(0.0, command.at - loop.time())
@@ -189,15 +188,17 @@ class _Dispatcher:
             )
 
     def _start_actor(self, step: str, index: int) -> None:
-        name = f"{self._label}.{step}.{index}"
-        options = {"num_cpus": settings().step_num_cpus, **self._step_options.get(step, {})}
-        handle = (
-            step_worker_class()
-            .options(name=name, max_concurrency=1000, **options)
-            .remote(self._blob, step, self._self, self._context, name)
+        worker = StepWorker.start(
+            blob=self._blob,
+            step=step,
+            dispatcher=self._self,
+            context=self._context,
+            name=f"{self._label}.{step}.{index}",
+            verbose=self._verbose,
+            num_cpus=settings().step_num_cpus,
         )
-        self._actors[(step, index)] = handle
-        task = self._spawn(self._await_ready(step, index, handle))
+        self._workers[(step, index)] = worker
+        task = self._spawn(self._await_ready(step, index, worker))
         if self._warming:
             self._starting.append(task)
 
@@ -210,14 +211,14 @@ class _Dispatcher:
         stream = self._streams.get(command.run_id)
         if stream is not None:
             stream.put(RunEnd(command.outcome, command.payload, command.message, command.step, command.active_steps))
-        for handle in self._actors.values():
-            handle.end_run.remote(command.run_id)
+        for worker in self._workers.values():
+            worker.end_run(command.run_id)
 
-    async def _await_ready(self, step: str, index: int, handle: Any) -> None:
+    async def _await_ready(self, step: str, index: int, worker: StepWorker) -> None:
         try:
-            await handle.ready.remote()
+            await worker.ready()
         except Exception as err:
-            self._actors.pop((step, index), None)
+            self._workers.pop((step, index), None)
             cause = getattr(err, "cause", None) or err
             self._apply(ActorStartFailed(step, index, f"{type(cause).__name__}: {cause}", None))
             return
@@ -234,17 +235,18 @@ class _Dispatcher:
             return
         self._apply(CallFinished(call_id, results, elapsed))
 
-    def _matches(self, envelope: Envelope, requirements: tuple[tuple[str, Any], ...]) -> bool:
-        """Whether the event has the field values a ``wait_for_event`` requires: the one case where the
-        dispatcher opens a payload (with the workflow's codec, loaded on first need)."""
-        try:
-            if self._codec is None:
-                self._codec = EventCodec(cloudpickle.loads(self._blob)._event_keys)
-            event = self._codec.loads(envelope.payload)
-            return all(getattr(event, key, None) == value for key, value in requirements)
-        except Exception as err:
-            print(f"rayflow: cannot check {envelope.type_name} against wait_for_event requirements: {err}", flush=True)
-            return False
+    async def _check(self, command: CheckRequirements) -> None:
+        """Have a step actor read the event's fields against the waits' requirements; an actor that cannot
+        answer (gone, or the event does not load) meets none of them."""
+        worker = self._workers.get((command.step, command.actor))
+        matched: tuple[int, ...] = ()
+        if worker is not None:
+            try:
+                matched = await worker.matches(command.envelope.payload, command.checks)
+            except Exception as err:
+                name = command.envelope.type_name
+                print(f"rayflow: cannot check {name} against wait_for_event requirements: {err}", flush=True)
+        self._apply(RequirementsChecked(command.run_id, command.envelope, matched, command.held))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -253,55 +255,26 @@ class _Dispatcher:
         return task
 
 
-async def stop_actors(handles: list[Any]) -> None:
-    """End actors gracefully (each finishes the call it is running, then exits) and kill those still alive after
-    ``RAYFLOW_SHUTDOWN_GRACE_S``; returns once every one is gone and its name is free.
-
-    Ending with ``__ray_terminate__`` rather than ``ray.kill`` first: a call that reaches an actor Ray is tearing
-    down can abort its process (seen as SIGABRT in ``InnerGcsClient.async_internal_kv_get``).
-    """
-
-    async def gone(ref: Any) -> None:
-        try:
-            await ref
-        except RayActorError:
-            pass  # how an actor that exited answers
-
-    waits = [asyncio.ensure_future(gone(handle.__ray_terminate__.remote())) for handle in handles]
-    if not waits:
-        return
-    _, late = await asyncio.wait(waits, timeout=settings().shutdown_grace_s)
-    for handle, wait in zip(handles, waits, strict=True):
-        if wait in late:
-            ray.kill(handle, no_restart=True)
-    await asyncio.gather(*late)
-
-
 class Dispatcher:
     """Typed client of a workflow instance's dispatcher actor (created by the driver, owned by it)."""
 
     def __init__(self, handle: Any, label: str) -> None:
         self._handle = handle
         self.label = label
-        self._context: ContextActor | None = None
         self._last_emit: Any = None
 
     @classmethod
-    def create(
-        cls,
-        workflow_blob: bytes,
-        routes: list[StepRoute],
-        label: str,
-        step_options: dict[str, dict[str, Any]],
-    ) -> Dispatcher:
-        actor = ray.remote(_Dispatcher).options(name=f"{label}.dispatcher", num_cpus=0, max_concurrency=10_000)
-        return cls(actor.remote(workflow_blob, routes, label, step_options), label)
+    def create(cls, workflow_blob: bytes, routes: list[StepRoute], label: str, verbose: bool) -> Dispatcher:
+        """Start the dispatcher of one workflow instance (it starts its step actors and context actor)."""
+        actor = ray.remote(_Dispatcher).options(
+            name=f"{label}.dispatcher", num_cpus=0, max_concurrency=settings().dispatcher_max_concurrency
+        )
+        return cls(actor.remote(workflow_blob, routes, label, verbose), label)
 
-    async def ready(self) -> ContextActor:
-        """Wait until the dispatcher and its context actor run; the context actor's client."""
-        if self._context is None:
-            self._context = ContextActor(await self._handle.ready.remote())
-        return self._context
+    def ready_sync(self) -> ContextActor:
+        """Block until the dispatcher, one actor per step and the context actor run; the context actor's client."""
+        context: ContextActor = ray.get(self._handle.ready.remote())
+        return context
 
     async def start_run(self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None) -> None:
         await self._handle.start_run.remote(run_id, ctx_id, start, timeout)
@@ -310,14 +283,16 @@ class Dispatcher:
         await self._handle.resume_run.remote(run_id, ctx_id, pending, timeout)
 
     def snapshot_sync(self, run_id: str) -> Pending | None:
-        return ray.get(self._handle.snapshot.remote(run_id))
+        pending: Pending | None = ray.get(self._handle.snapshot.remote(run_id))
+        return pending
 
     async def next_items(self, run_id: str) -> list[Any]:
-        return await self._handle.next_items.remote(run_id)
+        items: list[Any] = await self._handle.next_items.remote(run_id)
+        return items
 
-    def emit(self, run_id: str, envelopes: list[Envelope]) -> Any:
-        self._last_emit = self._handle.emit.remote(run_id, None, envelopes, self._last_emit)  # kept in order
-        return self._last_emit
+    def emit(self, run_id: str, envelopes: list[Envelope]) -> None:
+        """Events from the caller (``handler.ctx.send_event``), applied in the order of these calls."""
+        self._last_emit = self._handle.emit.remote(run_id, None, envelopes, self._last_emit)
 
     def cancel(self, run_id: str) -> None:
         self._handle.cancel.remote(run_id)
@@ -336,21 +311,8 @@ class Dispatcher:
 
     def close_sync(self) -> None:
         """``close`` for places without an event loop (interpreter exit, garbage collection)."""
-        grace = settings().shutdown_grace_s
         try:
-            ray.get(self._handle.shutdown.remote(), timeout=grace)
-            ray.get(self._handle.__ray_terminate__.remote(), timeout=grace)
-        except RayActorError:
-            return  # gone: the expected answer to __ray_terminate__
+            ray.get(self._handle.shutdown.remote(), timeout=settings().shutdown_grace_s)
         except Exception:
-            pass
-        self.kill()
-
-    def kill(self) -> None:
-        try:
-            ray.kill(self._handle, no_restart=True)
-        except Exception:
-            pass
-
-
-__all__ = ["Dispatcher", "RunEnd", "WorkItem"]
+            pass  # gone or stuck: ending the dispatcher below ends what it owns with it
+        stop_actors_sync([self._handle])

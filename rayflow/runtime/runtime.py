@@ -1,9 +1,9 @@
 """A workflow instance's actors, seen from the driver: started by the first run, shared, released.
 
-The dispatcher (and through it the step pools and the context actor) starts on the first ``run()``
-and stays warm for later and concurrent runs. It is released by ``close()``, when the workflow object
-is garbage-collected, when the instance has had no run for ``RAYFLOW_IDLE_RELEASE_S`` seconds (a later
-run starts it again), and at interpreter exit. Killing the dispatcher also ends the actors it owns.
+The dispatcher (and through it the step pools and the context actor) starts on the first ``run()`` (or the
+caller's first ``ctx.store`` call) and stays warm for later and concurrent runs. It is released by ``close()``,
+when the workflow object is garbage-collected, when the instance has had no run for ``RAYFLOW_IDLE_RELEASE_S``
+seconds (a later run starts it again), and at interpreter exit. Killing the dispatcher also ends the actors it owns.
 """
 
 from __future__ import annotations
@@ -13,27 +13,21 @@ import atexit
 import threading
 import time
 import weakref
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import ray
 from ray.exceptions import RayActorError
 
 from rayflow.config import settings
-from rayflow.core.routing import StepRoute
 from rayflow.runtime.cluster import ensure_ray
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.dispatcher import Dispatcher
+from rayflow.spec import WorkflowSpec
+
+__all__ = ["WorkflowRuntime", "released"]
 
 _live: weakref.WeakSet[WorkflowRuntime] = weakref.WeakSet()
-
-
-class Deployable(Protocol):
-    """What the runtime needs from a workflow to start its actors."""
-
-    def _pickled(self) -> bytes: ...
-    def _routes(self) -> list[StepRoute]: ...
-
-
 _releasing: list[Any] = []
 
 
@@ -58,9 +52,15 @@ async def released() -> None:
 class WorkflowRuntime:
     """The driver's handle on one workflow instance's actors."""
 
-    def __init__(self, owner: object, label: str) -> None:
-        # No reference to the owner is kept: its garbage collection is what releases the actors.
+    def __init__(
+        self, owner: object, spec: WorkflowSpec, label: str, blob: Callable[[], bytes], verbose: bool
+    ) -> None:
+        # No reference to the owner is kept (``blob`` pickles it through a weak reference): its garbage
+        # collection is what releases the actors.
         self.label = label
+        self._spec = spec
+        self._blob = blob
+        self._verbose = verbose
         self._lock = threading.Lock()
         self._holder: list[Dispatcher | None] = [None]
         self._context: ContextActor | None = None
@@ -78,7 +78,7 @@ class WorkflowRuntime:
     def started(self) -> bool:
         return self._holder[0] is not None
 
-    async def start(self, owner: Deployable) -> tuple[Dispatcher, ContextActor]:
+    async def start(self) -> tuple[Dispatcher, ContextActor]:
         """The running dispatcher and context actor, starting them (and Ray) if needed."""
         dispatcher, context = self._holder[0], self._context
         if dispatcher is not None and context is not None:
@@ -86,16 +86,15 @@ class WorkflowRuntime:
         # Ray is started on this thread, not in the helper thread below: Ray ties the processes of a
         # local cluster to the thread that started them, and the helper thread ends with its event loop.
         ensure_ray()
-        return await asyncio.to_thread(self.start_blocking, owner)
+        return await asyncio.to_thread(self.start_blocking)
 
-    def start_blocking(self, owner: Deployable) -> tuple[Dispatcher, ContextActor]:
+    def start_blocking(self) -> tuple[Dispatcher, ContextActor]:
         with self._lock:
             dispatcher = self._holder[0]
             if dispatcher is None or self._context is None:
                 ensure_ray()
-                dispatcher = Dispatcher.create(owner._pickled(), owner._routes(), self.label, {})
-                self._context = ContextActor(ray.get(dispatcher._handle.ready.remote()))
-                dispatcher._context = self._context
+                dispatcher = Dispatcher.create(self._blob(), list(self._spec.routes), self.label, self._verbose)
+                self._context = dispatcher.ready_sync()
                 self._holder[0] = dispatcher
             assert self._context is not None
             return dispatcher, self._context

@@ -1,12 +1,15 @@
 """A step actor: runs one step's method for batches of events, for every run of one workflow instance.
 
-The workflow object arrives once, at construction; each call carries a batch of (run, envelope) work
-items, run one after the other. An event a step returns runs on here at once when only this step
+``StepWorker`` is the dispatcher's typed client of one such actor. The compiled workflow spec and the
+workflow object arrive once, at construction, pickled by the driver; each call carries a batch of
+(run, envelope) work items, run one after the other. An event a step returns runs on here at once when only this step
 accepts it (a loop), or only a step whose slot the dispatcher lent to the call (a chain of small
 steps). Events the step emits while it runs (``send_event``, the stream) leave in batches through
 ``Dispatcher.emit`` as soon as the step awaits something, and have all been delivered before the
 call returns; the event the step returns comes back with the call. Retries of a failing step happen
-here, with its retry policy. Collect buffers of the runs homed here live here.
+here, with its retry policy. Collect buffers of the runs homed here live here. A step actor is also
+where the dispatcher has an event opened when it must know a field's value (``wait_for_event``
+requirements): user code is loaded by step actors only.
 """
 
 from __future__ import annotations
@@ -25,21 +28,18 @@ import ray
 from ray import cloudpickle
 
 from rayflow.config import settings
-from rayflow.context.context import Context, WaitOptions
+from rayflow.context.context import Context, WaitOptions, step_context
 from rayflow.context.state_store import StateStore
 from rayflow.core.collect import CollectBuffers
-from rayflow.core.commands import WorkItem
+from rayflow.core.commands import Checks, WorkItem
 from rayflow.core.envelope import Envelope, Failure, Kind, Waiter
-from rayflow.core.routing import RoutingTable
 from rayflow.core.ticks import ItemDone
-from rayflow.decorators import StepConfig, step_config
 from rayflow.errors import WorkflowRuntimeError
 from rayflow.events import Event, StepFailedEvent
-from rayflow.runtime.codec import EventCodec
 from rayflow.runtime.context_actor import ContextActor
-from rayflow.validation import check_target
+from rayflow.spec import StepConfig, WorkflowSpec
 
-_ENDED_MEMORY = 10_000
+__all__ = ["StepWorker"]
 
 
 class _Paused(Exception):
@@ -101,6 +101,10 @@ class _StepFace:
         self._outbox = outbox
         self._code = code
 
+    @property
+    def run_id(self) -> str:
+        return self._item.run_id
+
     def store(self, ctx_id: str) -> StateStore[Any]:
         return self._worker._store(ctx_id)
 
@@ -110,7 +114,7 @@ class _StepFace:
         if not isinstance(event, Event):
             raise WorkflowRuntimeError(f"Step {name!r} sent a {type(event).__name__}, which is not an Event")
         if step is not None:
-            check_target(worker._configs, step, event)
+            worker._spec.check_target(step, event)
         self._outbox.add(worker._codec.encode(event, target=step, step=name))
 
     def write_event_to_stream(self, event: Event) -> None:
@@ -151,31 +155,48 @@ class _StepFace:
         return True
 
 
+class _DispatcherInbox:
+    """The step actor's side of its dispatcher: where emitted events go, in the order they were emitted."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._last: Any = None
+
+    def emit(self, run_id: str, step: str, envelopes: list[Envelope]) -> Any:
+        """Send ``envelopes``; the ref of the call, to await before the step call returns.
+
+        Ray may start calls to an async actor out of order; each emit names the previous one as an
+        argument, and Ray runs a call only once its arguments are ready, so emits apply in order.
+        """
+        self._last = self._handle.emit.remote(run_id, step, envelopes, self._last)
+        return self._last
+
+
 class _StepWorker:
-    def __init__(self, workflow_blob: bytes, step: str, dispatcher: Any, context: Any, label: str) -> None:
-        self._workflow = cloudpickle.loads(workflow_blob)
+    def __init__(self, blob: bytes, step: str, dispatcher: Any, context: Any, label: str, verbose: bool) -> None:
+        spec, workflow = cloudpickle.loads(blob)
+        self._spec: WorkflowSpec = spec
         self._step = step
         self._label = label
-        steps = self._workflow._get_steps()
-        self._configs = {name: step_config(fn) for name, fn in steps.items()}
         self._steps: dict[str, _StepCode] = {}
-        for name, fn in steps.items():
-            bound = getattr(self._workflow, name, fn) if hasattr(type(self._workflow), name) else fn
-            self._steps[name] = _StepCode(name, bound, self._configs[name], inspect.iscoroutinefunction(bound))
+        for name, step_spec in spec.steps.items():
+            fn = step_spec.function or getattr(workflow, name)
+            self._steps[name] = _StepCode(name, fn, step_spec.config, inspect.iscoroutinefunction(fn))
         self._own = self._steps[step]
-        self._codec = EventCodec(self._workflow._event_keys)
-        self._routing = RoutingTable.of(self._workflow._routes())
-        self._dispatcher = dispatcher
+        self._codec = spec.codec
+        self._routing = spec.routing
+        self._dispatcher = _DispatcherInbox(dispatcher)
         self._context = ContextActor(context)
         self._collect = CollectBuffers()
         self._resources: dict[str, Any] = {}
-        self._flush_size = settings().outbox_flush
-        self._local_hops = settings().local_hops
-        self._verbose = bool(getattr(self._workflow, "_verbose", False))
+        config = settings()
+        self._flush_size = config.outbox_flush
+        self._local_hops = config.local_hops
+        self._ended_memory = config.ended_runs_memory
+        self._verbose = verbose
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._pending: list[Any] = []
-        self._last_flush: Any = None
         self._gate: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop
         self._loop_thread = -1
@@ -236,7 +257,7 @@ class _StepWorker:
     async def end_run(self, run_id: str) -> None:
         """The run is over: stop its invocation here, skip its queued items, drop its collect buffers."""
         self._ended[run_id] = None
-        if len(self._ended) > _ENDED_MEMORY:
+        if len(self._ended) > self._ended_memory:
             self._ended.popitem(last=False)
         task = self._running.get(run_id)
         if task is not None:
@@ -244,14 +265,13 @@ class _StepWorker:
         self._collect.drop_run(run_id)
 
     def _emit(self, run_id: str, step: str, envelopes: list[Envelope]) -> None:
-        """Send emitted events to the dispatcher, in order.
+        """Send emitted events to the dispatcher, in order; the step call returns once they arrived."""
+        self._pending.append(self._dispatcher.emit(run_id, step, envelopes))
 
-        Ray may start calls to an async actor out of order; each flush names the previous one as an
-        argument, and Ray runs a call only once its arguments are ready, so flushes apply in order.
-        """
-        ref = self._dispatcher.emit.remote(run_id, step, envelopes, self._last_flush)
-        self._last_flush = ref
-        self._pending.append(ref)
+    async def matches(self, payload: bytes, checks: Checks) -> tuple[int, ...]:
+        """Which of ``checks`` (wait number, required field values) the event in ``payload`` meets."""
+        event = self._codec.loads(payload)
+        return tuple(n for n, required in checks if all(getattr(event, k, None) == v for k, v in required))
 
     def _store(self, ctx_id: str) -> StateStore[Any]:
         async def actor() -> ContextActor:
@@ -263,7 +283,7 @@ class _StepWorker:
         name = code.name
         event = self._codec.loads(item.envelope.payload)
         outbox = _Outbox(self, item.run_id, name)
-        ctx = Context._in_step(item.ctx_id, _StepFace(self, item, outbox, code))
+        ctx = step_context(item.ctx_id, _StepFace(self, item, outbox, code))
         kwargs = await self._arguments(ctx, event, code.config)
         if self._verbose:
             print(f"Running step {name}", flush=True)
@@ -344,6 +364,46 @@ class _StepWorker:
         return Failure(step, error, message, failed_envelope, attempts)
 
 
-def step_worker_class() -> Any:
-    """The Ray actor class of step workers (async, so control calls reach it while a step runs)."""
-    return ray.remote(_StepWorker)
+class StepWorker:
+    """Typed client of one step actor (async, so control calls reach it while a step runs)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        blob: bytes,
+        step: str,
+        dispatcher: Any,
+        context: ContextActor,
+        name: str,
+        verbose: bool,
+        num_cpus: float,
+    ) -> StepWorker:
+        """Create the actor ``name`` running ``step`` of the workflow in ``blob``; ``dispatcher`` is the creating
+        dispatcher's own handle (where the step's events go)."""
+        actor = ray.remote(_StepWorker).options(name=name, max_concurrency=1000, num_cpus=num_cpus)
+        return cls(actor.remote(blob, step, dispatcher, context.handle, name, verbose))
+
+    @property
+    def handle(self) -> Any:
+        """The Ray actor handle (for ``rayflow.runtime.actors.stop_actors``)."""
+        return self._handle
+
+    async def ready(self) -> None:
+        """Wait until the actor runs (the workflow loaded); raises what its construction raised."""
+        await self._handle.ready.remote()
+
+    def run(self, items: list[WorkItem], loans: tuple[str, ...] = ()) -> Any:
+        """Start a call running ``items``; await the result for ``([ItemDone, ...], seconds)``."""
+        return self._handle.run.remote(items, loans) if loans else self._handle.run.remote(items)
+
+    def end_run(self, run_id: str) -> None:
+        """Tell the actor the run is over (its invocation there is cancelled); does not wait."""
+        self._handle.end_run.remote(run_id)
+
+    async def matches(self, payload: bytes, checks: Checks) -> tuple[int, ...]:
+        """The wait numbers among ``checks`` whose required field values the event in ``payload`` has."""
+        return await self._handle.matches.remote(payload, checks)

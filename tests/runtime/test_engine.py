@@ -90,9 +90,9 @@ async def test_branching_by_return_type_and_a_second_run_starts_no_actor():
         actors = live_rayflow_actors()
         assert await wf.run(query="a much longer question than that") == "[complex] a much longer question than that"
         assert live_rayflow_actors() == actors
-        labels = [a for a in actors if a.startswith(wf._label)]
-        assert f"{wf._label}.dispatcher" in labels and f"{wf._label}.context" in labels
-        assert f"{wf._label}.classify.0" in labels
+        (label,) = [a.removesuffix(".dispatcher") for a in actors if a.endswith(".dispatcher")]
+        assert label.startswith("rayflow.Routing.")  # actors are named after the workflow class
+        assert f"{label}.context" in actors and f"{label}.classify.0" in actors
     assert not live_rayflow_actors()
 
 
@@ -404,11 +404,11 @@ async def test_unclosed_workflows_release_their_actors_when_collected():
 
     from rayflow.runtime.runtime import released
 
-    for _ in range(3):
-        wf = Routing()
+    kept = [Routing() for _ in range(3)]
+    for wf in kept:
         await wf.run(query="x")
     assert len(live_rayflow_actors()) == 15  # 3 instances x (dispatcher, context, 3 steps)
-    del wf
+    del wf, kept
     gc.collect()
     await released()
     assert not live_rayflow_actors()
