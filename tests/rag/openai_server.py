@@ -92,12 +92,6 @@ class OpenAIServer:
         return [r["path"] for r in self.requests]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _build_app(server: OpenAIServer) -> FastAPI:
     # FastAPI reads the handlers' annotations from this module's globals, hence the module-level imports.
     app = FastAPI()
@@ -183,20 +177,20 @@ def start_openai_server(reply: Reply = echo_context_reply) -> Iterator[OpenAISer
     """Serve on a free port of 127.0.0.1 in a background thread; stopped (and the thread joined) on exit."""
     import uvicorn
 
-    port = _free_port()
+    # The socket listens before the server thread starts: a request made at once waits in its backlog until
+    # uvicorn accepts it, so there is nothing to wait for here.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = int(sock.getsockname()[1])
     server = OpenAIServer(base_url=f"http://127.0.0.1:{port}/v1", reply=reply)
-    config = uvicorn.Config(_build_app(server), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(_build_app(server), log_level="warning", lifespan="off")
     uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, name=f"openai-server-{port}", daemon=True)
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, name=f"openai-server-{port}", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10.0
-    # uvicorn offers no "started" future to await; `started` flips once the socket listens.
-    while not uv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"test OpenAI server did not start on port {port}")
-        time.sleep(0.01)
     try:
         yield server
     finally:
         uv.should_exit = True
         thread.join(timeout=10.0)
+        sock.close()
