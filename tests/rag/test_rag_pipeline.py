@@ -19,7 +19,7 @@ from openai_server import OpenAIServer, prompt_of, start_openai_server
 from tests import examples_support
 from tests.examples_support import EXAMPLES
 
-QUERY = "How do I configure the API rate limits?"
+QUERY = "Where are API rate limits set, and how is a change applied?"
 RATE_LIMITS_TEXT = "API rate limits are configured in the `rate_limits` section of `gateway.yaml`"
 SUBPROCESS_TIMEOUT_S = 240.0
 _ENDPOINT_VARS = ("OPENAI_BASE_URL", "OPENAI_API_BASE", "OPENAI_API_KEY")
