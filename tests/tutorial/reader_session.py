@@ -2,14 +2,14 @@
 
     python reader_session.py SPEC.json
 
-SPEC is a list of sessions, each ``{"name": ..., "files": [...], "provide": FUNC | null, "drive": FUNC | null}``.
-Each session gets a fresh module namespace called ``name`` (registered in ``sys.modules``, so rayflow ships it to
-its step actors by value, as it does a script's): ``session_drivers.<provide>(namespace)`` adds names the reader
-writes themselves, the files then run in it in order (a program's own ``asyncio.run(main())`` runs here), and
-``session_drivers.<drive>(namespace)`` is awaited for blocks that define a workflow but never run it. Between
-sessions this prints ``@@ begin <name>`` and ``@@ end <name> <json>``, the JSON being ``{"result": ...}`` or
-``{"error": type name, "message": ...}``, so a test can read each session's output apart. All sessions share this
-process and its one embedded Ray, started by rayflow on first use, as a reader's Python session would.
+SPEC is a list of sessions, each ``{"name": ..., "files": [...], "drive": FUNC | null}``. Each session gets a
+fresh module namespace called ``name`` (registered in ``sys.modules``, with a ``__file__``, so rayflow ships it to
+its step actors by value, as it does a script's); the files run in it in order (a program's own
+``asyncio.run(main())`` runs here), then ``session_drivers.<drive>(namespace)`` is awaited for blocks that define
+a workflow but never run it. Around each session this prints ``@@ begin <name>`` and ``@@ end <name> <json>``, the
+JSON being ``{"result": ...}`` or ``{"error": type name, "message": ...}``, so a test can read each session's output
+apart. All sessions share this process and its one embedded Ray, started by rayflow on first use, as a reader's
+Python session would.
 """
 
 from __future__ import annotations
@@ -24,15 +24,13 @@ from typing import Any
 import session_drivers
 
 
-def run_session(name: str, files: list[str], provide: str | None, drive: str | None) -> dict[str, Any]:
+def run_session(name: str, files: list[str], drive: str | None) -> dict[str, Any]:
     module = types.ModuleType(name)
     # A module with a file, like a script's: rayflow ships such a module to its step actors by value.
     module.__file__ = str(Path(files[-1]).resolve())
     sys.modules[name] = module
     namespace = module.__dict__
     try:
-        if provide:
-            getattr(session_drivers, provide)(namespace)
         for file in files:
             # dont_inherit: the file's code must not get this script's `from __future__` imports.
             code = compile(Path(file).read_text(encoding="utf-8"), file, "exec", dont_inherit=True)
@@ -46,7 +44,7 @@ def run_session(name: str, files: list[str], provide: str | None, drive: str | N
 def main() -> None:
     for spec in json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")):
         print(f"@@ begin {spec['name']}", flush=True)
-        outcome = run_session(spec["name"], spec["files"], spec.get("provide"), spec.get("drive"))
+        outcome = run_session(spec["name"], spec["files"], spec.get("drive"))
         print(f"@@ end {spec['name']} {json.dumps(outcome)}", flush=True)
 
 

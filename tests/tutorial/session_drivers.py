@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rayflow import Event, Workflow
+from rayflow import Workflow
 
-#: Two questions either side of the branching block's rule (fewer than five words is "simple").
+#: Two questions either side of the branching block's rule, which routes by word count (four words and five).
 SHORT_QUESTION = "Where are logs kept?"
-LONG_QUESTION = "Which regions host the staging gateway?"
+LONG_QUESTION = "Which regions host staging gateways?"
 SEARCH_QUERY = "gateway timeouts"
 #: The parallel block cannot finish; this is its timeout, far longer than rayflow should need to say so.
 PARALLEL_TIMEOUT_S = 60.0
@@ -52,19 +52,6 @@ async def parallel(namespace: dict[str, Any]) -> dict[str, Any]:
     finally:
         await workflow.close()
     return {"result": str(result), "elapsed_s": time.monotonic() - started}
-
-
-class _ReadersEvent(Event):
-    """The FAQ's ``MyEvent`` is the reader's own event type: its ``MyEvent(...)`` leaves the fields to the reader
-    (``...`` is Python's Ellipsis). This one has no fields and takes the placeholder without complaint."""
-
-    def __init__(self, _fields: object = ..., /, **data: Any) -> None:
-        super().__init__(**data)
-
-
-def provide_my_event(namespace: dict[str, Any]) -> None:
-    """The names the FAQ pair uses and nothing in the tutorial defines: its event type."""
-    namespace["MyEvent"] = type("MyEvent", (_ReadersEvent,), {"__module__": namespace["__name__"]})
 
 
 async def state_pair(namespace: dict[str, Any]) -> Any:

@@ -69,6 +69,15 @@ NEEDS: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
+# The FAQ's ``MyEvent`` is the reader's own event, which the tutorial never shows; its ``MyEvent(...)`` leaves the
+# fields to the reader (``...`` is Python's Ellipsis). This one has no fields and accepts the placeholder.
+READERS_EVENT = """
+class MyEvent(Event):
+    def __init__(self, _fields=None, /, **data):
+        super().__init__(**data)
+"""
+
+
 def canned_reply(prompt: str, body: dict[str, Any]) -> str:
     """The test LLM's answer: says how long the prompt was, so each answer can be told apart."""
     return f"canned answer to a {len(prompt)}-character prompt"
@@ -172,7 +181,7 @@ def test_fragments_that_are_not_programs_run_until_the_first_name_they_leave_to_
 
 def test_the_faq_steps_outside_a_class_are_refused_at_decoration_as_on_llamaindex(tutorial: Tutorial) -> None:
     namespace = _reader_namespace(tutorial, "state_pair")
-    namespace["MyEvent"] = type("MyEvent", (namespace["Event"],), {"__module__": namespace["__name__"]})
+    run_in(namespace, READERS_EVENT)
     with pytest.raises(WorkflowValidationError, match="pass a workflow class to the @step decorator"):
         run_in(namespace, port(tutorial["state_pair"].source))
 
@@ -204,6 +213,7 @@ def hf_home(tutorial: Tutorial, tmp_path_factory: pytest.TempPathFactory) -> Pat
     The named model cannot be downloaded here: tests/rag/cross_encoders.py makes one of the shipped MiniLM body and
     a zeroed scoring head, so every pair scores the same and the rerank (a stable sort) keeps the retriever's order.
     """
+    from huggingface_hub import try_to_load_from_cache
     from sentence_transformers import CrossEncoder
 
     from tests.rag.cross_encoders import save_cross_encoder
@@ -214,6 +224,8 @@ def hf_home(tutorial: Tutorial, tmp_path_factory: pytest.TempPathFactory) -> Pat
     home = tmp_path_factory.mktemp("hf-home")
     install_in_cache(Path(model_dir), home, name)
 
+    # How rayflow's reranker finds a hub model in the cache, then how sentence-transformers loads it.
+    assert str(try_to_load_from_cache(name, "config.json", cache_dir=home / "hub")).startswith(str(home))
     model = CrossEncoder(name, cache_folder=str(home / "hub"), local_files_only=True)
     scores = model.predict([("rate limits", "rate limits live in gateway.yaml"), ("rate limits", "bananas")])
     assert scores[0] == scores[1], "a zeroed head scores every pair the same"
@@ -302,21 +314,23 @@ def reader_run(tutorial: Tutorial) -> Iterator[ReaderRun]:
         def program(kind: str, text: str | None = None) -> str:
             return save(f"{kind}.py", port(tutorial[kind].source) if text is None else text)
 
-        def after_earlier_blocks(kind: str, program_file: str) -> list[str]:
-            return [save(f"before_{kind}.py", reader_prelude(tutorial.before(kind))), program_file]
+        def after_earlier_blocks(kind: str, *files: str) -> list[str]:
+            return [save(f"before_{kind}.py", reader_prelude(tutorial.before(kind))), *files]
 
-        def session(name: str, files: list[str], drive: str | None = None, **more: str) -> dict[str, Any]:
-            return {"name": name, "files": files, "drive": drive, **more}
+        def session(name: str, files: list[str], drive: str | None = None) -> dict[str, Any]:
+            return {"name": name, "files": files, "drive": drive}
 
-        # The FAQ shows two methods without their class: the one line added is the class they belong to.
+        # The FAQ shows two methods without their class: the one line added is the class they belong to; the
+        # event they pass is the reader's own, written before them.
         methods = textwrap.indent(port(tutorial["state_pair"].source), "    ")
         faq = program("state_pair", "class SharedDataWorkflow(Workflow):\n" + methods)
+        readers_event = save("readers_event.py", READERS_EVENT)
         spec = [
             session("streaming", after_earlier_blocks("streaming", program("streaming"))),
             session("branching_as_written", [program("branching")], drive="branching"),
             session("branching", after_earlier_blocks("branching", program("branching")), drive="branching"),
             session("parallel", after_earlier_blocks("parallel", program("parallel")), drive="parallel"),
-            session("state_pair", after_earlier_blocks("state_pair", faq), "state_pair", provide="provide_my_event"),
+            session("state_pair", after_earlier_blocks("state_pair", readers_event, faq), drive="state_pair"),
         ]
         save("spec.json", json.dumps(spec))
         script = str(ROOT / "tests" / "tutorial" / "reader_session.py")
