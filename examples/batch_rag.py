@@ -2,7 +2,7 @@
 
 python examples/batch_rag.py [--queries FILE] [--concurrency 8] [--llm auto|openai|local|none]
 
-The workflow, index and model choices are examples/rag_pipeline.py's. One ``RAGWorkflow`` instance serves every
+The workflow, index and model choices are examples/rag_pipeline.py's. One ``AnswerFromDocs`` instance serves every
 query: its step actors, the index actor and the model actors start once (a warm-up query), then the batch runs
 as ``asyncio.gather`` of ``workflow.run(...)`` with at most ``--concurrency`` runs in flight. ``--llm none`` skips
 generation, to time retrieval and reranking alone. The offline LLM serves one request at a time, so with it the
@@ -23,7 +23,7 @@ from rag_pipeline import (
     CHUNK_WORDS,
     DATA_DIR,
     MAX_NEW_TOKENS,
-    RAGWorkflow,
+    AnswerFromDocs,
     build_index,
     check_rerank_model,
     choose_llm,
@@ -36,7 +36,7 @@ from rayflow.rag import Settings, VectorStoreIndex
 
 # Questions about examples/data/, each with the file that answers it.
 QUESTIONS: list[tuple[str, str]] = [
-    ("How do I configure the API rate limits?", "rate_limits.md"),
+    ("In which file are the API rate limits defined?", "rate_limits.md"),
     ("What is the default rate limit per API key?", "rate_limits.md"),
     ("What HTTP status does a client get when it is over its rate limit?", "rate_limits.md"),
     ("How do I apply new rate limits without a restart?", "rate_limits.md"),
@@ -67,7 +67,7 @@ def load_queries(path: Path | None) -> list[tuple[str, str | None]]:
     return [(line, None) for line in lines if line and not line.startswith("#")]
 
 
-async def run_batch(workflow: RAGWorkflow, queries: list[tuple[str, str | None]], concurrency: int) -> float:
+async def run_batch(workflow: AnswerFromDocs, queries: list[tuple[str, str | None]], concurrency: int) -> float:
     """Run every query (at most ``concurrency`` at once), printing each as it finishes; returns the wall time."""
     slots = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
@@ -101,11 +101,11 @@ async def run_batch(workflow: RAGWorkflow, queries: list[tuple[str, str | None]]
 
 async def run_all(args: argparse.Namespace, queries: list[tuple[str, str | None]]) -> None:
     connect()
-    workflow: RAGWorkflow | None = None
+    workflow: AnswerFromDocs | None = None
     index: VectorStoreIndex | None = None
     try:
         index = build_index(args.data, args.chunk_words)
-        workflow = RAGWorkflow(index=index, rerank_model=args.rerank_model, timeout=args.timeout)
+        workflow = AnswerFromDocs(index=index, rerank_model=args.rerank_model, timeout=args.timeout)
         started = time.perf_counter()
         await workflow.run(query=queries[0][0])  # starts the step actors and loads the models once
         print(f"warm-up query: {time.perf_counter() - started:.2f} s (actors started, models loaded)", flush=True)

@@ -1,61 +1,54 @@
-"""Branching: a step whose ``Union`` return type routes a query to a simple or a complex handler.
+"""Branching: the return type of a step names every event it may emit, and the event it returns picks the path.
 
-python examples/branching.py
+``triage`` splits a question into parts (at commas and semicolons); a one-part question goes to
+``answer_directly``, one with several parts to ``answer_in_depth``. ``Union[A, B]`` and ``A | B`` both declare
+the two possible events.
+
+    python examples/branching.py
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Union
+import re
 
-from rayflow import Context, Event, StartEvent, StopEvent, Workflow, step
-
-
-class SimpleQueryEvent(Event):
-    query: str
+from rayflow import Event, StartEvent, StopEvent, Workflow, step
 
 
-class ComplexQueryEvent(Event):
-    query: str
+class OnePart(Event):
+    question: str
 
 
-class QueryRoutingWorkflow(Workflow):
-    # `Union[A, B]` is the tutorial's spelling; `A | B` works the same.
+class SeveralParts(Event):
+    parts: list[str]
+
+
+class TriageWorkflow(Workflow):
     @step
-    async def classify_query(self, ctx: Context, ev: StartEvent) -> Union[SimpleQueryEvent, ComplexQueryEvent]:  # noqa: UP007
-        query = ev.get("query", "")
-        await ctx.set("query", query)
-
-        # Route based on query complexity
-        # In production: use an LLM classifier
-        if len(query.split()) < 5:
-            return SimpleQueryEvent(query=query)
-        else:
-            return ComplexQueryEvent(query=query)
+    async def triage(self, ev: StartEvent) -> OnePart | SeveralParts:
+        question = ev.get("question", "")
+        parts = [p.strip() for p in re.split(r"[,;]", question) if p.strip()]
+        return SeveralParts(parts=parts) if len(parts) > 1 else OnePart(question=question)
 
     @step
-    async def handle_simple(self, ctx: Context, ev: SimpleQueryEvent) -> StopEvent:
-        # Fast path: direct LLM answer -- `await Settings.llm.acomplete(ev.query)` in the tutorial
-        response = f"short answer to {ev.query!r}"
-        return StopEvent(result=f"[simple] {response}")
+    async def answer_directly(self, ev: OnePart) -> StopEvent:
+        # One lookup is enough; a real workflow would ask its LLM here (rayflow.rag.Settings.llm).
+        return StopEvent(result=f"direct: one lookup for {ev.question!r}")
 
     @step
-    async def handle_complex(self, ctx: Context, ev: ComplexQueryEvent) -> StopEvent:
-        # Slow path: multi-step RAG -- `await Settings.llm.acomplete(f"Decompose and answer thoroughly: ...")`
-        parts = [p.strip() for p in ev.query.split(",") if p.strip()]
-        response = f"answered {len(parts)} sub-question(s): " + " | ".join(parts)
-        return StopEvent(result=f"[complex] {response}")
+    async def answer_in_depth(self, ev: SeveralParts) -> StopEvent:
+        # One lookup per part, then a combined answer; a real workflow would retrieve for each part.
+        return StopEvent(result=f"in depth: {len(ev.parts)} lookups for " + " + ".join(map(repr, ev.parts)))
 
 
 async def main() -> None:
-    workflow = QueryRoutingWorkflow(timeout=30)
+    workflow = TriageWorkflow(timeout=30)
     try:
-        for query in (
+        for question in (
             "What is RAG?",
             "Compare dense and sparse retrieval, then explain reranking trade-offs",
         ):
-            result = await workflow.run(query=query)
-            print(f"{query!r} -> {result}")
+            print(f"{question!r} -> {await workflow.run(question=question)}")
     finally:
         await workflow.close()
 

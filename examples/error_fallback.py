@@ -1,48 +1,50 @@
-"""Errors: degrade gracefully with a fallback event, or let a step raise and catch the original error.
+"""Errors: turn a failure into an event of its own, or let a step raise and catch its own exception type.
 
-python examples/error_fallback.py
+``search`` calls a flaky backend; when it fails, the step returns a ``Degraded`` event instead of raising, and
+the run ends on the cached path. ``FailingWorkflow`` shows the other way: the step raises, and ``await`` on the
+run raises that same exception (a ValueError stays a ValueError).
+
+    python examples/error_fallback.py
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Union
 
-from rayflow import Context, Event, StartEvent, StopEvent, Workflow, step
+from rayflow import Event, StartEvent, StopEvent, Workflow, step
 
 
-class SuccessEvent(Event):
+class Found(Event):
     data: str
 
 
-class FallbackEvent(Event):
-    error: str
+class Degraded(Event):
+    reason: str
 
 
-async def do_risky_thing(query: str) -> str:
-    """Stands in for a flaky call (an API, a tool): fails on queries that mention "outage"."""
+async def flaky_search(query: str) -> str:
+    """A search backend that is down whenever the query mentions "outage"."""
     if "outage" in query:
         raise ConnectionError(f"search backend unavailable for {query!r}")
     return f"fresh results for {query!r}"
 
 
 class FallbackWorkflow(Workflow):
-    # `Union[A, B]` is the tutorial's spelling; `A | B` works the same.
     @step
-    async def risky_step(self, ctx: Context, ev: StartEvent) -> Union[SuccessEvent, FallbackEvent]:  # noqa: UP007
+    async def search(self, ev: StartEvent) -> Found | Degraded:
+        query = ev.get("query", "")
         try:
-            result = await do_risky_thing(ev.get("query", ""))
-            return SuccessEvent(data=result)
-        except Exception as e:
-            return FallbackEvent(error=str(e))
+            return Found(data=await flaky_search(query))
+        except ConnectionError as err:  # expected and recoverable: answer from the cache instead
+            return Degraded(reason=str(err))
 
     @step
-    async def on_success(self, ev: SuccessEvent) -> StopEvent:
+    async def on_found(self, ev: Found) -> StopEvent:
         return StopEvent(result=f"ok: {ev.data}")
 
     @step
-    async def on_fallback(self, ev: FallbackEvent) -> StopEvent:
-        return StopEvent(result=f"fallback (cached answer) after: {ev.error}")
+    async def on_degraded(self, ev: Degraded) -> StopEvent:
+        return StopEvent(result=f"fallback (cached answer) after: {ev.reason}")
 
 
 class AmountEvent(Event):

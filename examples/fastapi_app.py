@@ -1,7 +1,7 @@
-"""A FastAPI service: ``POST /query`` runs a workflow created once at startup and closed at shutdown.
+"""A FastAPI service: ``POST /ask`` runs a workflow created once at startup and closed at shutdown.
 
 python examples/fastapi_app.py --port 8000
-curl -s -X POST localhost:8000/query -H 'content-type: application/json' -d '{"query": "What is RAG?"}'
+curl -s -X POST localhost:8000/ask -H 'content-type: application/json' -d '{"question": "What is RAG?"}'
 """
 
 from __future__ import annotations
@@ -17,32 +17,36 @@ from pydantic import BaseModel
 from rayflow import Context, Event, StartEvent, StopEvent, Workflow, step
 
 
-class QueryRequest(BaseModel):
-    query: str
+class AskRequest(BaseModel):
+    question: str
 
 
-class QueryEvent(Event):
-    query: str
+class AskResponse(BaseModel):
+    reply: str
 
 
-class AnswerWorkflow(Workflow):
+class Question(Event):
+    text: str
+
+
+class AnswerService(Workflow):
     @step
-    async def retrieve(self, ctx: Context, ev: StartEvent) -> QueryEvent:
-        await ctx.store.set("query", ev.get("query"))
-        return QueryEvent(query=ev.get("query"))
+    async def receive(self, ctx: Context, ev: StartEvent) -> Question:
+        await ctx.store.set("asked", ev.get("question"))
+        return Question(text=ev.get("question"))
 
     @step
-    async def generate(self, ev: QueryEvent) -> StopEvent:
+    async def compose(self, ev: Question) -> StopEvent:
         # The LLM call goes here, e.g. `await Settings.llm.acomplete(...)` from rayflow.rag.
-        return StopEvent(result=f"[no LLM] {len(ev.query.split())}-word question: {ev.query}")
+        return StopEvent(result=f"[no LLM] {len(ev.text.split())}-word question: {ev.text}")
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # One workflow for the whole service: its step actors start once and serve every request concurrently.
-    app.state.workflow = AnswerWorkflow(timeout=60)
+    app.state.workflow = AnswerService(timeout=60)
     # A first run at startup starts the step actors (and Ray), so the first request does not wait for them.
-    await app.state.workflow.run(query="warm-up")
+    await app.state.workflow.run(question="warm-up")
     try:
         yield
     finally:
@@ -52,11 +56,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(title="rayflow example", lifespan=lifespan)
 
 
-@app.post("/query")
-async def query_endpoint(request: QueryRequest) -> dict[str, str]:
-    workflow: AnswerWorkflow = app.state.workflow
-    result = await workflow.run(query=request.query)
-    return {"answer": result}
+@app.post("/ask")
+async def ask(request: AskRequest) -> AskResponse:
+    workflow: AnswerService = app.state.workflow
+    return AskResponse(reply=await workflow.run(question=request.question))
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
-"""Your first workflow: retrieve -> generate, the tutorial's first example with rayflow imports.
+"""A first workflow: two steps, one event between them, and a value kept in the run's context.
 
-The ``generate`` step answers deterministically so the example runs without an LLM or an API key; pass
-``--llm`` to send the prompt to ``rayflow.rag.Settings.llm`` instead (the tutorial uses OpenAI).
+``remember`` keeps the question in the context and hands it on in a ``QuestionEvent``; ``reply`` reads it back
+and answers. Without ``--llm`` the answer is a fixed template, so the example needs no model and no API key;
+with ``--llm`` the prompt goes to ``rayflow.rag.Settings.llm`` (an OpenAI-compatible server when
+``OPENAI_BASE_URL`` is set, else the offline local model).
 
     python examples/first_workflow.py
     python examples/first_workflow.py --query "What is a vector index?"
@@ -16,52 +18,49 @@ from typing import Any
 from rayflow import Context, Event, StartEvent, StopEvent, Workflow, step
 
 
-class QueryEvent(Event):
-    query: str
+class QuestionEvent(Event):
+    text: str
 
 
-async def answer(query: str, use_llm: bool) -> str:
-    """The LLM call of the tutorial, or a deterministic stand-in when no LLM is wanted."""
-    prompt = f"Answer this question: {query}"
-    if use_llm:
-        # The tutorial's `OpenAI(model="gpt-4o-mini")`: configure rayflow.rag.Settings.llm to pick the model.
-        from rayflow.rag import Settings
+async def respond(question: str, use_llm: bool) -> str:
+    """Ask the configured LLM, or fill in a template when no LLM is wanted."""
+    prompt = f"Please answer in one or two sentences: {question}"
+    if not use_llm:
+        return f"[no LLM] would send: {prompt}"
+    from rayflow.rag import Settings
 
-        response = await Settings.llm.acomplete(prompt)
-        return str(response)
-    return f"[no LLM] {prompt}"
+    return str(await Settings.llm.acomplete(prompt))
 
 
-class SimpleRAGWorkflow(Workflow):
+class FirstWorkflow(Workflow):
     def __init__(self, use_llm: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.use_llm = use_llm
 
     @step
-    async def retrieve(self, ctx: Context, ev: StartEvent) -> QueryEvent:
-        """Step 1: store the query and pass it forward."""
-        await ctx.set("query", ev.get("query"))
-        return QueryEvent(query=ev.get("query"))
+    async def remember(self, ctx: Context, ev: StartEvent) -> QuestionEvent:
+        """Keeps the question in the run's context (``ctx.set``, the older spelling of ``ctx.store.set``)."""
+        question = ev.get("question")
+        await ctx.set("question", question)
+        return QuestionEvent(text=question)
 
     @step
-    async def generate(self, ctx: Context, ev: QueryEvent) -> StopEvent:
-        """Step 2: generate an answer."""
-        query = ev.query
-        stored = await ctx.get("query")
-        response = await answer(query, self.use_llm)
-        return StopEvent(result=f"{response} (query in context: {stored == query})")
+    async def reply(self, ctx: Context, ev: QuestionEvent) -> StopEvent:
+        """Answers, and reports whether the context still holds the question it was sent."""
+        kept = await ctx.get("question")
+        answer = await respond(ev.text, self.use_llm)
+        return StopEvent(result=f"{answer} (context kept the question: {kept == ev.text})")
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--query", default="What is retrieval-augmented generation?")
+    parser.add_argument("--query", default="Why run workflow steps as actors?")
     parser.add_argument("--llm", action="store_true", help="answer with rayflow.rag.Settings.llm")
     args = parser.parse_args()
 
-    workflow = SimpleRAGWorkflow(use_llm=args.llm, timeout=60, verbose=True)
+    workflow = FirstWorkflow(use_llm=args.llm, timeout=60, verbose=True)
     try:
-        result = await workflow.run(query=args.query)
-        print(result)
+        print(await workflow.run(question=args.query))
     finally:
         await workflow.close()
 

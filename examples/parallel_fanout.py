@@ -1,7 +1,8 @@
-"""Parallel steps: fan N searches out to a ``@step(num_workers=3)`` pool, then fan them back in.
+"""Parallel steps: fan lookups out to a pool of three workers, then gather every answer in one step.
 
-A dispatch step ``ctx.send_event``s one ``SearchEvent`` per source; three workers search concurrently; the
-merge step waits with ``ctx.collect_events(ev, [SearchResultEvent] * N)`` until all N results are in.
+``spread`` sends one ``LookupEvent`` per source with ``ctx.send_event``; ``look_up`` has ``num_workers=3``, so up
+to three lookups run at once; ``combine`` calls ``ctx.collect_events`` with one ``FoundEvent`` per source and
+gets ``None`` until the last one has arrived.
 
     python examples/parallel_fanout.py --n 9
 """
@@ -14,62 +15,60 @@ import time
 
 from rayflow import Context, Event, StartEvent, StopEvent, Workflow, step
 
-SOURCES = ("knowledge_base", "web", "docs")
+KINDS = ("wiki", "tickets", "manuals")
+LOOKUP_SECONDS = 0.1  # stands in for a call to a search service
 
 
-class SearchEvent(Event):
+class LookupEvent(Event):
     source: str
-    query: str
+    topic: str
 
 
-class SearchResultEvent(Event):
+class FoundEvent(Event):
     source: str
-    results: str
+    summary: str
 
 
-class ParallelSearchWorkflow(Workflow):
+class FanOutSearch(Workflow):
     @step
-    async def dispatch(self, ctx: Context, ev: StartEvent) -> SearchEvent | None:
-        query = ev.get("query")
-        sources = [f"{SOURCES[i % len(SOURCES)]}-{i}" for i in range(int(ev.get("n", 3)))]
-        await ctx.store.set("num_sources", len(sources))
+    async def spread(self, ctx: Context, ev: StartEvent) -> LookupEvent | None:
+        sources = [f"{KINDS[i % len(KINDS)]}-{i}" for i in range(int(ev.get("n", 3)))]
+        await ctx.store.set("sources", len(sources))
         for source in sources:
-            ctx.send_event(SearchEvent(source=source, query=query))
+            ctx.send_event(LookupEvent(source=source, topic=ev.get("topic")))
         return None
 
-    @step(num_workers=3)  # run 3 workers concurrently
-    async def search_sources(self, ctx: Context, ev: SearchEvent) -> SearchResultEvent:
-        # In production: each worker searches a different source
-        await asyncio.sleep(0.1)  # simulate async search
-        return SearchResultEvent(source=ev.source, results=f"Results from {ev.source} for: {ev.query}")
+    @step(num_workers=3)
+    async def look_up(self, ev: LookupEvent) -> FoundEvent:
+        await asyncio.sleep(LOOKUP_SECONDS)
+        return FoundEvent(source=ev.source, summary=f"2 pages about {ev.topic}")
 
     @step
-    async def merge_results(self, ctx: Context, ev: SearchResultEvent) -> StopEvent | None:
-        # Collect results from all parallel workers
-        n = await ctx.store.get("num_sources")
-        results = ctx.collect_events(ev, [SearchResultEvent] * n)
-        if results is None:
-            return None  # not all results ready yet
-
-        merged = "\n".join([f"[{r.source}] {r.results}" for r in results])
-        return StopEvent(result=merged)
+    async def combine(self, ctx: Context, ev: FoundEvent) -> StopEvent | None:
+        expected = await ctx.store.get("sources")
+        found = ctx.collect_events(ev, [FoundEvent] * expected)
+        if found is None:
+            return None  # more lookups are still running
+        return StopEvent(result=[f"{f.source}: {f.summary}" for f in found])
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=3, help="number of searches to fan out")
+    parser.add_argument("--n", type=int, default=3, help="number of sources to look up")
     args = parser.parse_args()
 
-    workflow = ParallelSearchWorkflow(timeout=60)
+    workflow = FanOutSearch(timeout=60)
     try:
-        t0 = time.perf_counter()
-        merged = await workflow.run(query="vector databases", n=args.n)
-        elapsed = time.perf_counter() - t0
+        started = time.perf_counter()
+        found = await workflow.run(topic="vector databases", n=args.n)
+        elapsed = time.perf_counter() - started
     finally:
         await workflow.close()
-    lines = merged.splitlines()
-    print("\n".join(lines[:5] + ([f"... ({len(lines) - 5} more)"] if len(lines) > 5 else [])))
-    print(f"merged {len(lines)} results in {elapsed:.2f} s")
+    for line in found[:5]:
+        print(line)
+    if len(found) > 5:
+        print(f"and {len(found) - 5} more")
+    print(f"combined {len(found)} lookups in {elapsed:.2f} s")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
-"""The tutorial's RAG workflow (retrieve -> rerank -> synthesize) over examples/data/, offline by default.
+"""Answer a question from a folder of documents: retrieve, rerank, then ask an LLM; offline by default.
 
 python examples/rag_pipeline.py [--query "..."] [--data DIR] [--rerank-model PATH_OR_NAME]
 
-The workflow is the tutorial's "Real RAG Workflow" with its imports changed to ``rayflow`` / ``rayflow.rag``.
-What an offline demo needs on top: the embedding model is the shipped all-MiniLM-L6-v2 (``Settings.embed_model``'s
-default); the LLM is ``OpenAI`` when ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` is set, else ``LocalLLM``
-(SmolLM2-135M in one shared Ray actor); the reranker is a cross-encoder only when ``--rerank-model`` names one
-(no trained cross-encoder ships offline), else ``CosineRerank``. The steps stream progress and the LLM's tokens
-through ``ctx.write_event_to_stream``. Ray is the local one rayflow starts, or ``RAY_ADDRESS``.
+The pipeline is three steps: ``search`` takes the index's best matches, ``shortlist`` reranks them and keeps
+the best five, ``compose`` asks the LLM with those excerpts and streams its reply. What it runs on offline: the
+embedding model is the shipped all-MiniLM-L6-v2 (``Settings.embed_model``'s default); the LLM is ``OpenAI`` when
+``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` is set, else ``LocalLLM`` (SmolLM2-135M in one shared Ray actor); the
+reranker is a cross-encoder only when ``--rerank-model`` names one (no trained cross-encoder ships offline), else
+``CosineRerank``. Progress and the LLM's tokens reach the console through ``ctx.write_event_to_stream``. Ray is
+the local one rayflow starts, or ``RAY_ADDRESS``.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-from pydantic import Field
 
 import rayflow
 from rayflow import Context, Event, StartEvent, StopEvent, Workflow, step
@@ -41,27 +41,31 @@ from rayflow.rag import (
 from rayflow.rag.rerank import resolve_cross_encoder
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-QUERY = "How do I configure the API rate limits?"
-SIMILARITY_TOP_K = 15  # the tutorial's numbers
+QUERY = "Where are API rate limits set, and how is a change applied?"
+SIMILARITY_TOP_K = 15  # retrieve widely, then let the reranker pick
 TOP_N = 5
 CHUNK_WORDS = 64  # small chunks: the sample documents are short, and 15 retrieved nodes should mean something
 MAX_NEW_TOKENS = 96  # SmolLM2 makes 15-20 tokens/s on 2 CPU cores
 
 
-# Events with typed payloads
-class RetrievedEvent(Event):
-    nodes: list = Field(default_factory=list)
+class Retrieved(Event):
+    """The index's best matches for the question, best first."""
+
+    question: str
+    hits: list[Any]
 
 
-class RerankedEvent(Event):
-    nodes: list = Field(default_factory=list)
-    query: str = ""
+class Shortlisted(Event):
+    """The matches the reranker kept, best first."""
+
+    question: str
+    hits: list[Any]
 
 
-class ProgressEvent(Event):
+class StatusLine(Event):
     """A line of progress for the console (streamed, not routed to any step)."""
 
-    message: str
+    text: str
 
 
 class TokenEvent(Event):
@@ -70,7 +74,17 @@ class TokenEvent(Event):
     delta: str
 
 
-class RAGWorkflow(Workflow):
+def build_prompt(question: str, excerpts: list[str]) -> str:
+    """Numbered excerpts, then the question; the model is told to answer from the excerpts alone."""
+    numbered = "\n\n".join(f"[{i}] {text.strip()}" for i, text in enumerate(excerpts, start=1))
+    return (
+        "Answer the question using only the numbered documentation excerpts below; "
+        "if they do not contain the answer, say that you do not know.\n\n"
+        f"{numbered}\n\nQuestion: {question}"
+    )
+
+
+class AnswerFromDocs(Workflow):
     """Retrieve 15 nodes, rerank to 5, answer from them; ``rerank_model`` None means ``CosineRerank``."""
 
     def __init__(self, index: VectorStoreIndex, rerank_model: str | None = None, **kwargs: Any) -> None:
@@ -79,34 +93,29 @@ class RAGWorkflow(Workflow):
         self.rerank_model = rerank_model
 
     @step
-    async def retrieve(self, ctx: Context, ev: StartEvent) -> RetrievedEvent:
-        query = ev.get("query", "")
-        await ctx.set("query", query)
-
-        retriever = self.index.as_retriever(similarity_top_k=SIMILARITY_TOP_K)
-        nodes = await retriever.aretrieve(query)
-        ctx.write_event_to_stream(ProgressEvent(message=f"retrieved {len(nodes)} nodes"))
-        return RetrievedEvent(nodes=nodes)
+    async def search(self, ctx: Context, ev: StartEvent) -> Retrieved:
+        question = ev.get("query", "")
+        hits = await self.index.as_retriever(similarity_top_k=SIMILARITY_TOP_K).aretrieve(question)
+        ctx.write_event_to_stream(StatusLine(text=f"retrieved {len(hits)} nodes"))
+        return Retrieved(question=question, hits=hits)
 
     @step
-    async def rerank(self, ctx: Context, ev: RetrievedEvent) -> RerankedEvent:
-        query = await ctx.get("query")
+    async def shortlist(self, ctx: Context, ev: Retrieved) -> Shortlisted:
         reranker = make_reranker(self.rerank_model)  # cheap: the model lives in a shared, warm model pool
-        reranked = await reranker.apostprocess_nodes(ev.nodes, query_str=query)
-        ctx.write_event_to_stream(ProgressEvent(message=f"reranked to {len(reranked)} with {type(reranker).__name__}"))
-        return RerankedEvent(nodes=reranked, query=query)
+        kept = await reranker.apostprocess_nodes(ev.hits, query_str=ev.question)
+        ctx.write_event_to_stream(StatusLine(text=f"reranked to {len(kept)} with {type(reranker).__name__}"))
+        return Shortlisted(question=ev.question, hits=kept)
 
     @step
-    async def synthesize(self, ctx: Context, ev: RerankedEvent) -> StopEvent:
-        context_str = "\n\n".join([n.text for n in ev.nodes])
-        prompt = f"Context:\n{context_str}\n\nQuestion: {ev.query}\n\nAnswer based on the context above:"
-        ctx.write_event_to_stream(ProgressEvent(message=f"asking {Settings.llm!r}"))
+    async def compose(self, ctx: Context, ev: Shortlisted) -> StopEvent:
+        prompt = build_prompt(ev.question, [n.text for n in ev.hits])
+        ctx.write_event_to_stream(StatusLine(text=f"asking {Settings.llm!r}"))
         answer = ""
         async for chunk in Settings.llm.astream_complete(prompt):
             if chunk.delta:
                 answer += chunk.delta
                 ctx.write_event_to_stream(TokenEvent(delta=chunk.delta))
-        sources = [(n.metadata.get("file_name", "?"), n.get_score(), n.text) for n in ev.nodes]
+        sources = [(n.metadata.get("file_name", "?"), n.get_score(), n.text) for n in ev.hits]
         return StopEvent(result={"answer": answer.strip(), "sources": sources})
 
 
@@ -131,7 +140,7 @@ def describe_reranker(model: str | None) -> str:
     if model:
         return f"SentenceTransformerRerank(model={model!r}, top_n={TOP_N}) (--rerank-model)"
     return (
-        f"CosineRerank(top_n={TOP_N}): no trained cross-encoder ships offline (the tutorial's "
+        f"CosineRerank(top_n={TOP_N}): no trained cross-encoder ships offline (a hub model such as "
         "cross-encoder/ms-marco-MiniLM-L-2-v2 needs a download); --rerank-model PATH_OR_NAME uses one"
     )
 
@@ -145,7 +154,8 @@ class NoLLM:
         return "NoLLM()"
 
     def complete(self, prompt: str, **_: Any) -> CompletionResponse:
-        top = prompt.removeprefix("Context:\n").split("\n\n", 1)[0]
+        first = prompt.split("[1] ", 1)[-1]  # build_prompt's first excerpt runs to the next one or the question
+        top = re.split(r"\n\n(?:\[2\] |Question: )", first, maxsplit=1)[0]
         return CompletionResponse(text=top, delta=top)
 
     async def acomplete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
@@ -210,12 +220,12 @@ def print_result(result: dict[str, Any]) -> None:
         print(f"  {score:.3f}  {file_name}  {snippet!r}")
 
 
-async def ask(workflow: RAGWorkflow, query: str) -> dict[str, Any]:
+async def ask(workflow: AnswerFromDocs, query: str) -> dict[str, Any]:
     """One run, its progress and tokens printed as they stream in."""
     handler = workflow.run(query=query)
     async for event in handler.stream_events():
-        if isinstance(event, ProgressEvent):
-            print(f"[{event.message}]", flush=True)
+        if isinstance(event, StatusLine):
+            print(f"[{event.text}]", flush=True)
         elif isinstance(event, TokenEvent):
             print(event.delta, end="", flush=True)
     result: dict[str, Any] = await handler
@@ -239,11 +249,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def run_pipeline(args: argparse.Namespace) -> None:
     """Index the documents, answer the question, shut everything down."""
     connect()
-    workflow: RAGWorkflow | None = None
+    workflow: AnswerFromDocs | None = None
     index: VectorStoreIndex | None = None
     try:
         index = build_index(args.data, args.chunk_words)
-        workflow = RAGWorkflow(index=index, rerank_model=args.rerank_model, timeout=120, verbose=args.verbose)
+        workflow = AnswerFromDocs(index=index, rerank_model=args.rerank_model, timeout=120, verbose=args.verbose)
         print_result(await ask(workflow, args.query))
     finally:
         await shut_down(workflow, index, args.keep_models)

@@ -1,6 +1,6 @@
 """Shared state: ``ctx.store`` and dotted paths, atomic ``edit_state`` from parallel workers, ``ctx.set/get``.
 
-The tutorial's ``await ctx.set/get`` still work, with a DeprecationWarning that ``ctx.store`` replaces them.
+The older ``await ctx.set/get`` calls still work, with a DeprecationWarning that ``ctx.store`` replaces them.
 
 python examples/shared_state.py
 """
@@ -27,7 +27,7 @@ class SharedStateWorkflow(Workflow):
         chunks = ev.get("chunks")
         await ctx.store.set("user.name", ev.get("user"))  # dotted path: creates {"user": {"name": ...}}
         await ctx.store.set("stats", {"chunks": len(chunks), "words": 0, "visits": 0})
-        await ctx.set("important_data", {"key": "value"})  # the tutorial's legacy call
+        await ctx.set("owner", {"team": "search"})  # the older spelling of ctx.store.set
         for chunk in chunks:
             ctx.send_event(ChunkEvent(chunk=chunk))
         return None
@@ -51,7 +51,7 @@ class SharedStateWorkflow(Workflow):
             "words": await ctx.store.get("stats.words"),
             "visits": await ctx.store.get("stats.visits"),
             "missing": await ctx.store.get("user.email", default="<none>"),
-            "important_data": (await ctx.get("important_data"))["key"],
+            "owner_team": (await ctx.get("owner"))["team"],
         }
         try:
             await ctx.store.get("user.email")

@@ -1,6 +1,9 @@
-"""Streaming: a step writes progress events to the stream; the caller reads them, then awaits the result.
+"""Streaming: a step reports its stages as it goes; the caller prints them as they arrive, then the result.
 
-python examples/streaming.py
+``ctx.write_event_to_stream`` sends an event to whoever reads ``handler.stream_events()``; no step receives it.
+The stream ends with the StopEvent, after which ``await handler`` gives the result at once.
+
+    python examples/streaming.py
 """
 
 from __future__ import annotations
@@ -9,38 +12,33 @@ import asyncio
 
 from rayflow import Context, Event, StartEvent, StopEvent, Workflow, step
 
-WORK_SECONDS = 0.3  # simulated work per stage (the tutorial sleeps 1 s)
+STAGES = ("searching the index", "drafting the reply")
+STAGE_SECONDS = 0.3  # stands in for the work of each stage
 
 
-class ProgressEvent(Event):
-    message: str
+class StageEvent(Event):
+    number: int
+    total: int
+    name: str
 
 
-class StreamingWorkflow(Workflow):
+class ReportingWorkflow(Workflow):
     @step
-    async def step1(self, ctx: Context, ev: StartEvent) -> StopEvent:
-        ctx.write_event_to_stream(ProgressEvent(message="Step 1: Retrieving documents..."))
-        await asyncio.sleep(WORK_SECONDS)  # simulate work
-
-        ctx.write_event_to_stream(ProgressEvent(message="Step 2: Generating answer..."))
-        await asyncio.sleep(WORK_SECONDS)
-
-        return StopEvent(result=f"Final answer to {ev.get('query')!r}")
+    async def work(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        for number, name in enumerate(STAGES, start=1):
+            ctx.write_event_to_stream(StageEvent(number=number, total=len(STAGES), name=name))
+            await asyncio.sleep(STAGE_SECONDS)
+        return StopEvent(result=f"reply to {ev.get('question')!r}")
 
 
 async def main() -> None:
-    workflow = StreamingWorkflow(timeout=30)
+    workflow = ReportingWorkflow(timeout=30)
     try:
-        handler = workflow.run(query="test question")
-
-        # Stream progress events as they arrive
+        handler = workflow.run(question="how do retries work?")
         async for event in handler.stream_events():
-            if isinstance(event, ProgressEvent):
-                print(f"Progress: {event.message}")
-
-        # Get final result
-        result = await handler
-        print(f"Result: {result}")
+            if isinstance(event, StageEvent):
+                print(f"stage {event.number}/{event.total}: {event.name}")
+        print(f"result: {await handler}")
     finally:
         await workflow.close()
 

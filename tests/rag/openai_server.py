@@ -3,8 +3,8 @@
 Endpoints: ``POST /v1/embeddings`` (hashed bag-of-words vectors, ``float`` or ``base64`` encoding),
 ``POST /v1/chat/completions`` and ``POST /v1/completions`` (with ``"stream": true`` as server-sent events).
 What the completions say is a pluggable function ``reply(prompt, body) -> str``; the default echoes the context lines
-it received. Every request body is recorded in ``server.requests`` (with its ``"path"``), and ``server.fail_next``
-makes the next N requests answer HTTP 500, to test retries.
+it received. Every request body is recorded in ``server.requests`` (with its ``"path"``), the bearer token it came
+with in ``server.api_keys``, and ``server.fail_next`` makes the next N requests answer HTTP 500, to test retries.
 
 Use::
 
@@ -77,6 +77,7 @@ class OpenAIServer:
     base_url: str
     reply: Reply
     requests: list[dict[str, Any]] = field(default_factory=list)
+    api_keys: list[str] = field(default_factory=list)
     fail_next: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,6 +100,7 @@ def _build_app(server: OpenAIServer) -> FastAPI:
     async def receive(request: Request, path: str) -> dict[str, Any] | None:
         body: dict[str, Any] = await request.json()
         server.requests.append({"path": path, **body})
+        server.api_keys.append(request.headers.get("authorization", "").removeprefix("Bearer "))
         return None if server._take_failure() else body
 
     def failure() -> JSONResponse:

@@ -32,7 +32,7 @@ from rayflow.rag.vector_store import VectorIndexError
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
-QUESTION = "How do I configure the API rate limits?"
+QUESTION = "Where are API rate limits set, and how is a change applied?"
 QUERIES = [QUESTION, "Which metrics does the gateway export?", "How much does the Team plan cost?", "HTTP 502"]
 
 
@@ -49,7 +49,7 @@ def _ids(hits: list[Any]) -> list[str]:
     return [h.node_id for h in hits]
 
 
-def test_the_tutorial_question_finds_the_rate_limits_document(rag_env: None, documents: list[Document]) -> None:
+def test_a_rate_limits_question_finds_the_rate_limits_document(rag_env: None, documents: list[Document]) -> None:
     index = VectorStoreIndex.from_documents(documents)
     hits = index.as_retriever(similarity_top_k=3).retrieve(QUESTION)
     assert hits[0].metadata["file_name"] == "rate_limits.md"

@@ -74,7 +74,7 @@ def gated(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[OpenAIServer, _Gate
 
 def test_complete_and_chat_return_the_server_reply(server: OpenAIServer) -> None:
     llm = OpenAI(model="test-model", api_base=server.base_url, max_tokens=64)
-    resp = llm.complete("How do I configure the API rate limits?")
+    resp = llm.complete("Where are API rate limits set, and how is a change applied?")
     assert isinstance(resp, CompletionResponse) and str(resp) == REPLY and resp.text == REPLY
 
     chat = llm.chat([ChatMessage("system", "Be brief."), ChatMessage(role="user", content="Rate limits?")])

@@ -13,7 +13,7 @@ from rayflow.rag.llm_types import ModelNotAvailableError
 from rayflow.rag.rerank import CosineRerank, SentenceTransformerRerank
 from rayflow.rag.schema import NodeWithScore, TextNode
 
-QUERY = "How do I configure the API rate limits?"
+QUERY = "Where are API rate limits set, and how is a change applied?"
 TEXTS = [
     "Rate limits are set in config/api.yaml under the key rate_limit.",
     "Bananas are yellow and rich in potassium.",

@@ -52,21 +52,22 @@ class Loop(Event):
     n: int
 
 
-class FirstWorkflow(Workflow):
+class LegacyStateWorkflow(Workflow):
     @step
-    async def retrieve(self, ctx: Context, ev: StartEvent) -> QueryEvent:
-        await ctx.set("query", ev.get("query"))
-        return QueryEvent(query=ev.get("query"))
+    async def keep(self, ctx: Context, ev: StartEvent) -> QueryEvent:
+        question = ev.get("question")
+        await ctx.set("asked", question)
+        return QueryEvent(query=question.upper())
 
     @step
-    async def generate(self, ctx: Context, ev: QueryEvent) -> StopEvent:
-        stored = await ctx.get("query")
-        return StopEvent(result=f"answer: {ev.query} ({stored})")
+    async def answer(self, ctx: Context, ev: QueryEvent) -> StopEvent:
+        asked = await ctx.get("asked")
+        return StopEvent(result=f"answer: {ev.query} ({asked})")
 
 
-async def test_tutorial_first_workflow_with_legacy_ctx_set_get():
-    async with FirstWorkflow(timeout=60, verbose=True) as wf:
-        assert await wf.run(query="What is RAG?") == "answer: What is RAG? (What is RAG?)"
+async def test_two_steps_share_a_value_through_the_legacy_ctx_set_get():
+    async with LegacyStateWorkflow(timeout=60, verbose=True) as wf:
+        assert await wf.run(question="What is RAG?") == "answer: WHAT IS RAG? (What is RAG?)"
 
 
 class Routing(Workflow):
