@@ -63,16 +63,16 @@ class RunStart:
 
 
 def _user_modules(classes: list[type]) -> list[types.ModuleType]:
-    """Modules of ``classes`` that a Ray worker may not import: not installed, not ``__main__``."""
+    """Modules of ``classes`` that a Ray worker may not import: the user's files and modules made in memory."""
     found = []
     for name in sorted({c.__module__ for c in classes}):
         module = sys.modules.get(name)
+        if module is None or name == "__main__" or name.split(".")[0] == "rayflow" or name in sys.builtin_module_names:
+            continue  # (cloudpickle sends ``__main__``'s classes by value already)
         path = getattr(module, "__file__", None) or ""
-        if module is None or name == "__main__" or name.split(".")[0] in ("rayflow", "builtins"):
-            continue
-        if not path or "site-packages" in path or "dist-packages" in path or path.startswith(sys.base_prefix):
-            continue
-        found.append(module)
+        if path and ("site-packages" in path or "dist-packages" in path or path.startswith(sys.base_prefix)):
+            continue  # installed: workers import it
+        found.append(module)  # a file of the user's, or a module made in memory (no file at all)
     return found
 
 
