@@ -5,6 +5,7 @@ import json
 
 import pytest
 from pydantic import PrivateAttr
+from run_helpers import at_module_level
 
 
 def test_extra_fields_are_read_by_attribute_and_by_key(engine):
@@ -107,15 +108,6 @@ def _shipment_class(engine):
     return Shipment
 
 
-def _at_module_level(cls, engine):
-    """``cls`` (made in a function, as every event of this suite is) under a name of this module, so that it
-    can be imported by its qualified name like a class written at the top of a module."""
-    name = f"{cls.__name__}For{engine.name.capitalize()}"
-    cls.__name__ = cls.__qualname__ = name
-    globals()[name] = cls
-    return cls
-
-
 def test_an_event_round_trips_through_json_with_its_class_allowed(engine):
     shipment_class = _shipment_class(engine)
     serializer = engine.context.JsonSerializer(allowed_types=[shipment_class])
@@ -133,7 +125,7 @@ def test_an_event_round_trips_through_json_with_its_class_allowed(engine):
     "(LlamaIndex imports any qualified name by default)"
 )
 def test_the_default_json_serializer_rebuilds_a_module_level_event_by_import(engine):
-    shipment_class = _at_module_level(_shipment_class(engine), engine)
+    shipment_class = at_module_level(_shipment_class(engine), engine)
     serializer = engine.context.JsonSerializer()
     back = serializer.deserialize(serializer.serialize(shipment_class(carrier="sea")))
     assert type(back) is shipment_class

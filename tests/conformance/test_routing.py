@@ -164,7 +164,7 @@ async def test_a_step_returning_something_else_than_an_event_fails_the_run_namin
     assert "Event" in message
 
 
-def _sending_workflow(engine):
+def _sending_workflow(engine, **options):
     """An office whose ``post`` step sends a note to everyone, or to one step, as the start event says."""
 
     class Note(engine.Event):
@@ -200,11 +200,11 @@ def _sending_workflow(engine):
                 return None
             return engine.StopEvent(result=sorted(s.by for s in seen))
 
-    return Office()
+    return Office(**options)
 
 
 async def test_send_event_reaches_every_step_accepting_the_type_or_only_the_named_one(engine):
-    office = _sending_workflow(engine)
+    office = _sending_workflow(engine, verbose=True)  # verbose only prints what happens
     assert await office.run(to="everyone") == ["left", "right"]
     assert await office.run(to="nobody-in-particular") == ["left", "right"]
     assert await office.run(to="left") == ["left"]

@@ -9,15 +9,7 @@ import asyncio
 import time
 
 import pytest
-
-
-async def _streamed(handler):
-    """Every event the run streams, the last one included (bounded, so that a stream that never ends fails)."""
-
-    async def read():
-        return [ev async for ev in handler.stream_events()]
-
-    return await asyncio.wait_for(read(), timeout=20)
+from run_helpers import whole_stream
 
 
 async def test_a_run_past_its_timeout_fails_naming_the_step_still_active(engine):
@@ -31,7 +23,7 @@ async def test_a_run_past_its_timeout_fails_naming_the_step_still_active(engine)
     assert await nap.run(minutes=0) == "rested"  # the steps are up: the timeout below is all the step's
 
     handler = nap.run(minutes=1)
-    streamed = await _streamed(handler)
+    streamed = await whole_stream(handler)
     timed_out = streamed[-1]
     assert type(timed_out) is engine.WorkflowTimedOutEvent
     assert timed_out.timeout == 1.5
@@ -130,7 +122,7 @@ def _timed_workflow(engine, **options):
 async def _most_at_once(workflow, runs, hold):
     """How many of ``runs`` runs of ``workflow`` were inside their step at the same moment, and their results."""
     handlers = [workflow.run(worker=n, hold=hold) for n in range(runs)]
-    spans = [ev for handler in handlers for ev in (await _streamed(handler))[:-1]]
+    spans = [ev for handler in handlers for ev in (await whole_stream(handler))[:-1]]
     results = await asyncio.gather(*handlers)
     most = max(sum(1 for other in spans if other.started <= span.started < other.ended) for span in spans)
     return most, results

@@ -1,21 +1,12 @@
 """Running a workflow: what ``await handler`` gives, custom start and stop events, how the start event is made
 from ``run()``'s arguments, a step's error reaching the caller, sync steps, and what a workflow says about itself."""
 
-import asyncio
 import gc
 import logging
 import weakref
 
 import pytest
-
-
-async def _streamed(handler):
-    """Every event the run streams, the last one included (bounded, so that a stream that never ends fails)."""
-
-    async def read():
-        return [ev async for ev in handler.stream_events()]
-
-    return await asyncio.wait_for(read(), timeout=20)
+from run_helpers import whole_stream
 
 
 async def test_a_chain_of_steps_runs_in_order_and_the_last_result_is_awaited(engine):
@@ -46,7 +37,7 @@ async def test_a_chain_of_steps_runs_in_order_and_the_last_result_is_awaited(eng
 
     handler = Newsroom().run(headline="rain again")
     assert isinstance(handler, engine.handler.WorkflowHandler)
-    streamed = await _streamed(handler)
+    streamed = await whole_stream(handler)
     assert [ev.name for ev in streamed[:-1]] == ["draft", "review", "publish"]
     assert type(streamed[-1]) is engine.StopEvent
     assert await handler == {"front page": "RAIN AGAIN!"}
@@ -71,7 +62,7 @@ async def test_a_custom_start_event_is_built_from_run_kwargs_and_a_custom_stop_e
     assert receipt.line == "2 x tea"
 
     handler = till.run(start_event=Order(item="cake"))
-    streamed = await _streamed(handler)
+    streamed = await whole_stream(handler)
     assert [type(ev) for ev in streamed] == [Receipt]
     assert (await handler).line == "1 x cake"
 
@@ -136,7 +127,7 @@ async def test_a_step_error_reaches_the_caller_with_its_own_type_and_message(eng
     assert type(caught.value) is OutOfStock
 
 
-async def test_sync_and_async_steps_mix_and_a_sync_step_can_collect(engine):
+async def test_sync_steps_mix_with_async_ones_and_can_collect_events(engine):
     class Part(engine.Event):
         label: str
 
