@@ -2,6 +2,7 @@
 apart, print and dump as LlamaIndex's do, and survive a JSON round trip and the trip from one step to the next."""
 
 import json
+import threading
 
 import pytest
 from pydantic import PrivateAttr
@@ -171,3 +172,21 @@ async def test_extra_fields_and_private_attributes_travel_with_an_event_between_
         "stamp": "first class",
         "extra": {"ps": "see you soon", "enclosed": ["photo"]},
     }
+
+
+@pytest.mark.differs("events travel between processes as pickled copies: an event must pickle")
+async def test_an_event_holding_an_object_that_cannot_be_pickled_reaches_the_next_step(engine):
+    class Guarded(engine.Event):
+        pass
+
+    class Vault(engine.Workflow):
+        @engine.step
+        async def lock_up(self, ev: engine.StartEvent) -> Guarded:
+            return Guarded(lock=threading.Lock(), content="gold")
+
+        @engine.step
+        async def open_up(self, ev: Guarded) -> engine.StopEvent:
+            with ev.lock:
+                return engine.StopEvent(result=ev.content)
+
+    assert await Vault(timeout=10).run() == "gold"

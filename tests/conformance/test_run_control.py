@@ -19,10 +19,7 @@ async def test_a_run_past_its_timeout_fails_naming_the_step_still_active(engine)
             await asyncio.sleep(ev.minutes * 60)
             return engine.StopEvent(result="rested")
 
-    nap = Nap(timeout=1.5)
-    assert await nap.run(minutes=0) == "rested"  # the steps are up: the timeout below is all the step's
-
-    handler = nap.run(minutes=1)
+    handler = Nap(timeout=1.5).run(minutes=1)
     streamed = await whole_stream(handler)
     timed_out = streamed[-1]
     assert type(timed_out) is engine.WorkflowTimedOutEvent
@@ -135,6 +132,9 @@ async def test_num_concurrent_runs_one_runs_one_run_at_a_time(engine):
 
 
 async def test_without_num_concurrent_runs_runs_overlap(engine):
-    most, results = await _most_at_once(_timed_workflow(engine), runs=3, hold=1.5)
+    shift = _timed_workflow(engine)
+    # A first round lets rayflow start the step's actors (a pool grows while events wait); the second is measured.
+    await _most_at_once(shift, runs=3, hold=0.5)
+    most, results = await _most_at_once(shift, runs=3, hold=0.5)
     assert most > 1
     assert results == [0, 1, 2]

@@ -201,3 +201,21 @@ async def test_a_workflow_whose_runs_ended_is_garbage_collected_once_dropped(eng
         del workflow
     gc.collect()
     assert [ref() for ref in refs] == [None, None]
+
+
+@pytest.mark.differs("self is copied into each step actor: what a step sets on self stays on that actor's copy")
+async def test_what_a_step_sets_on_self_is_seen_by_the_callers_instance(engine):
+    class Ledger(engine.Workflow):
+        def __init__(self, **options):
+            super().__init__(**options)
+            self.entries = []
+
+        @engine.step
+        async def book(self, ev: engine.StartEvent) -> engine.StopEvent:
+            self.entries.append(ev.amount)
+            return engine.StopEvent(result=len(self.entries))
+
+    ledger = Ledger()
+    assert await ledger.run(amount=5) == 1
+    assert await ledger.run(amount=7) == 2
+    assert ledger.entries == [5, 7]
