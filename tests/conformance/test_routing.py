@@ -38,21 +38,14 @@ async def test_union_annotations_route_each_member_type(engine):
     class Coffee(engine.Event):
         pass
 
-    class Served(engine.Event):
-        drink: str
-
     class Cafe(engine.Workflow):
         @engine.step
         async def order(self, ev: engine.StartEvent) -> Union[Tea, Coffee]:  # noqa: UP007 - the typing spelling
             return Tea() if ev.drink == "tea" else Coffee()
 
         @engine.step
-        async def brew(self, ev: Tea | Coffee) -> Served:
-            return Served(drink=type(ev).__name__)
-
-        @engine.step
-        async def serve(self, ev: Served) -> engine.StopEvent:
-            return engine.StopEvent(result=ev.drink)
+        async def brew(self, ev: Tea | Coffee) -> engine.StopEvent:
+            return engine.StopEvent(result=type(ev).__name__)
 
     cafe = Cafe()
     assert await cafe.run(drink="tea") == "Tea"
@@ -68,12 +61,9 @@ async def test_an_event_sent_back_to_an_earlier_step_makes_a_loop(engine):
 
     class Track(engine.Workflow):
         @engine.step
-        async def begin(self, ev: engine.StartEvent) -> Lap:
-            return Lap(laps=[])
-
-        @engine.step
-        async def run_lap(self, ev: Lap) -> Checked:
-            return Checked(laps=[*ev.laps, len(ev.laps) + 1])
+        async def run_lap(self, ev: engine.StartEvent | Lap) -> Checked:
+            laps = ev.laps if isinstance(ev, Lap) else []
+            return Checked(laps=[*laps, len(laps) + 1])
 
         @engine.step
         async def check(self, ev: Checked) -> Lap | engine.StopEvent:
@@ -203,18 +193,15 @@ def _sending_workflow(engine, **options):
     return Office(**options)
 
 
-async def test_send_event_reaches_every_step_accepting_the_type_or_only_the_named_one(engine):
+async def test_send_event_reaches_every_step_accepting_the_type_or_only_a_named_one_that_must_fit(engine):
     office = _sending_workflow(engine, verbose=True)  # verbose only prints what happens
     assert await office.run(to="everyone") == ["left", "right"]
     assert await office.run(to="nobody-in-particular") == ["left", "right"]
     assert await office.run(to="left") == ["left"]
 
-
-async def test_send_event_to_an_unknown_step_or_one_refusing_the_type_fails_the_run(engine):
-    office = _sending_workflow(engine)
-    with pytest.raises(engine.WorkflowRuntimeError, match="upstairs"):
+    with pytest.raises(engine.WorkflowRuntimeError, match="upstairs does not exist"):
         await office.run(to="upstairs")
-    with pytest.raises(engine.WorkflowRuntimeError, match="right") as caught:
+    with pytest.raises(engine.WorkflowRuntimeError, match="right does not accept") as caught:
         await office.run(to="right")  # right takes a Note; it is sent a Seen
     assert "Seen" in str(caught.value)
 

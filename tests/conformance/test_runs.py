@@ -131,9 +131,6 @@ async def test_sync_steps_mix_with_async_ones_and_can_collect_events(engine):
     class Part(engine.Event):
         label: str
 
-    class Assembled(engine.Event):
-        labels: list[str]
-
     class Workshop(engine.Workflow):
         @engine.step
         async def split(self, ctx: engine.Context, ev: engine.StartEvent) -> Part:
@@ -141,15 +138,11 @@ async def test_sync_steps_mix_with_async_ones_and_can_collect_events(engine):
             return Part(label="frame")
 
         @engine.step
-        def assemble(self, ctx: engine.Context, ev: Part) -> Assembled | None:
+        def assemble(self, ctx: engine.Context, ev: Part) -> engine.StopEvent | None:
             parts = ctx.collect_events(ev, [Part, Part])
             if parts is None:
                 return None
-            return Assembled(labels=sorted(p.label for p in parts))
-
-        @engine.step
-        def finish(self, ev: Assembled) -> engine.StopEvent:
-            return engine.StopEvent(result="+".join(ev.labels))
+            return engine.StopEvent(result="+".join(sorted(p.label for p in parts)))
 
     assert await Workshop().run() == "frame+wheel"
 

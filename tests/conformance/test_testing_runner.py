@@ -30,11 +30,10 @@ def _tour(engine):
     return Tour(), Stop
 
 
-async def test_the_runner_collects_the_stream_counts_it_and_keeps_the_result_and_context(engine):
+async def test_the_runner_collects_the_stream_counts_it_keeps_the_result_and_context_and_excludes_types(engine):
     tour, stop_class = _tour(engine)
-    result = await engine.testing.WorkflowTestRunner(tour).run(
-        start_event=engine.StartEvent(origin="Avignon"), expose_internal=False
-    )
+    runner = engine.testing.WorkflowTestRunner(tour)
+    result = await runner.run(start_event=engine.StartEvent(origin="Avignon"), expose_internal=False)
 
     runner_module = importlib.import_module(f"{engine.package.__name__}.testing.runner")
     assert isinstance(result, runner_module.WorkflowTestResult)
@@ -46,13 +45,10 @@ async def test_the_runner_collects_the_stream_counts_it_and_keeps_the_result_and
     assert await result.ctx.store.get("departed_from") == "Avignon"
     assert await result.ctx.store.get("arrived_at") == "Uzes"
 
-
-async def test_the_runner_leaves_out_the_event_types_it_is_told_to(engine):
-    tour, stop_class = _tour(engine)
-    runner = engine.testing.WorkflowTestRunner(tour)
-    result = await runner.run(
+    excluding = await runner.run(
         start_event=engine.StartEvent(origin="Orange"), expose_internal=False, exclude_events=[stop_class]
     )
-    assert [type(ev) for ev in result.collected] == [engine.StopEvent]
-    assert result.event_types == {engine.StopEvent: 1}
-    assert result.result == "arrived at Uzes"
+    assert [type(ev) for ev in excluding.collected] == [engine.StopEvent]
+    assert excluding.event_types == {engine.StopEvent: 1}
+    assert excluding.result == "arrived at Uzes"
+    assert await excluding.ctx.store.get("departed_from") == "Orange"
