@@ -24,7 +24,7 @@ import gc
 import importlib
 import weakref
 from collections.abc import AsyncIterator
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -65,14 +65,18 @@ class Engine:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """A step body that names ``engine`` travels to rayflow's actors, where this conftest cannot be imported:
-        it arrives as a plain namespace of the same names (modules and classes, each pickled by reference)."""
+        it arrives as a plain namespace of the same names (modules and classes, each pickled by reference).
+
+        The namespace is a module object, not a ``SimpleNamespace``: pydantic keeps the locals of the function
+        that defined an event class (``engine`` among them) behind weak references, and rebuilds those when
+        the class is unpickled on an actor; a ``SimpleNamespace`` cannot be weakly referenced."""
         names: dict[str, Any] = {}
         for module in (self.modules["decorators"], self.modules["context"], self.modules["errors"]):
             names.update((n, getattr(module, n)) for n in dir(module) if not n.startswith("_"))
         names.update((n, getattr(self.modules["events"], n)) for n in dir(self.modules["events"]) if n[:1].isupper())
         names.update((n, getattr(self.package, n)) for n in dir(self.package) if not n.startswith("_"))
         names.update(self.modules, name=self.name, is_rayflow=self.is_rayflow, package=self.package)
-        return (SimpleNamespace, (), names)
+        return (ModuleType, (f"engine[{self.name}]",), names)
 
 
 def pytest_configure(config: pytest.Config) -> None:
