@@ -179,3 +179,17 @@ class InputRequiredEvent(Event):
 
 class HumanResponseEvent(Event):
     """The caller's answer to an ``InputRequiredEvent``, sent with ``handler.ctx.send_event``."""
+
+
+#: rayflow's own event classes: every workflow knows them, and snapshots rebuild them without being told.
+BUILTIN_EVENTS: tuple[type[Event], ...] = (
+    Event,
+    StartEvent,
+    StopEvent,
+    InputRequiredEvent,
+    HumanResponseEvent,
+    StepFailedEvent,
+    WorkflowFailedEvent,
+    WorkflowTimedOutEvent,
+    WorkflowCancelledEvent,
+)

@@ -28,17 +28,7 @@ from rayflow.errors import (
     WorkflowStepDoesNotExistError,
     WorkflowValidationError,
 )
-from rayflow.events import (
-    Event,
-    HumanResponseEvent,
-    InputRequiredEvent,
-    StartEvent,
-    StepFailedEvent,
-    StopEvent,
-    WorkflowCancelledEvent,
-    WorkflowFailedEvent,
-    WorkflowTimedOutEvent,
-)
+from rayflow.events import BUILTIN_EVENTS, Event, InputRequiredEvent, StartEvent, StopEvent
 from rayflow.resource import ResourceDefinition
 from rayflow.retry_policy import RetryPolicy
 
@@ -47,17 +37,6 @@ __all__ = ["StepConfig", "StepSpec", "WorkflowSpec", "attach_config", "config_of
 #: Attribute of a step function that holds its ``StepConfig``.
 _CONFIG_ATTR = "_step_config"
 
-_BUILTIN_EVENTS = (
-    Event,
-    StartEvent,
-    StopEvent,
-    InputRequiredEvent,
-    HumanResponseEvent,
-    StepFailedEvent,
-    WorkflowFailedEvent,
-    WorkflowTimedOutEvent,
-    WorkflowCancelledEvent,
-)
 
 
 @dataclasses.dataclass
@@ -215,7 +194,7 @@ class WorkflowSpec:
         returned = {t for c in configs.values() for t in c.return_types if _is_stop(t)}
         start = _one_of(accepted, "StartEvent", "received", name)
         stop = _one_of(returned, "StopEvent", "returned", name)
-        classes: set[type] = set(_BUILTIN_EVENTS)
+        classes: set[type] = set(BUILTIN_EVENTS)
         for config, func, _ in found.values():
             classes.update(t for t in (*config.accepted_events, *config.return_types) if is_event_type(t))
             classes |= _classes_named_by(func)

@@ -20,6 +20,7 @@ from ray import cloudpickle
 
 from rayflow.codec import qualified_name
 from rayflow.errors import ContextSerdeError
+from rayflow.events import BUILTIN_EVENTS
 
 __all__ = ["BaseSerializer", "JsonSerializer", "PickleSerializer"]
 
@@ -48,13 +49,16 @@ class BaseSerializer:
         return self
 
 
+
+
 class JsonSerializer(BaseSerializer):
-    """JSON; pydantic models are rebuilt only for classes in ``allowed_types`` (or import names listed there)."""
+    """JSON; pydantic models are rebuilt only for rayflow's own events and the classes in ``allowed_types`` (or
+    import names listed there)."""
 
     def __init__(self, *, allowed_types: Iterable[type[Any] | str] = ()) -> None:
         self._types: dict[str, type[Any]] = {}
         self._names: set[str] = set()
-        for entry in allowed_types:
+        for entry in (*BUILTIN_EVENTS, *allowed_types):
             if isinstance(entry, str):
                 self._names.add(entry)
             else:

@@ -23,31 +23,35 @@ def feed(state: DispatcherState, pool: Pool) -> list[Command]:
     commands: list[Command] = []
     can_grow = pool.size < pool.route.num_workers
     # A second call queued on a busy actor hides the call round trip, but an event queued there cannot
-    # move to an actor that frees up or starts later: queue only once the pool is at its full size.
-    limit = 1 if can_grow else 1 + state.pipeline
+    # move to an actor that frees up or starts later: queue only once the pool is at its full size and
+    # started, and only after every actor has a call (rounds: each actor's first call, then the second).
+    limit = 1 if can_grow or pool.starting else 1 + state.pipeline
     if pool.actors and pool.waiting:
         batch_size = pool.batch_size(state.max_batch, state.batch_target_s, state.first_batch)
         moved = True
         while moved and pool.waiting:  # events moved to their collect home get a second pass
             moved = False
-            for slot in sorted(pool.actors.values(), key=lambda s: s.inflight):
-                while not slot.lent and slot.inflight < limit and (slot.queue or pool.queue):
-                    items, diverted = _take(state, pool, slot, batch_size)
-                    moved = moved or diverted
-                    if not items:
-                        break
-                    call_id = state.next_call
-                    state.next_call += 1
-                    loans = _lend(state, pool)
-                    state.calls[call_id] = Call(pool.route.name, slot.id, items, loans)
-                    slot.inflight += 1
-                    commands.append(
-                        CallStep(call_id, pool.route.name, slot.id, items, tuple(name for name, _ in loans))
-                    )
+            for level in range(1, limit + 1):
+                for slot in sorted(pool.actors.values(), key=lambda s: s.inflight):
+                    while not slot.lent and slot.inflight < level and (slot.queue or pool.queue):
+                        items, diverted = _take(state, pool, slot, batch_size)
+                        moved = moved or diverted
+                        if not items:
+                            break
+                        commands.append(_call(state, pool, slot, items))
     idle = sum(1 for s in pool.actors.values() if s.idle) + len(pool.starting)
     for _ in range(min(pool.waiting - idle, pool.route.num_workers - pool.size) if can_grow else 0):
         commands.append(start_actor(pool))  # one new actor per waiting event, up to num_workers
     return commands
+
+
+def _call(state: DispatcherState, pool: Pool, slot: ActorSlot, items: list[WorkItem]) -> CallStep:
+    call_id = state.next_call
+    state.next_call += 1
+    loans = _lend(state, pool)
+    state.calls[call_id] = Call(pool.route.name, slot.id, items, loans)
+    slot.inflight += 1
+    return CallStep(call_id, pool.route.name, slot.id, items, tuple(name for name, _ in loans))
 
 
 def _lend(state: DispatcherState, pool: Pool) -> tuple[tuple[str, int], ...]:

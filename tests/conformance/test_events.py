@@ -133,11 +133,6 @@ def test_the_default_json_serializer_rebuilds_a_module_level_event_by_import(eng
     assert back.carrier == "sea"
 
 
-@pytest.mark.rayflow_bug(
-    "JsonSerializer() refuses rayflow's own StartEvent/StopEvent/HumanResponseEvent (ContextSerdeError: not "
-    "among the allowed types) unless listed in allowed_types; LlamaIndex always rebuilds its framework events, "
-    "which imports nothing"
-)
 def test_the_engines_own_events_round_trip_through_any_json_serializer(engine):
     serializer = engine.context.JsonSerializer()
     for sent in (

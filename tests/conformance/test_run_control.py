@@ -63,10 +63,6 @@ async def test_runs_of_one_instance_at_the_same_time_each_get_their_own_result(e
     assert await asyncio.gather(*(doubler.run(n=n) for n in (3, 42, -99))) == [6, 84, -198]
 
 
-@pytest.mark.rayflow_bug(
-    "num_workers=3 with three events waiting: two calls run, the third event is queued behind one of the running "
-    "calls instead of going to the pool's third actor, so three calls never run at once (a barrier deadlocks)"
-)
 async def test_num_workers_lets_that_many_calls_of_a_step_run_at_once(engine):
     class Guest(engine.Event):
         name: str

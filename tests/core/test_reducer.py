@@ -174,6 +174,30 @@ def test_pool_grows_toward_num_workers_only_while_events_wait():
     assert not [c for c in reduce(state, EventsEmitted("r1", "start", [env("X")])) if isinstance(c, StartActor)]
 
 
+def test_every_actor_of_a_full_pool_gets_a_call_before_one_gets_a_second():
+    state = state_of(
+        StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=3), pipeline=1
+    )
+    started(state)
+    reduce(state, ActorStarted("w", 1))
+    reduce(state, ActorStarted("w", 2))
+    out = reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(3)]))
+    assert sorted(c.actor for c in calls(out)) == [0, 1, 2]  # one event each: three calls run at once
+    out = reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(3)]))
+    assert sorted(c.actor for c in calls(out)) == [0, 1, 2]  # then one more each, queued behind the first
+
+
+def test_no_call_is_queued_behind_a_busy_actor_while_another_actor_starts():
+    state = state_of(
+        StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=2), pipeline=1
+    )
+    started(state)
+    out = reduce(state, EventsEmitted("r1", "start", [env("X"), env("X")]))
+    assert [c.actor for c in calls(out)] == [0] and [c.actor for c in out if isinstance(c, StartActor)] == [1]
+    assert calls(reduce(state, EventsEmitted("r1", "start", []))) == []  # actor 1 starts: the event waits for it
+    assert [c.actor for c in calls(reduce(state, ActorStarted("w", 1)))] == [1]
+
+
 def test_batches_carry_small_events_together_and_slow_events_one_by_one():
     state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=2))
     started(state)
