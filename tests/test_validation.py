@@ -111,7 +111,7 @@ async def test_first_run_checks_the_event_graph_before_any_actor():
         Unconsumed().run()
     with pytest.raises(WorkflowValidationError, match="consumed but never produced: B"):
         Unproduced().validate()
-    wf = Unconsumed(disable_validation=True)
+    Unconsumed(disable_validation=True)  # made, not run: no check, and no actor either
     assert not _actors_of("Unconsumed")
 
 

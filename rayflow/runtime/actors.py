@@ -1,6 +1,7 @@
 """Ending actors, one way for all of rayflow: each finishes what it is doing and exits; those still alive after
-``RAYFLOW_SHUTDOWN_GRACE_S`` are killed; the call returns once every one is gone (its name free again) or,
-for one that Ray cannot confirm, after one more grace period: stopping never waits unbounded.
+``RAYFLOW_SHUTDOWN_GRACE_S`` are killed; the call returns once every one is gone or, for one that Ray cannot
+confirm, after one more grace period: stopping never waits unbounded. (Ray frees the name of an actor that exited
+by itself once its creator drops its handle; a killed actor's name is free at once.)
 
 Ending with ``__ray_terminate__`` rather than ``ray.kill`` first: a call that reaches an actor Ray is tearing down
 can abort its process (seen as SIGABRT in ``InnerGcsClient.async_internal_kv_get``). ``before`` names a method to
