@@ -19,12 +19,13 @@ rayflow actor may outlive it.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import gc
 import importlib
 import weakref
 from collections.abc import AsyncIterator
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -65,14 +66,18 @@ class Engine:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """A step body that names ``engine`` travels to rayflow's actors, where this conftest cannot be imported:
-        it arrives as a plain namespace of the same names (modules and classes, each pickled by reference)."""
+        it arrives as a plain namespace of the same names (modules and classes, each pickled by reference).
+
+        The namespace must accept weak references (``argparse.Namespace`` does, ``types.SimpleNamespace`` does
+        not): an event class defined in a test keeps the test's locals, ``engine`` among them, as weak references
+        (pydantic's parent namespace), and those are rebuilt when the class is unpickled in a step actor."""
         names: dict[str, Any] = {}
         for module in (self.modules["decorators"], self.modules["context"], self.modules["errors"]):
             names.update((n, getattr(module, n)) for n in dir(module) if not n.startswith("_"))
         names.update((n, getattr(self.modules["events"], n)) for n in dir(self.modules["events"]) if n[:1].isupper())
         names.update((n, getattr(self.package, n)) for n in dir(self.package) if not n.startswith("_"))
         names.update(self.modules, name=self.name, is_rayflow=self.is_rayflow, package=self.package)
-        return (SimpleNamespace, (), names)
+        return (argparse.Namespace, (), names)
 
 
 def pytest_configure(config: pytest.Config) -> None:
