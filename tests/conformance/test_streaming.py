@@ -1,0 +1,181 @@
+"""Conformance: the run's stream, ``ctx.write_event_to_stream`` and ``handler.stream_events()``.
+
+The stream yields what steps wrote, in order, then the event that ended the run (the StopEvent, or the
+failure, timeout or cancel event) and ends; it can be read once; every run has its own stream.
+"""
+
+import asyncio
+
+import pytest
+
+
+async def test_written_events_stream_in_order_and_the_stop_event_comes_last(engine):
+    class Token(engine.Event):
+        text: str
+        index: int
+
+    class Chat(engine.Workflow):
+        @engine.step
+        async def speak(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
+            words = "streams keep the order of writing".split()
+            for i, word in enumerate(words):
+                ctx.write_event_to_stream(Token(text=word, index=i))
+            return engine.StopEvent(result=len(words))
+
+    handler = Chat().run()
+    streamed = [ev async for ev in handler.stream_events()]
+    assert [type(ev).__name__ for ev in streamed] == ["Token"] * 6 + ["StopEvent"]
+    assert " ".join(ev.text for ev in streamed[:-1]) == "streams keep the order of writing"
+    assert [ev.index for ev in streamed[:-1]] == list(range(6))
+    assert streamed[-1].result == 6
+    assert await handler == 6
+
+
+async def test_events_written_by_successive_steps_keep_the_order_of_the_steps(engine):
+    class Progress(engine.Event):
+        stage: str
+
+    class Middle(engine.Event):
+        pass
+
+    class Stages(engine.Workflow):
+        @engine.step
+        async def first(self, ctx: engine.Context, ev: engine.StartEvent) -> Middle:
+            ctx.write_event_to_stream(Progress(stage="first:begin"))
+            ctx.write_event_to_stream(Progress(stage="first:end"))
+            return Middle()
+
+        @engine.step
+        async def second(self, ctx: engine.Context, ev: Middle) -> engine.StopEvent:
+            ctx.write_event_to_stream(Progress(stage="second"))
+            return engine.StopEvent(result="done")
+
+    handler = Stages().run()
+    streamed = [ev async for ev in handler.stream_events()]
+    assert [ev.stage for ev in streamed[:-1]] == ["first:begin", "first:end", "second"]
+    assert type(streamed[-1]) is engine.StopEvent
+    assert await handler == "done"
+
+
+async def test_events_routed_between_steps_are_not_streamed_but_plain_events_with_extra_fields_are(engine):
+    class Hop(engine.Event):
+        pass
+
+    class Routed(engine.Workflow):
+        @engine.step
+        async def start(self, ctx: engine.Context, ev: engine.StartEvent) -> Hop:
+            ctx.write_event_to_stream(engine.Event(msg="hello", count=2))
+            return Hop()
+
+        @engine.step
+        async def finish(self, ev: Hop) -> engine.StopEvent:
+            return engine.StopEvent(result="end")
+
+    handler = Routed().run()
+    streamed = [ev async for ev in handler.stream_events()]
+    assert [type(ev).__name__ for ev in streamed] == ["Event", "StopEvent"]
+    assert (streamed[0].msg, streamed[0]["count"], "msg" in streamed[0]) == ("hello", 2, True)
+    await handler
+
+
+async def test_a_stream_read_to_its_end_cannot_be_read_again(engine):
+    class Once(engine.Workflow):
+        @engine.step
+        async def only(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
+            ctx.write_event_to_stream(engine.Event(note="only once"))
+            return engine.StopEvent(result="read")
+
+    handler = Once().run()
+    assert len([ev async for ev in handler.stream_events()]) == 2
+    with pytest.raises(engine.WorkflowRuntimeError, match="already been consumed"):
+        async for _ in handler.stream_events():
+            pass
+    assert await handler == "read"
+
+
+async def test_a_failing_step_streams_what_it_wrote_then_a_failed_event_naming_it(engine):
+    class Partial(engine.Event):
+        part: int
+
+    class Breaks(engine.Workflow):
+        @engine.step
+        async def produce(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
+            ctx.write_event_to_stream(Partial(part=1))
+            ctx.write_event_to_stream(Partial(part=2))
+            raise ValueError("the producer broke after two parts")
+
+    handler = Breaks().run()
+    streamed = [ev async for ev in handler.stream_events()]
+    assert [ev.part for ev in streamed[:-1]] == [1, 2]
+    failed = streamed[-1]
+    assert isinstance(failed, engine.WorkflowFailedEvent)
+    assert failed.step_name == "produce"
+    assert isinstance(failed.exception, ValueError)
+    assert str(failed.exception) == "the producer broke after two parts"
+    with pytest.raises(ValueError, match="the producer broke after two parts"):
+        await handler
+
+
+async def test_a_timed_out_run_ends_its_stream_with_a_timed_out_event(engine):
+    class Begun(engine.Event):
+        pass
+
+    class Slow(engine.Workflow):
+        @engine.step
+        async def wait_long(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
+            ctx.write_event_to_stream(Begun())
+            await asyncio.sleep(30)
+            return engine.StopEvent(result="too late")
+
+    handler = Slow(timeout=0.5).run()
+    streamed = [ev async for ev in handler.stream_events()]
+    assert [type(ev).__name__ for ev in streamed] == ["Begun", "WorkflowTimedOutEvent"]
+    assert streamed[-1].timeout == 0.5
+    assert streamed[-1].active_steps == ["wait_long"]
+    with pytest.raises(engine.WorkflowTimeoutError, match=r"Operation timed out after 0\.5 seconds"):
+        await handler
+
+
+async def test_a_cancelled_run_ends_its_stream_with_a_cancelled_event(engine):
+    class Begun(engine.Event):
+        pass
+
+    class Endless(engine.Workflow):
+        @engine.step
+        async def wait_long(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
+            ctx.write_event_to_stream(Begun())
+            await asyncio.sleep(30)
+            return engine.StopEvent(result="never")
+
+    handler = Endless(timeout=None).run()
+    streamed = []
+    async for ev in handler.stream_events():
+        streamed.append(type(ev).__name__)
+        if isinstance(ev, Begun):
+            await handler.cancel_run()
+    assert streamed == ["Begun", "WorkflowCancelledEvent"]
+    with pytest.raises(engine.WorkflowCancelledByUser):
+        await handler
+
+
+async def test_each_run_streams_only_its_own_events(engine):
+    class Tagged(engine.Event):
+        tag: str
+
+    class Echo(engine.Workflow):
+        @engine.step(num_workers=2)
+        async def echo(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
+            for i in range(3):
+                ctx.write_event_to_stream(Tagged(tag=f"{ev.name}-{i}"))
+            return engine.StopEvent(result=ev.name)
+
+    workflow = Echo()
+    first, second = workflow.run(name="a"), workflow.run(name="b")
+    first_tags = [ev.tag async for ev in first.stream_events() if isinstance(ev, Tagged)]
+    second_tags = [ev.tag async for ev in second.stream_events() if isinstance(ev, Tagged)]
+    assert (first_tags, second_tags) == (["a-0", "a-1", "a-2"], ["b-0", "b-1", "b-2"])
+    assert await asyncio.gather(first, second) == ["a", "b"]
+
+    third = workflow.run(name="c")
+    assert [ev.tag async for ev in third.stream_events() if isinstance(ev, Tagged)] == ["c-0", "c-1", "c-2"]
+    assert await third == "c"
