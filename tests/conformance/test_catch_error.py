@@ -20,7 +20,7 @@ async def _count(ctx, key: str) -> int:
     return value
 
 
-async def test_a_handler_that_returns_a_stop_event_ends_the_run_with_its_result(engine):
+async def test_a_handlers_stop_event_ends_the_run_and_a_handlers_own_error_fails_it(engine):
     class Recovers(engine.Workflow):
         @engine.step
         async def fragile(self, ev: engine.StartEvent) -> engine.StopEvent:
@@ -28,12 +28,24 @@ async def test_a_handler_that_returns_a_stop_event_ends_the_run_with_its_result(
 
         @engine.catch_error
         async def recover(self, ev: engine.StepFailedEvent) -> engine.StopEvent:
+            if ev.input_event.handler_fails:
+                raise ValueError(f"could not recover from {ev.step_name}")
             return engine.StopEvent(result=f"recovered from {ev.step_name}")
 
-    handler = Recovers().run()
-    streamed = [ev async for ev in handler.stream_events()]
-    assert await handler == "recovered from fragile"
+    workflow = Recovers()
+    recovered = workflow.run(handler_fails=False)
+    streamed = [ev async for ev in recovered.stream_events()]
+    assert await recovered == "recovered from fragile"
     assert [type(ev).__name__ for ev in streamed] == ["StopEvent"]
+
+    failed_again = workflow.run(handler_fails=True)
+    streamed = [ev async for ev in failed_again.stream_events()]
+    with pytest.raises(ValueError, match="could not recover from fragile"):
+        await failed_again
+    failed = [ev for ev in streamed if isinstance(ev, engine.WorkflowFailedEvent)]
+    assert len(failed) == 1
+    assert failed[0].step_name == "recover"
+    assert str(failed[0].exception) == "could not recover from fragile"
 
 
 async def test_the_step_failed_event_describes_the_failure_after_the_retries(engine):
@@ -111,26 +123,6 @@ async def test_a_timed_out_run_never_reaches_the_handler(engine):
     with pytest.raises(engine.WorkflowTimeoutError):
         await handler
     assert await handler.ctx.store.get("handled", default=0) == 0
-
-
-async def test_a_handler_that_raises_fails_the_run_with_its_own_error(engine):
-    class Double(engine.Workflow):
-        @engine.step
-        async def fragile(self, ev: engine.StartEvent) -> engine.StopEvent:
-            raise RuntimeError("first failure")
-
-        @engine.catch_error
-        async def recover(self, ev: engine.StepFailedEvent) -> engine.StopEvent:
-            raise ValueError(f"could not recover from {ev.step_name}")
-
-    handler = Double().run()
-    streamed = [ev async for ev in handler.stream_events()]
-    with pytest.raises(ValueError, match="could not recover from fragile"):
-        await handler
-    failed = [ev for ev in streamed if isinstance(ev, engine.WorkflowFailedEvent)]
-    assert len(failed) == 1
-    assert failed[0].step_name == "recover"
-    assert str(failed[0].exception) == "could not recover from fragile"
 
 
 async def test_a_handler_can_continue_the_run_through_other_steps(engine):

@@ -36,46 +36,43 @@ def built(calls_file) -> int:
     return len(calls_file.read_text().splitlines()) if calls_file.exists() else 0
 
 
-async def test_a_sync_factory_builds_the_object_the_step_receives(engine):
-    class Notebook:
-        def __init__(self) -> None:
-            self.lines: list[str] = []
+async def test_each_step_receives_what_its_sync_or_async_factory_builds(engine):
+    class Greeter:
+        def greet(self, name: str) -> str:
+            return f"hello {name}"
 
-    def open_notebook() -> Notebook:
-        return Notebook()
-
-    class Notes(engine.Workflow):
-        @engine.step
-        def write(
-            self, ev: engine.StartEvent, notebook: Annotated[Notebook, engine.resource.Resource(open_notebook)]
-        ) -> engine.StopEvent:
-            notebook.lines.append(ev.text)
-            return engine.StopEvent(result=(type(notebook).__name__, notebook.lines))
-
-    assert await Notes().run(text="hello") == ("Notebook", ["hello"])
-
-
-async def test_an_async_factory_is_awaited_before_the_step_receives_its_object(engine):
     class Client:
         def __init__(self, endpoint: str) -> None:
             self.endpoint = endpoint
 
+    def make_greeter() -> Greeter:
+        return Greeter()
+
     async def connect() -> Client:
         return Client("https://example.invalid/api")
 
-    class Calls(engine.Workflow):
+    class Greeted(engine.Event):
+        text: str
+
+    class Pipeline(engine.Workflow):
         @engine.step
-        async def call(
+        def greet(
+            self, ev: engine.StartEvent, greeter: Annotated[Greeter, engine.resource.Resource(make_greeter)]
+        ) -> Greeted:
+            return Greeted(text=greeter.greet(ev.name))
+
+        @engine.step
+        async def send(
             self,
             ctx: engine.Context,
             client: Annotated[Client, engine.resource.Resource(connect)],
-            ev: engine.StartEvent,
+            ev: Greeted,
         ) -> engine.StopEvent:
             await ctx.store.set("endpoint", client.endpoint)
-            return engine.StopEvent(result=(type(client).__name__, client.endpoint))
+            return engine.StopEvent(result=(ev.text, type(client).__name__, client.endpoint))
 
-    handler = Calls().run()
-    assert await handler == ("Client", "https://example.invalid/api")
+    handler = Pipeline().run(name="ada")
+    assert await handler == ("hello ada", "Client", "https://example.invalid/api")
     assert await handler.ctx.store.get("endpoint") == "https://example.invalid/api"
 
 
@@ -106,53 +103,17 @@ async def test_an_uncached_resource_is_built_again_for_every_call(engine, tmp_pa
         seen: list[int]
 
     class Fresh(engine.Workflow):
-        @engine.step
-        async def begin(self, ev: engine.StartEvent) -> Tick:
-            return Tick(seen=[])
-
         @engine.step(num_workers=1)
         async def tick(
-            self, ev: Tick, tally: Annotated[Tally, engine.resource.Resource(build, cache=False)]
+            self,
+            ev: engine.StartEvent | Tick,
+            tally: Annotated[Tally, engine.resource.Resource(build, cache=False)],
         ) -> Tick | engine.StopEvent:
-            seen = [*ev.seen, tally.use()]
+            seen = [*(ev.seen if isinstance(ev, Tick) else []), tally.use()]
             return Tick(seen=seen) if len(seen) < 3 else engine.StopEvent(result=seen)
 
     assert await Fresh().run() == [1, 1, 1]
     assert built(calls_file) == 3
-
-
-async def test_each_step_gets_the_resources_it_declares(engine):
-    class Greeter:
-        def greet(self, name: str) -> str:
-            return f"hello {name}"
-
-    class Shouter:
-        def shout(self, text: str) -> str:
-            return text.upper() + "!"
-
-    def make_greeter() -> Greeter:
-        return Greeter()
-
-    async def make_shouter() -> Shouter:
-        return Shouter()
-
-    class Greeted(engine.Event):
-        text: str
-
-    class Pipeline(engine.Workflow):
-        @engine.step
-        async def greet(
-            self, ev: engine.StartEvent, greeter: Annotated[Greeter, engine.resource.Resource(make_greeter)]
-        ) -> Greeted:
-            return Greeted(text=greeter.greet(ev.name))
-
-        @engine.step
-        async def shout(
-            self, ev: Greeted, shouter: Annotated[Shouter, engine.resource.Resource(make_shouter)]
-        ) -> engine.StopEvent:
-            return engine.StopEvent(result=shouter.shout(ev.text))
-
-    assert await Pipeline().run(name="ada") == "HELLO ADA!"
 
 
 async def test_a_cached_resource_lasts_as_long_as_its_workflow_instance(engine, tmp_path):

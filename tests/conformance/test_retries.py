@@ -13,41 +13,43 @@ import pytest
 pytestmark = pytest.mark.filterwarnings("ignore:.*RetryPolicy is deprecated:DeprecationWarning")
 
 
-async def _attempt(ctx) -> int:
-    """This attempt's number, counted in the store."""
-    attempt = await ctx.store.get("attempts", default=0) + 1
-    await ctx.store.set("attempts", attempt)
+async def _attempt(ctx, key: str = "attempts") -> int:
+    """This attempt's number, counted in the store under ``key``."""
+    attempt = await ctx.store.get(key, default=0) + 1
+    await ctx.store.set(key, attempt)
     return attempt
 
 
-async def test_a_constant_delay_policy_retries_a_step_until_it_succeeds(engine):
-    class Flaky(engine.Workflow):
-        @engine.step(retry_policy=engine.retry_policy.ConstantDelayRetryPolicy(maximum_attempts=3, delay=0.01))
-        async def call_service(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
-            attempt = await _attempt(ctx)
-            if attempt < 3:
-                raise ConnectionError(f"service down (attempt {attempt})")
-            return engine.StopEvent(result=f"answered on attempt {attempt}")
-
-    handler = Flaky().run()
-    assert await handler == "answered on attempt 3"
-    assert await handler.ctx.store.get("attempts") == 3
-
-
-async def test_an_exponential_backoff_policy_retries_a_step_until_it_succeeds(engine):
-    policy = engine.retry_policy.ExponentialBackoffRetryPolicy(
+async def test_steps_are_retried_by_their_policies_until_they_succeed_spaced_by_the_delay(engine):
+    delay = 0.05
+    constant = engine.retry_policy.ConstantDelayRetryPolicy(maximum_attempts=3, delay=delay)
+    backoff = engine.retry_policy.ExponentialBackoffRetryPolicy(
         maximum_attempts=4, initial_delay=0.01, multiplier=2.0, jitter=False
     )
 
+    class Connected(engine.Event):
+        stamps: list[float]
+
     class Flaky(engine.Workflow):
-        @engine.step(retry_policy=policy)
-        async def call_service(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
-            attempt = await _attempt(ctx)
+        @engine.step(retry_policy=constant)
+        async def connect(self, ctx: engine.Context, ev: engine.StartEvent) -> Connected:
+            stamps = [*await ctx.store.get("stamps", default=[]), time.time()]
+            await ctx.store.set("stamps", stamps)
+            if len(stamps) < 3:
+                raise ConnectionError(f"service down (attempt {len(stamps)})")
+            return Connected(stamps=stamps)
+
+        @engine.step(retry_policy=backoff)
+        async def query(self, ctx: engine.Context, ev: Connected) -> engine.StopEvent:
+            attempt = await _attempt(ctx, "queries")
             if attempt < 4:
                 raise TimeoutError(f"no answer (attempt {attempt})")
-            return engine.StopEvent(result=attempt)
+            return engine.StopEvent(result=(len(ev.stamps), attempt, ev.stamps))
 
-    assert await Flaky().run() == 4
+    connects, queries, stamps = await Flaky().run()
+    assert (connects, queries) == (3, 4)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
+    assert all(gap >= delay * 0.9 for gap in gaps), gaps
 
 
 async def test_a_step_that_keeps_failing_fails_the_run_with_its_own_exception_after_the_last_attempt(engine):
@@ -92,24 +94,6 @@ async def test_a_step_without_a_policy_runs_once(engine):
     with pytest.raises(ConnectionError, match="refused on attempt 1"):
         await handler
     assert await handler.ctx.store.get("attempts") == 1
-
-
-async def test_attempts_are_spaced_by_at_least_the_policy_delay(engine):
-    delay = 0.05
-
-    class Spaced(engine.Workflow):
-        @engine.step(retry_policy=engine.retry_policy.ConstantDelayRetryPolicy(maximum_attempts=3, delay=delay))
-        async def stamp(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
-            stamps = [*await ctx.store.get("stamps", default=[]), time.time()]
-            await ctx.store.set("stamps", stamps)
-            if len(stamps) < 3:
-                raise RuntimeError("not yet")
-            return engine.StopEvent(result=stamps)
-
-    stamps = await Spaced().run()
-    gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
-    assert len(gaps) == 2
-    assert all(gap >= delay * 0.9 for gap in gaps), gaps
 
 
 # -- the policies' own decisions ------------------------------------------------------------------------------------

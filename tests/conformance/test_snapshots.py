@@ -14,13 +14,6 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 
-class Ledger(BaseModel):
-    """Module level: LlamaIndex's default serializer rebuilds typed state by importing the class it names."""
-
-    owner: str = ""
-    entries: list[int] = []
-
-
 class Coordinates:
     """Neither a pydantic model nor JSON: ``Trip`` says how to write it and read it back."""
 
@@ -29,7 +22,9 @@ class Coordinates:
 
 
 class Trip(BaseModel):
-    """Typed state with a field of an arbitrary type, serialised by the model's own field serializer."""
+    """Typed state with a field of an arbitrary type, serialised by the model's own field serializer.
+
+    Module level: LlamaIndex's default serializer rebuilds typed state by importing the class it names."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     name: str = ""
@@ -54,8 +49,8 @@ class Harmless(BaseModel):
     x: int = 0
 
 
-async def test_a_snapshot_is_json_and_restores_the_state_into_a_new_context(engine):
-    class Notes(engine.Workflow):
+async def test_a_json_snapshot_restores_the_state_into_a_context_that_another_workflow_can_seed_and_run(engine):
+    class Writer(engine.Workflow):
         @engine.step
         async def write(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
             await ctx.store.set("topic", "snapshots")
@@ -63,56 +58,25 @@ async def test_a_snapshot_is_json_and_restores_the_state_into_a_new_context(engi
             await ctx.store.set("meta.draft", True)
             return engine.StopEvent(result="written")
 
-    workflow = Notes()
-    handler = workflow.run()
+    class Reader(engine.Workflow):
+        @engine.step
+        async def read(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
+            return engine.StopEvent(result=(await ctx.store.get("topic"), await ctx.store.get("added")))
+
+    handler = Writer().run()
     await handler
     data = json.loads(json.dumps(handler.ctx.to_dict()))
     assert data["is_running"] is False
 
-    restored = engine.Context.from_dict(workflow, data)
+    reader = Reader()
+    restored = engine.Context.from_dict(reader, data)
     assert await restored.store.get("topic") == "snapshots"
     assert await restored.store.get("meta") == {"pages": [1, 2, 3], "draft": True}
-
-
-async def test_a_restored_context_can_be_seeded_further_and_run_by_another_workflow(engine):
-    class Writer(engine.Workflow):
-        @engine.step
-        async def write(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
-            await ctx.store.set("first", "from the writer")
-            return engine.StopEvent()
-
-    class Reader(engine.Workflow):
-        @engine.step
-        async def read(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
-            return engine.StopEvent(result=(await ctx.store.get("first"), await ctx.store.get("second")))
-
-    handler = Writer().run()
-    await handler
-    reader = Reader()
-    restored = engine.Context.from_dict(reader, handler.ctx.to_dict())
-    await restored.store.set("second", "seeded after loading")
-    assert await reader.run(ctx=restored) == ("from the writer", "seeded after loading")
+    await restored.store.set("added", "seeded after loading")
+    assert await reader.run(ctx=restored) == ("snapshots", "seeded after loading")
 
 
 async def test_typed_state_round_trips_as_its_model_with_the_default_serializer(engine):
-    class Books(engine.Workflow):
-        @engine.step
-        async def keep(self, ctx: engine.Context[Ledger], ev: engine.StartEvent) -> engine.StopEvent:
-            async with ctx.store.edit_state() as state:
-                state.owner = "Ada"
-                state.entries = [3, 5]
-            return engine.StopEvent()
-
-    workflow = Books()
-    handler = workflow.run()
-    await handler
-    data = json.loads(json.dumps(handler.ctx.to_dict()))
-    state = await engine.Context.from_dict(workflow, data).store.get_state()
-    assert isinstance(state, Ledger)
-    assert (state.owner, state.entries) == ("Ada", [3, 5])
-
-
-async def test_typed_state_with_its_own_field_serializer_round_trips_through_json(engine):
     class Travel(engine.Workflow):
         @engine.step
         async def plan(self, ctx: engine.Context[Trip], ev: engine.StartEvent) -> engine.StopEvent:
@@ -238,21 +202,23 @@ async def test_a_snapshot_taken_while_a_run_waits_for_input_resumes_in_a_new_con
 # -- which classes a loaded snapshot may name -----------------------------------------------------------------------
 
 
-def _untrusted_module(tmp_path, monkeypatch):
-    """A module on the path, not imported yet, whose import leaves a flag file: the class a snapshot names."""
-    name = f"untrusted_{uuid.uuid4().hex[:8]}"
+@pytest.fixture
+def untrusted_class(tmp_path, monkeypatch):
+    """The name of a class in a module on the path, not imported yet, whose import leaves a flag file; and the
+    flag. A snapshot naming this class stands for untrusted data."""
+    module = f"untrusted_{uuid.uuid4().hex[:8]}"
     flag = tmp_path / "imported.flag"
-    (tmp_path / f"{name}.py").write_text(
+    (tmp_path / f"{module}.py").write_text(
         f"import pathlib\npathlib.Path({str(flag)!r}).write_text('imported')\n"
         "from pydantic import BaseModel\n\n\nclass Probe(BaseModel):\n    x: int = 0\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, name, raising=False)  # removed again when the test ends
-    return f"{name}.Probe", flag
+    yield f"{module}.Probe", flag
+    sys.modules.pop(module, None)
 
 
 async def _snapshot_naming(engine, class_name):
-    """A real snapshot of typed state, with its class name replaced by ``class_name`` (untrusted data)."""
+    """A real snapshot of typed state, with its class name replaced by ``class_name``."""
 
     class Holder(engine.Workflow):
         @engine.step
@@ -267,34 +233,33 @@ async def _snapshot_naming(engine, class_name):
     return json.loads(text.replace(f"{Harmless.__module__}.Harmless", class_name))
 
 
-async def test_a_serializer_with_allowed_types_never_imports_a_class_it_does_not_list(engine, tmp_path, monkeypatch):
-    class_name, flag = _untrusted_module(tmp_path, monkeypatch)
-    data = await _snapshot_naming(engine, class_name)
+def _loader(engine):
+    """A workflow whose state is the default dict: the class the snapshot names is none of its types."""
 
     class Loader(engine.Workflow):
         @engine.step
         async def only(self, ev: engine.StartEvent) -> engine.StopEvent:
             return engine.StopEvent()
 
+    return Loader()
+
+
+async def test_a_serializer_with_allowed_types_never_imports_a_class_it_does_not_list(engine, untrusted_class):
+    class_name, flag = untrusted_class
+    data = await _snapshot_naming(engine, class_name)
     serializer = engine.context.JsonSerializer(allowed_types=[])
     # LlamaIndex refuses with a ValueError when the state is first read, rayflow with a ContextSerdeError when
     # the snapshot is loaded: both name the class and say it is not allowed, and neither imports it.
     with pytest.raises((ValueError, engine.ContextSerdeError), match=rf"{class_name}.*allowed types"):
-        restored = engine.Context.from_dict(Loader(), data, serializer=serializer)
+        restored = engine.Context.from_dict(_loader(engine), data, serializer=serializer)
         await restored.store.get_state()
     assert not flag.exists()
 
 
 @pytest.mark.differs("rayflow's default JsonSerializer refuses to import a class named in the data unless allowed")
-async def test_the_default_serializer_imports_the_class_a_snapshot_names(engine, tmp_path, monkeypatch):
-    class_name, flag = _untrusted_module(tmp_path, monkeypatch)
+async def test_the_default_serializer_imports_the_class_a_snapshot_names(engine, untrusted_class):
+    class_name, flag = untrusted_class
     data = await _snapshot_naming(engine, class_name)
-
-    class Loader(engine.Workflow):
-        @engine.step
-        async def only(self, ev: engine.StartEvent) -> engine.StopEvent:
-            return engine.StopEvent()
-
-    state = await engine.Context.from_dict(Loader(), data).store.get_state()
+    state = await engine.Context.from_dict(_loader(engine), data).store.get_state()
     assert flag.exists()
     assert (type(state).__name__, state.x) == ("Probe", 7)

@@ -3,12 +3,14 @@
 Reads and writes with dotted paths, defaults and the error for a missing path; ``get_state``, ``set_state``
 and ``clear``; ``edit_state`` committing or rolling back; the store before, during and after a run, and
 across runs that share one ``Context``. Typed (pydantic) state is in ``test_typed_state.py``.
+
+Each workflow costs actors on rayflow, so one workflow checks a few neighbouring facts, each asserted alone.
 """
 
 import pytest
 
 
-async def test_a_dotted_path_written_in_one_step_is_read_in_the_next(engine):
+async def test_dotted_paths_create_reach_into_and_replace_nested_values_across_steps(engine):
     class Written(engine.Event):
         pass
 
@@ -17,62 +19,42 @@ async def test_a_dotted_path_written_in_one_step_is_read_in_the_next(engine):
         async def write(self, ctx: engine.Context, ev: engine.StartEvent) -> Written:
             await ctx.store.set("user.profile.name", "Ada")
             await ctx.store.set("user.profile.langs", ["en", "fr"])
+            await ctx.store.set("config", {"model": "small", "temperature": 0.2})
             return Written()
 
         @engine.step
         async def read(self, ctx: engine.Context, ev: Written) -> engine.StopEvent:
-            return engine.StopEvent(
-                result=(
-                    await ctx.store.get("user.profile.name"),
-                    await ctx.store.get("user"),
-                )
-            )
+            name = await ctx.store.get("user.profile.name")
+            user = await ctx.store.get("user")
+            await ctx.store.set("config.model", "large")
+            return engine.StopEvent(result=(name, user, await ctx.store.get("config")))
 
-    name, user = await Profile().run()
+    name, user, config = await Profile().run()
     assert name == "Ada"
     assert user == {"profile": {"name": "Ada", "langs": ["en", "fr"]}}
-
-
-async def test_setting_a_nested_path_keeps_the_other_keys_of_its_parent(engine):
-    class Nested(engine.Workflow):
-        @engine.step
-        async def edit(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
-            await ctx.store.set("config", {"model": "small", "temperature": 0.2})
-            before = await ctx.store.get("config.model")
-            await ctx.store.set("config.model", "large")
-            return engine.StopEvent(result=(before, await ctx.store.get("config")))
-
-    before, config = await Nested().run()
-    assert before == "small"
     assert config == {"model": "large", "temperature": 0.2}
 
 
-async def test_a_missing_path_gives_the_default_when_one_is_passed(engine):
+async def test_a_missing_path_gives_the_default_or_raises_value_error_naming_the_path(engine):
     class Defaults(engine.Workflow):
         @engine.step
         async def read(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
             await ctx.store.set("present", {"inner": 1})
-            return engine.StopEvent(
-                result=[
-                    await ctx.store.get("absent", default=None),
-                    await ctx.store.get("absent", default="fallback"),
-                    await ctx.store.get("present.missing", default=0),
-                    await ctx.store.get("present.inner.deeper", default="no such path"),
-                ]
-            )
+            defaults = [
+                await ctx.store.get("absent", default=None),
+                await ctx.store.get("absent", default="fallback"),
+                await ctx.store.get("present.missing", default=0),
+                await ctx.store.get("present.inner.deeper", default="no such path"),
+            ]
+            try:
+                await ctx.store.get("present.missing")
+            except ValueError as err:
+                return engine.StopEvent(result=(defaults, str(err)))
+            return engine.StopEvent(result=(defaults, "no error"))
 
-    assert await Defaults().run() == [None, "fallback", 0, "no such path"]
-
-
-async def test_reading_a_missing_path_without_default_fails_the_step_with_value_error(engine):
-    class Missing(engine.Workflow):
-        @engine.step
-        async def read(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
-            await ctx.store.set("known", 1)
-            return engine.StopEvent(result=await ctx.store.get("known.child"))
-
-    with pytest.raises(ValueError, match=r"Path 'known\.child' not found"):
-        await Missing().run()
+    defaults, error = await Defaults().run()
+    assert defaults == [None, "fallback", 0, "no such path"]
+    assert "Path 'present.missing' not found" in error
 
 
 async def test_the_store_of_a_context_made_before_the_run_reads_writes_and_seeds_the_run(engine):
@@ -86,7 +68,7 @@ async def test_the_store_of_a_context_made_before_the_run_reads_writes_and_seeds
     workflow = Seeded()
     ctx = engine.Context(workflow)
     assert await ctx.store.get("greeting", default="unset") == "unset"
-    with pytest.raises(ValueError, match="not found"):
+    with pytest.raises(ValueError, match="Path 'greeting' not found"):
         await ctx.store.get("greeting")
     await ctx.store.set("greeting", "hello")
     assert await ctx.store.get("greeting") == "hello"
@@ -115,38 +97,27 @@ async def test_the_handler_writes_state_that_a_later_step_of_the_running_run_rea
     assert await handler == ("yes", "written by the caller")
 
 
-async def test_get_state_returns_the_whole_state_and_set_state_replaces_it(engine):
+async def test_set_state_replaces_the_whole_state_and_clear_empties_it(engine):
     class Replace(engine.Workflow):
         @engine.step
         async def swap(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
             await ctx.store.set("old", "value")
             state = await ctx.store.get_state()
-            seen = state["old"]
             fresh = type(state)()
             fresh["new"] = 2
             await ctx.store.set_state(fresh)
-            return engine.StopEvent(
-                result=(seen, await ctx.store.get("old", default="gone"), await ctx.store.get("new"))
-            )
-
-    assert await Replace().run() == ("value", "gone", 2)
-
-
-async def test_clear_empties_the_state(engine):
-    class Clearing(engine.Workflow):
-        @engine.step
-        async def wipe(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
-            await ctx.store.set("name", "Grace")
+            replaced = (state["old"], await ctx.store.get("old", default="gone"), await ctx.store.get("new"))
             await ctx.store.set("visits.count", 3)
             await ctx.store.clear()
-            return engine.StopEvent(
-                result=(await ctx.store.get("name", default=None), await ctx.store.get("visits", default=None))
-            )
+            cleared = (await ctx.store.get("new", default=None), await ctx.store.get("visits", default=None))
+            return engine.StopEvent(result=(replaced, cleared))
 
-    assert await Clearing().run() == (None, None)
+    replaced, cleared = await Replace().run()
+    assert replaced == ("value", "gone", 2)
+    assert cleared == (None, None)
 
 
-async def test_edit_state_commits_every_change_of_the_block_at_its_end(engine):
+async def test_edit_state_commits_its_block_at_the_end_and_discards_it_when_the_block_raises(engine):
     class Editing(engine.Workflow):
         @engine.step
         async def edit(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
@@ -155,38 +126,28 @@ async def test_edit_state_commits_every_change_of_the_block_at_its_end(engine):
                 state["counter"] = state.get("counter", 0) + 1
                 state["tags"] = ["a", "b"]
                 state["nested"] = {"deep": "value"}
-            return engine.StopEvent(
-                result=[
-                    await ctx.store.get("counter"),
-                    await ctx.store.get("tags"),
-                    await ctx.store.get("nested.deep"),
-                ]
-            )
-
-    assert await Editing().run() == [42, ["a", "b"], "value"]
-
-
-async def test_edit_state_leaves_the_state_unchanged_when_its_block_raises(engine):
-    class Rollback(engine.Workflow):
-        @engine.step
-        async def edit(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
-            await ctx.store.set("status", "original")
+            committed = [
+                await ctx.store.get("counter"),
+                await ctx.store.get("tags"),
+                await ctx.store.get("nested.deep"),
+            ]
             raised = None
             try:
                 async with ctx.store.edit_state() as state:
-                    state["status"] = "half-written"
+                    state["counter"] = -1
                     state["added"] = True
                     raise LookupError("abandon this edit")
             except LookupError as err:
                 raised = str(err)
-            return engine.StopEvent(
-                result=(raised, await ctx.store.get("status"), await ctx.store.get("added", default="absent"))
-            )
+            discarded = (raised, await ctx.store.get("counter"), await ctx.store.get("added", default="absent"))
+            return engine.StopEvent(result=(committed, discarded))
 
-    assert await Rollback().run() == ("abandon this edit", "original", "absent")
+    committed, discarded = await Editing().run()
+    assert committed == [42, ["a", "b"], "value"]
+    assert discarded == ("abandon this edit", 42, "absent")
 
 
-async def test_edit_state_on_the_pre_run_store_rolls_back_and_reraises(engine):
+async def test_edit_state_on_the_callers_store_rolls_back_and_reraises(engine):
     class Idle(engine.Workflow):
         @engine.step
         async def only(self, ev: engine.StartEvent) -> engine.StopEvent:
@@ -201,34 +162,25 @@ async def test_edit_state_on_the_pre_run_store_rolls_back_and_reraises(engine):
     assert await store.get("value") == "kept"
 
 
-async def test_runs_that_share_a_context_continue_its_state_and_a_run_without_one_starts_empty(engine):
+async def test_runs_sharing_a_context_continue_its_state_and_other_runs_start_empty(engine):
     class Visits(engine.Workflow):
         @engine.step
         async def count(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
             visits = await ctx.store.get("visits", default=0) + 1
             await ctx.store.set("visits", visits)
+            await ctx.store.set("who", ev.who)
             return engine.StopEvent(result=visits)
 
     workflow = Visits()
-    first = workflow.run()
+    first = workflow.run(who="ann")
     assert await first == 1
-    assert await workflow.run(ctx=first.ctx) == 2
-    assert await workflow.run(ctx=first.ctx) == 3
-    assert await workflow.run() == 1
+    assert await workflow.run(ctx=first.ctx, who="ann") == 2
+    assert await workflow.run(ctx=first.ctx, who="ann") == 3
     assert await first.ctx.store.get("visits") == 3
 
-
-async def test_concurrent_runs_each_have_their_own_state(engine):
-    class Named(engine.Workflow):
-        @engine.step
-        async def remember(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
-            await ctx.store.set("who", ev.who)
-            return engine.StopEvent(result=await ctx.store.get("who"))
-
-    workflow = Named()
-    handlers = [workflow.run(who=name) for name in ("ann", "bob", "cy")]
-    assert [await h for h in handlers] == ["ann", "bob", "cy"]
-    assert [await h.ctx.store.get("who") for h in handlers] == ["ann", "bob", "cy"]
+    concurrent = [workflow.run(who=name) for name in ("bob", "cy")]
+    assert [await h for h in concurrent] == [1, 1]
+    assert [await h.ctx.store.get("who") for h in concurrent] == ["bob", "cy"]
 
 
 # -- the context outside its steps ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 
-async def test_written_events_stream_in_order_and_the_stop_event_comes_last(engine):
+async def test_written_events_stream_in_order_the_stop_event_comes_last_and_the_stream_reads_once(engine):
     class Token(engine.Event):
         text: str
         index: int
@@ -28,10 +28,13 @@ async def test_written_events_stream_in_order_and_the_stop_event_comes_last(engi
     assert " ".join(ev.text for ev in streamed[:-1]) == "streams keep the order of writing"
     assert [ev.index for ev in streamed[:-1]] == list(range(6))
     assert streamed[-1].result == 6
+    with pytest.raises(engine.WorkflowRuntimeError, match="already been consumed"):
+        async for _ in handler.stream_events():
+            pass
     assert await handler == 6
 
 
-async def test_events_written_by_successive_steps_keep_the_order_of_the_steps(engine):
+async def test_steps_stream_in_the_order_they_run_and_routed_events_are_not_streamed(engine):
     class Progress(engine.Event):
         stage: str
 
@@ -42,6 +45,7 @@ async def test_events_written_by_successive_steps_keep_the_order_of_the_steps(en
         @engine.step
         async def first(self, ctx: engine.Context, ev: engine.StartEvent) -> Middle:
             ctx.write_event_to_stream(Progress(stage="first:begin"))
+            ctx.write_event_to_stream(engine.Event(msg="a plain event", count=2))
             ctx.write_event_to_stream(Progress(stage="first:end"))
             return Middle()
 
@@ -52,45 +56,11 @@ async def test_events_written_by_successive_steps_keep_the_order_of_the_steps(en
 
     handler = Stages().run()
     streamed = [ev async for ev in handler.stream_events()]
-    assert [ev.stage for ev in streamed[:-1]] == ["first:begin", "first:end", "second"]
-    assert type(streamed[-1]) is engine.StopEvent
+    assert [type(ev).__name__ for ev in streamed] == ["Progress", "Event", "Progress", "Progress", "StopEvent"]
+    assert [ev.stage for ev in streamed if isinstance(ev, Progress)] == ["first:begin", "first:end", "second"]
+    plain = streamed[1]
+    assert (plain.msg, plain["count"], "msg" in plain) == ("a plain event", 2, True)
     assert await handler == "done"
-
-
-async def test_events_routed_between_steps_are_not_streamed_but_plain_events_with_extra_fields_are(engine):
-    class Hop(engine.Event):
-        pass
-
-    class Routed(engine.Workflow):
-        @engine.step
-        async def start(self, ctx: engine.Context, ev: engine.StartEvent) -> Hop:
-            ctx.write_event_to_stream(engine.Event(msg="hello", count=2))
-            return Hop()
-
-        @engine.step
-        async def finish(self, ev: Hop) -> engine.StopEvent:
-            return engine.StopEvent(result="end")
-
-    handler = Routed().run()
-    streamed = [ev async for ev in handler.stream_events()]
-    assert [type(ev).__name__ for ev in streamed] == ["Event", "StopEvent"]
-    assert (streamed[0].msg, streamed[0]["count"], "msg" in streamed[0]) == ("hello", 2, True)
-    await handler
-
-
-async def test_a_stream_read_to_its_end_cannot_be_read_again(engine):
-    class Once(engine.Workflow):
-        @engine.step
-        async def only(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
-            ctx.write_event_to_stream(engine.Event(note="only once"))
-            return engine.StopEvent(result="read")
-
-    handler = Once().run()
-    assert len([ev async for ev in handler.stream_events()]) == 2
-    with pytest.raises(engine.WorkflowRuntimeError, match="already been consumed"):
-        async for _ in handler.stream_events():
-            pass
-    assert await handler == "read"
 
 
 async def test_a_failing_step_streams_what_it_wrote_then_a_failed_event_naming_it(engine):
