@@ -97,12 +97,12 @@ async def test_a_timed_out_run_ends_its_stream_with_a_timed_out_event(engine):
             await asyncio.sleep(30)
             return engine.StopEvent(result="too late")
 
-    handler = Slow(timeout=0.5).run()
+    handler = Slow(timeout=1.0).run()
     streamed = [ev async for ev in handler.stream_events()]
     assert [type(ev).__name__ for ev in streamed] == ["Begun", "WorkflowTimedOutEvent"]
-    assert streamed[-1].timeout == 0.5
+    assert streamed[-1].timeout == 1.0
     assert streamed[-1].active_steps == ["wait_long"]
-    with pytest.raises(engine.WorkflowTimeoutError, match=r"Operation timed out after 0\.5 seconds"):
+    with pytest.raises(engine.WorkflowTimeoutError, match=r"Operation timed out after 1\.0 seconds"):
         await handler
 
 
