@@ -2,7 +2,8 @@
 
 The store starts as the model's defaults, hands out copies, validates writes the model validates, resets
 to defaults on ``clear``, and serialises concurrent ``edit_state`` blocks. Each test defines its own model
-(engine-independent, but local to the test so it travels to step actors by value).
+(engine-independent, but local to the test so it travels to step actors by value), except ``Progress``, which
+LlamaIndex must be able to import.
 """
 
 import asyncio
