@@ -11,7 +11,7 @@ from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from datetime import datetime, timezone
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializationInfo, model_serializer
 
 __all__ = [
     "Event",
@@ -24,6 +24,10 @@ __all__ = [
     "WorkflowFailedEvent",
     "WorkflowTimedOutEvent",
 ]
+
+
+#: ``model_dump(context={DUMP_EXTRA: False})`` leaves a dict-like model's undeclared fields out of the dump.
+DUMP_EXTRA = "rayflow_dump_extra"
 
 
 class DictLikeModel(BaseModel):
@@ -97,9 +101,9 @@ class DictLikeModel(BaseModel):
         return True
 
     @model_serializer(mode="wrap")
-    def _dump_with_extra(self, handler: Any) -> dict[str, Any]:
+    def _dump_with_extra(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
         data = handler(self)
-        if self._data:
+        if self._data and (info.context or {}).get(DUMP_EXTRA, True):
             data["_data"] = self._data
         return data
 

@@ -55,3 +55,27 @@ def validate_graph(spec: WorkflowSpec) -> None:
     )
     if unused:
         raise WorkflowValidationError(f"The following events are produced but never consumed: {', '.join(unused)}")
+    _check_catch_error(spec)
+
+
+def _check_catch_error(spec: WorkflowSpec) -> None:
+    """At most one wildcard ``@catch_error`` handler; scoped ones name steps that exist, each step claimed once."""
+    handlers = {n: s.config for n, s in spec.steps.items() if s.config.role == "catch_error"}
+    wildcards = sorted(n for n, c in handlers.items() if c.catch_error_for_steps is None)
+    if len(wildcards) > 1:
+        raise WorkflowValidationError(
+            f"Only one wildcard @catch_error handler is allowed per workflow, found {len(wildcards)}: "
+            f"{', '.join(wildcards)}"
+        )
+    claimed: dict[str, str] = {}
+    for name, config in handlers.items():
+        for target in config.catch_error_for_steps or ():
+            if target not in spec.steps or target in handlers:
+                raise WorkflowValidationError(
+                    f"@catch_error handler '{name}' lists unknown step '{target}' in for_steps"
+                )
+            if target in claimed:
+                raise WorkflowValidationError(
+                    f"Step '{target}' is claimed by two @catch_error handlers: '{claimed[target]}' and '{name}'"
+                )
+            claimed[target] = name

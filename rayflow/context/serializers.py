@@ -20,7 +20,7 @@ from ray import cloudpickle
 
 from rayflow.codec import qualified_name
 from rayflow.errors import ContextSerdeError
-from rayflow.events import BUILTIN_EVENTS
+from rayflow.events import BUILTIN_EVENTS, DUMP_EXTRA, DictLikeModel
 
 __all__ = ["BaseSerializer", "JsonSerializer", "PickleSerializer"]
 
@@ -86,11 +86,10 @@ class JsonSerializer(BaseSerializer):
 
     def serialize_value(self, value: Any) -> Any:
         if isinstance(value, BaseModel):
-            return {
-                "__is_pydantic": True,
-                "value": value.model_dump(mode="json"),
-                "qualified_name": qualified_name(type(value)),
-            }
+            dumped = value.model_dump(mode="json", context={DUMP_EXTRA: False})
+            if isinstance(value, DictLikeModel) and len(value):  # undeclared fields (the dict state's keys) one by one,
+                dumped["_data"] = {k: self._entry(k, v) for k, v in value.items()}  # so models in them stay models
+            return {"__is_pydantic": True, "value": dumped, "qualified_name": qualified_name(type(value))}
         if isinstance(value, dict):
             return {str(k): self.serialize_value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
@@ -105,11 +104,31 @@ class JsonSerializer(BaseSerializer):
                 model: Any = self.resolve_class(data["qualified_name"])
                 value = dict(data["value"])
                 extra = value.pop("_data", None)
-                return model(**value, **extra) if extra else model.model_validate(value)
+                if not extra:
+                    return model.model_validate(value)
+                return model(**value, **{k: self._entry_back(k, v) for k, v in extra.items()})
+            if data.get("__is_pickle"):
+                raise ValueError(
+                    "Failed to deserialize a value written by PickleSerializer: load the snapshot with "
+                    "PickleSerializer() (only for data you trust: unpickling runs code)"
+                )
             return {k: self.deserialize_value(v) for k, v in data.items()}
         if isinstance(data, list):
             return [self.deserialize_value(v) for v in data]
         return data
+
+
+    def _entry(self, key: str, value: Any) -> Any:
+        try:
+            return self.serialize_value(value)
+        except (ValueError, TypeError, ContextSerdeError) as err:
+            raise ValueError(f"Failed to serialize state value for key {key}: {err}") from err
+
+    def _entry_back(self, key: str, data: Any) -> Any:
+        try:
+            return self.deserialize_value(data)
+        except (ValueError, TypeError, ContextSerdeError) as err:
+            raise ValueError(f"Failed to deserialize state value for key {key}: {err}") from err
 
 
 class PickleSerializer(JsonSerializer):

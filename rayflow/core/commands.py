@@ -69,6 +69,9 @@ class EndRun:
     message: str = ""
     step: str | None = None
     active_steps: tuple[str, ...] = ()
+    #: For a run failed by a step: its attempts and the seconds they took.
+    attempts: int | None = None
+    elapsed: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,8 @@ class Failure:
     message: str
     failed_event: Envelope | None = None
     attempts: int = 1
+    #: Seconds from the first attempt to the last failure.
+    elapsed: float = 0.0
 
 
 #: Field values an event must have to answer a ``ctx.wait_for_event`` (its ``requirements``), as sorted pairs.

@@ -351,7 +351,15 @@ def _handle_failure(step: _Step, run: Run, failure: Failure) -> None:
             run.recoveries[handler.name] += 1
             _enqueue(step, run, handler.name, failure.failed_event)
             return
-    _end(step, run, Outcome.FAILED, payload=failure.error, message=failure.message, step_name=failure.step)
+    _end(
+        step,
+        run,
+        Outcome.FAILED,
+        payload=failure.error,
+        message=failure.message,
+        step_name=failure.step,
+        attempts=(failure.attempts, failure.elapsed),
+    )
 
 
 def _actor_start_failed(step: _Step, tick: ActorStartFailed) -> None:
@@ -396,6 +404,7 @@ def _end(
     message: str = "",
     step_name: str | None = None,
     active_steps: tuple[str, ...] = (),
+    attempts: tuple[int, float] | None = None,
 ) -> None:
     state = step.state
     if outcome is not Outcome.DONE:  # kept for a snapshot taken after the end (``ctx.to_dict()`` after a cancel)
@@ -405,4 +414,5 @@ def _end(
             if len(state.ended) > state.ended_memory:
                 del state.ended[next(iter(state.ended))]
     del state.runs[run.run_id]
-    step.commands.append(EndRun(run.run_id, outcome, payload, message, step_name, active_steps))
+    tries, elapsed = attempts if attempts is not None else (None, None)
+    step.commands.append(EndRun(run.run_id, outcome, payload, message, step_name, active_steps, tries, elapsed))

@@ -66,6 +66,8 @@ class RunEnd:
     message: str
     step: str | None
     active_steps: tuple[str, ...]
+    attempts: int | None = None
+    elapsed: float | None = None
 
 
 @dataclass
@@ -210,7 +212,17 @@ class _Dispatcher:
             timer.cancel()
         stream = self._streams.get(command.run_id)
         if stream is not None:
-            stream.put(RunEnd(command.outcome, command.payload, command.message, command.step, command.active_steps))
+            stream.put(
+                RunEnd(
+                    command.outcome,
+                    command.payload,
+                    command.message,
+                    command.step,
+                    command.active_steps,
+                    command.attempts,
+                    command.elapsed,
+                )
+            )
         for worker in self._workers.values():
             worker.end_run(command.run_id)
 

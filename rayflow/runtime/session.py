@@ -222,7 +222,11 @@ class WorkflowSession:
             publish(WorkflowCancelledEvent())
             raise WorkflowCancelledByUser(end.message)
         error = codec.loads(end.payload) if end.payload is not None else WorkflowRuntimeError(end.message)
-        publish(WorkflowFailedEvent(step_name=end.step or "", exception=error))
+        publish(
+            WorkflowFailedEvent(
+                step_name=end.step or "", exception=error, attempts=end.attempts, elapsed_seconds=end.elapsed
+            )
+        )
         raise error
 
     # -- snapshots and lifetime ----------------------------------------------------------------

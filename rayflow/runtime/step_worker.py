@@ -361,7 +361,7 @@ class _StepWorker:
             failed_envelope: Envelope | None = self._codec.encode(failed, step=step)
         except Exception:
             failed_envelope = None
-        return Failure(step, error, message, failed_envelope, attempts)
+        return Failure(step, error, message, failed_envelope, attempts, time.monotonic() - started)
 
 
 class StepWorker:

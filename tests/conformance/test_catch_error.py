@@ -264,7 +264,6 @@ def test_max_recoveries_must_be_at_least_one(engine):
                 return engine.StopEvent()
 
 
-@pytest.mark.rayflow_bug("validate() accepts two wildcard @catch_error handlers")
 def test_two_wildcard_handlers_are_refused(engine):
     class Twice(engine.Workflow):
         @engine.step
@@ -283,7 +282,6 @@ def test_two_wildcard_handlers_are_refused(engine):
         Twice().validate()
 
 
-@pytest.mark.rayflow_bug("validate() accepts a @catch_error for_steps naming a step the workflow does not have")
 def test_a_handler_for_an_unknown_step_is_refused(engine):
     class Typo(engine.Workflow):
         @engine.step
@@ -298,7 +296,6 @@ def test_a_handler_for_an_unknown_step_is_refused(engine):
         Typo().validate()
 
 
-@pytest.mark.rayflow_bug("validate() accepts two scoped @catch_error handlers claiming the same step")
 def test_a_step_claimed_by_two_scoped_handlers_is_refused(engine):
     class Claimed(engine.Workflow):
         @engine.step

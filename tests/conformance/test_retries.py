@@ -67,7 +67,6 @@ async def test_a_step_that_keeps_failing_fails_the_run_with_its_own_exception_af
     assert await handler.ctx.store.get("attempts") == 3
 
 
-@pytest.mark.rayflow_bug("a WorkflowFailedEvent after spent retries has attempts=None and elapsed_seconds=None")
 async def test_the_failed_event_of_a_step_that_spent_its_retries_counts_its_attempts(engine):
     class Hopeless(engine.Workflow):
         @engine.step(retry_policy=engine.retry_policy.ConstantDelayRetryPolicy(maximum_attempts=2, delay=0.01))

@@ -95,7 +95,6 @@ async def test_typed_state_round_trips_as_its_model_with_the_default_serializer(
     assert (state.name, state.origin.lat, state.origin.lon) == ("coast", 48.85, 2.35)
 
 
-@pytest.mark.rayflow_bug("a pydantic value inside the dict state comes back from a JSON snapshot as a plain dict")
 async def test_a_model_stored_as_a_state_value_round_trips_as_that_model(engine):
     class Citation(engine.Event):
         source: str
@@ -134,7 +133,6 @@ async def test_the_pickle_serializer_carries_values_json_cannot_hold(engine):
     assert await restored.store.get("label") == "thirds"
 
 
-@pytest.mark.rayflow_bug("the error is pydantic's 'Unable to serialize unknown type' and does not name the state key")
 async def test_the_json_serializer_refuses_a_value_it_cannot_hold_naming_its_key(engine):
     class Exact(engine.Workflow):
         @engine.step
@@ -147,7 +145,6 @@ async def test_the_json_serializer_refuses_a_value_it_cannot_hold_naming_its_key
         ctx.to_dict()
 
 
-@pytest.mark.rayflow_bug("a pickled snapshot loaded with the JSON serializer silently gives a state without its values")
 async def test_a_pickled_snapshot_is_refused_by_the_json_serializer(engine):
     class Exact(engine.Workflow):
         @engine.step
