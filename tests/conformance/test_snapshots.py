@@ -116,13 +116,19 @@ async def test_a_model_stored_as_a_state_value_round_trips_as_that_model(engine)
     assert (value.source, value.page) == ("manual", 12)
 
 
-async def test_the_pickle_serializer_carries_values_json_cannot_hold(engine):
+def _one_step_workflow(engine):
+    """A workflow that only gives a context a home: these tests write its store directly, from the caller."""
+
     class Exact(engine.Workflow):
         @engine.step
         async def only(self, ev: engine.StartEvent) -> engine.StopEvent:
             return engine.StopEvent()
 
-    workflow = Exact()
+    return Exact()
+
+
+async def test_the_pickle_serializer_carries_values_json_cannot_hold(engine):
+    workflow = _one_step_workflow(engine)
     ctx = engine.Context(workflow)
     await ctx.store.set("ratio", Fraction(1, 3))
     await ctx.store.set("label", "thirds")
@@ -134,24 +140,14 @@ async def test_the_pickle_serializer_carries_values_json_cannot_hold(engine):
 
 
 async def test_the_json_serializer_refuses_a_value_it_cannot_hold_naming_its_key(engine):
-    class Exact(engine.Workflow):
-        @engine.step
-        async def only(self, ev: engine.StartEvent) -> engine.StopEvent:
-            return engine.StopEvent()
-
-    ctx = engine.Context(Exact())
+    ctx = engine.Context(_one_step_workflow(engine))
     await ctx.store.set("ratio", Fraction(2, 3))
     with pytest.raises(ValueError, match=r"serialize.*\bratio\b"):
         ctx.to_dict()
 
 
 async def test_a_pickled_snapshot_is_refused_by_the_json_serializer(engine):
-    class Exact(engine.Workflow):
-        @engine.step
-        async def only(self, ev: engine.StartEvent) -> engine.StopEvent:
-            return engine.StopEvent()
-
-    workflow = Exact()
+    workflow = _one_step_workflow(engine)
     ctx = engine.Context(workflow)
     await ctx.store.set("ratio", Fraction(1, 3))
     data = ctx.to_dict(serializer=engine.context.PickleSerializer())
