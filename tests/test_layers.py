@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "rayflow.events",
             "rayflow.resource",
             "rayflow.retry_policy",
+            "rayflow._retry",
             "rayflow.codec",
             "rayflow.spec",
             "rayflow.context",

@@ -24,6 +24,7 @@ from rayflow.context.state_store import DictState, StateStore
 from rayflow.core.state import Pending
 from rayflow.errors import ContextSerdeError, ContextStateError
 from rayflow.events import Event
+from rayflow.retry_policy import RetryInfo
 from rayflow.spec import WorkflowSpec
 
 __all__ = ["Context", "ContextHost", "DriverFace", "Face", "WaitOptions", "bind_host", "face_of", "step_context"]
@@ -54,6 +55,7 @@ class Face(Protocol):
     def write_event_to_stream(self, event: Event) -> None: ...
     def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None: ...
     async def wait_for_event(self, event_type: type[Event], options: WaitOptions) -> Event: ...
+    def retry_info(self) -> RetryInfo: ...
     @property
     def is_running(self) -> bool: ...
 
@@ -177,6 +179,12 @@ class Context(Generic[StateT]):
         """
         options = WaitOptions(waiter_event, waiter_id, requirements, timeout)
         return await self._face.wait_for_event(event_type, options)  # type: ignore[return-value]
+
+    def retry_info(self) -> RetryInfo:
+        """Which attempt of the running step this is (``retry_number``, 0 on the first) and, after a failure,
+        the exception and time of the last one. Only inside a step; a step resumed by ``wait_for_event`` starts
+        again at 0."""
+        return self._face.retry_info()
 
     @property
     def is_running(self) -> bool:

@@ -41,6 +41,7 @@ from rayflow.events import (
     WorkflowFailedEvent,
     WorkflowTimedOutEvent,
 )
+from rayflow.retry_policy import RetryInfo
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.dispatcher import RunEnd
 from rayflow.runtime.runtime import WorkflowRuntime
@@ -298,6 +299,11 @@ class _DriverFace:
 
     async def wait_for_event(self, event_type: type[Event], options: WaitOptions) -> Event:
         raise ContextStateError("wait_for_event only works inside a step")
+
+    def retry_info(self) -> RetryInfo:
+        if self.run_id is None:
+            raise ContextStateError("retry_info() needs a running workflow: call workflow.run() first")
+        raise ContextStateError("retry_info() only works inside a step: it describes the running step's retries")
 
     @property
     def is_running(self) -> bool:

@@ -7,9 +7,10 @@ accepts it (a loop), or only a step whose slot the dispatcher lent to the call (
 steps). Events the step emits while it runs (``send_event``, the stream) leave in batches through
 ``Dispatcher.emit`` as soon as the step awaits something, and have all been delivered before the
 call returns; the event the step returns comes back with the call. Retries of a failing step happen
-here, with its retry policy. Collect buffers of the runs homed here live here. A step actor is also
-where the dispatcher has an event opened when it must know a field's value (``wait_for_event``
-requirements): user code is loaded by step actors only.
+here, with its retry policy: the actor sleeps the policy's delay and runs the step again with the same
+context, whose ``retry_info()`` reads the invocation's attempts so far. Collect buffers of the runs homed
+here live here. A step actor is also where the dispatcher has an event opened when it must know a field's
+value (``wait_for_event`` requirements): user code is loaded by step actors only.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from rayflow.core.envelope import Envelope, Failure, Kind, Waiter
 from rayflow.core.ticks import ItemDone
 from rayflow.errors import WorkflowRuntimeError
 from rayflow.events import Event, StepFailedEvent
+from rayflow.retry_policy import RetryInfo
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.spec import StepConfig, WorkflowSpec
 
@@ -58,6 +60,32 @@ class _StepCode:
     fn: Callable[..., Any]
     config: StepConfig
     is_async: bool
+
+
+@dataclass
+class _Attempts:
+    """One invocation's attempts at its step so far: what the retry policy is asked, and ``ctx.retry_info()``."""
+
+    started: float = 0.0
+    runs: int = 0
+    last_error: Exception | None = None
+    last_failed_at: datetime | None = None
+
+    def begin(self) -> None:
+        if not self.runs:
+            self.started = time.monotonic()
+        self.runs += 1
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def failed(self, error: Exception) -> None:
+        self.last_error = error
+        self.last_failed_at = datetime.now(timezone.utc)
+
+    def info(self) -> RetryInfo:
+        retries = max(self.runs - 1, 0)
+        return RetryInfo(retries, self.elapsed() if retries else 0.0, self.last_error, self.last_failed_at)
 
 
 class _Outbox:
@@ -95,11 +123,14 @@ class _Outbox:
 class _StepFace:
     """The step side of ``Context``: emits through the invocation's outbox, collects in this actor."""
 
-    def __init__(self, worker: _StepWorker, item: WorkItem, outbox: _Outbox, code: _StepCode) -> None:
+    def __init__(
+        self, worker: _StepWorker, item: WorkItem, outbox: _Outbox, code: _StepCode, attempts: _Attempts
+    ) -> None:
         self._worker = worker
         self._item = item
         self._outbox = outbox
         self._code = code
+        self._attempts = attempts
 
     @property
     def run_id(self) -> str:
@@ -149,6 +180,9 @@ class _StepFace:
             announce = codec.encode(options.waiter_event, kind=Kind.STREAM, step=self._code.name)
         waiter = Waiter(waiter_id, keys, item.envelope, requirements, options.timeout, announce, item.resolved)
         raise _Paused(waiter)
+
+    def retry_info(self) -> RetryInfo:
+        return self._attempts.info()
 
     @property
     def is_running(self) -> bool:
@@ -283,14 +317,13 @@ class _StepWorker:
         name = code.name
         event = self._codec.loads(item.envelope.payload)
         outbox = _Outbox(self, item.run_id, name)
-        ctx = step_context(item.ctx_id, _StepFace(self, item, outbox, code))
+        attempts = _Attempts()
+        ctx = step_context(item.ctx_id, _StepFace(self, item, outbox, code, attempts))
         kwargs = await self._arguments(ctx, event, code.config)
         if self._verbose:
             print(f"Running step {name}", flush=True)
-        started = time.monotonic()
-        attempts = 0
         while True:
-            attempts += 1
+            attempts.begin()
             try:
                 if code.is_async:
                     result = await code.fn(**kwargs)
@@ -303,11 +336,17 @@ class _StepWorker:
                 outbox.flush()
                 return ItemDone(item.run_id, waiting=paused.waiter, step=None if name == self._step else name)
             except Exception as err:
-                policy = code.config.retry_policy
-                delay = policy.next(time.monotonic() - started, attempts, err) if policy else None
+                attempts.failed(err)
+                try:
+                    delay = self._retry_delay(code.config, attempts, err)
+                except Exception as policy_err:  # a user's retry condition or wait that raised fails the step
+                    err = policy_err
+                    delay = None
                 if delay is None:
                     outbox.flush()
-                    return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts, started))
+                    return ItemDone(
+                        item.run_id, failure=self._failure(name, err, event, attempts.runs, attempts.started)
+                    )
                 await asyncio.sleep(delay)
         outbox.flush()
         if self._verbose:
@@ -319,11 +358,11 @@ class _StepWorker:
             wrong = WorkflowRuntimeError(
                 f"Step function {name} returned {type(result).__name__} instead of an Event instance."
             )
-            return ItemDone(item.run_id, failure=self._failure(name, wrong, event, attempts, started))
+            return ItemDone(item.run_id, failure=self._failure(name, wrong, event, attempts.runs, attempts.started))
         try:
             output = self._codec.encode(result, step=name)
         except Exception as err:
-            return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts, started))
+            return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts.runs, attempts.started))
         return ItemDone(item.run_id, output=output, step=None if name == self._step else name)
 
     async def _arguments(self, ctx: Context[Any], event: Event, config: StepConfig) -> dict[str, Any]:
@@ -342,6 +381,14 @@ class _StepWorker:
                 self._resources[resource.name] = value
             kwargs[definition.name] = value
         return kwargs
+
+    @staticmethod
+    def _retry_delay(config: StepConfig, attempts: _Attempts, error: Exception) -> float | None:
+        """The seconds to wait before running the step again after ``error``, or None to give up."""
+        policy = config.retry_policy
+        if policy is None:
+            return None
+        return policy.next(attempts.elapsed(), attempts.runs, error)
 
     def _failure(self, step: str, err: Exception, event: Event, attempts: int, started: float) -> Failure:
         message = f"{type(err).__name__}: {err}"

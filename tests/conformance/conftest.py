@@ -2,7 +2,8 @@
 
 A test takes the ``engine`` fixture and writes its workflow against it (``engine.Workflow``, ``engine.step``,
 ``engine.Event``, ``engine.errors.WorkflowTimeoutError``, ...): the same code and the same assertions on both
-engines, only the modules differ. ``pytest tests/conformance --engine llamaindex`` (or ``rayflow``) runs one.
+engines, only the modules differ. A test of plain objects that runs no workflow takes ``api`` instead (the same
+names, and no Ray started). ``pytest tests/conformance --engine llamaindex`` (or ``rayflow``) runs one.
 
 Three markers say where the engines are allowed to part, each with its reason:
 
@@ -86,7 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "engine" in metafunc.fixturenames:
+    if "engine_name" in metafunc.fixturenames:
         chosen = metafunc.config.getoption("--engine")
         names = list(ENGINES) if chosen == "both" else [chosen]
         metafunc.parametrize("engine_name", names, scope="session")
@@ -101,11 +102,8 @@ def _engine(name: str) -> Engine:
     return Engine(name)
 
 
-@pytest.fixture
-async def engine(
-    request: pytest.FixtureRequest, engine_name: str, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Engine]:
-    """The engine this run of the test is on; on rayflow, its workflows are closed when the test ends."""
+def _apply_marks(request: pytest.FixtureRequest, engine_name: str) -> None:
+    """Skip a ``rayflow_only`` test on LlamaIndex; make ``differs`` and ``rayflow_bug`` strict xfails on rayflow."""
     only = request.node.get_closest_marker("rayflow_only")
     if only is not None and engine_name != "rayflow":
         pytest.skip(f"rayflow only: {_reason(only)}")
@@ -119,6 +117,22 @@ async def engine(
             raise pytest.UsageError(f"{request.node.nodeid}: {mark} needs a reason")
         if engine_name == "rayflow":
             request.applymarker(pytest.mark.xfail(reason=f"{label}: {_reason(marker)}", strict=True))
+
+
+@pytest.fixture
+def api(request: pytest.FixtureRequest, engine_name: str) -> Engine:
+    """The engine's modules for a test that runs no workflow (plain objects: retry policies, ...): on rayflow
+    nothing is started, no Ray. The marks work as with ``engine``."""
+    _apply_marks(request, engine_name)
+    return _engine(engine_name)
+
+
+@pytest.fixture
+async def engine(
+    request: pytest.FixtureRequest, engine_name: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Engine]:
+    """The engine this run of the test is on; on rayflow, its workflows are closed when the test ends."""
+    _apply_marks(request, engine_name)
     found = _engine(engine_name)
     if not found.is_rayflow:
         yield found

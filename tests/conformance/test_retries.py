@@ -2,7 +2,8 @@
 
 A step that raises runs again after the policy's delay until it succeeds or the policy gives up; then the
 run fails with the step's own exception. Steps count their attempts in ``ctx.store`` (they run in other
-processes on rayflow). LlamaIndex 2.26 deprecates both policy classes; the warning is not what is checked.
+processes on rayflow). LlamaIndex 2.26 deprecates both policies (one test checks the warning; the others
+ignore it). The composable ``retry_policy(...)`` API and ``ctx.retry_info()`` are in ``test_retry_api.py``.
 """
 
 import itertools
@@ -98,8 +99,8 @@ async def test_a_step_without_a_policy_runs_once(engine):
 # -- the policies' own decisions ------------------------------------------------------------------------------------
 
 
-def test_the_constant_policy_gives_its_delay_until_the_attempts_are_spent(engine):
-    policy = engine.retry_policy.ConstantDelayRetryPolicy(maximum_attempts=3, delay=2.5)
+def test_the_constant_policy_gives_its_delay_until_the_attempts_are_spent(api):
+    policy = api.retry_policy.ConstantDelayRetryPolicy(maximum_attempts=3, delay=2.5)
     error = RuntimeError("failed")
     assert [policy.next(elapsed_time=0.0, attempts=n, error=error) for n in (1, 2, 3, 4, 50)] == [
         2.5,
@@ -110,8 +111,8 @@ def test_the_constant_policy_gives_its_delay_until_the_attempts_are_spent(engine
     ]
 
 
-def test_the_exponential_policy_multiplies_its_delay_up_to_the_cap_then_gives_up(engine):
-    policy = engine.retry_policy.ExponentialBackoffRetryPolicy(
+def test_the_exponential_policy_multiplies_its_delay_up_to_the_cap_then_gives_up(api):
+    policy = api.retry_policy.ExponentialBackoffRetryPolicy(
         maximum_attempts=6, initial_delay=0.5, multiplier=3.0, max_delay=10.0, jitter=False
     )
     error = RuntimeError("failed")
@@ -119,8 +120,8 @@ def test_the_exponential_policy_multiplies_its_delay_up_to_the_cap_then_gives_up
     assert delays == [0.5, 1.5, 4.5, 10.0, 10.0, None, None]
 
 
-def test_the_exponential_policy_with_jitter_stays_within_the_delay_without_it(engine):
-    policy = engine.retry_policy.ExponentialBackoffRetryPolicy(
+def test_the_exponential_policy_with_jitter_stays_within_the_delay_without_it(api):
+    policy = api.retry_policy.ExponentialBackoffRetryPolicy(
         maximum_attempts=10, initial_delay=1.0, multiplier=2.0, jitter=True
     )
     error = RuntimeError("failed")
@@ -129,9 +130,31 @@ def test_the_exponential_policy_with_jitter_stays_within_the_delay_without_it(en
     assert len(set(delays)) > 1
 
 
-@pytest.mark.rayflow_bug("ExponentialBackoffRetryPolicy defaults to jitter=False; LlamaIndex's default is jitter=True")
-def test_the_exponential_policy_jitters_by_default(engine):
-    policy = engine.retry_policy.ExponentialBackoffRetryPolicy(maximum_attempts=10, initial_delay=1.0)
+def test_the_exponential_policy_jitters_by_default(api):
+    policy = api.retry_policy.ExponentialBackoffRetryPolicy(maximum_attempts=10, initial_delay=1.0)
     error = RuntimeError("failed")
     delays = {policy.next(elapsed_time=0.0, attempts=2, error=error) for _ in range(50)}
     assert len(delays) > 1
+    assert all(0.0 <= d <= 2.0 for d in delays)
+
+
+def test_the_policies_defaults(api):
+    rp = api.retry_policy
+    error = RuntimeError("failed")
+    constant = rp.ConstantDelayRetryPolicy()
+    assert [constant.next(0.0, n, error) for n in (1, 2, 3)] == [5.0, 5.0, None]
+    steady = rp.ExponentialBackoffRetryPolicy(jitter=False)
+    assert [steady.next(0.0, n, error) for n in range(1, 6)] == [1.0, 2.0, 4.0, 8.0, None]
+    assert rp.ExponentialBackoffRetryPolicy(maximum_attempts=50, jitter=False).next(0.0, 20, error) == 60.0
+    jittered = rp.ExponentialBackoffRetryPolicy()
+    assert jittered.next(0.0, 4, error) <= 8.0
+    assert jittered.next(0.0, 5, error) is None
+
+
+def test_both_policies_are_deprecated_in_favour_of_retry_policy(api):
+    rp = api.retry_policy
+    for make in (rp.ConstantDelayRetryPolicy, rp.ExponentialBackoffRetryPolicy):
+        with pytest.warns(DeprecationWarning, match=rf"{make.__name__} is deprecated.*retry_policy\(") as caught:
+            policy = make()
+        assert caught[0].filename == __file__  # the warning points at the caller
+        assert isinstance(policy, rp.RetryPolicy)

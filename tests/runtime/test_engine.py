@@ -10,7 +10,6 @@ import pytest
 from work_events import Done, Work
 
 from rayflow import (
-    ConstantDelayRetryPolicy,
     Context,
     Event,
     HumanResponseEvent,
@@ -27,6 +26,7 @@ from rayflow import (
     catch_error,
     step,
 )
+from rayflow.retry_policy import retry_policy, stop_after_attempt, wait_fixed
 from tests.conftest import live_rayflow_actors
 
 pytestmark = pytest.mark.usefixtures("ray_env")
@@ -273,7 +273,7 @@ async def test_step_errors_keep_their_type_and_reach_the_stream():
 
 
 class Flaky(Workflow):
-    @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=3, delay=0.01))
+    @step(retry_policy=retry_policy(wait=wait_fixed(0.01), stop=stop_after_attempt(3)))
     async def flaky(self, ctx: Context, ev: StartEvent) -> StopEvent:
         async with ctx.store.edit_state() as state:
             state.tries = state.get("tries", 0) + 1
