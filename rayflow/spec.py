@@ -38,7 +38,6 @@ __all__ = ["StepConfig", "StepSpec", "WorkflowSpec", "attach_config", "config_of
 _CONFIG_ATTR = "_step_config"
 
 
-
 @dataclasses.dataclass
 class StepConfig:
     """What ``@step`` learned about a step from its signature and code."""

@@ -49,8 +49,6 @@ class BaseSerializer:
         return self
 
 
-
-
 class JsonSerializer(BaseSerializer):
     """JSON; pydantic models are rebuilt only for rayflow's own events and the classes in ``allowed_types`` (or
     import names listed there)."""
@@ -116,7 +114,6 @@ class JsonSerializer(BaseSerializer):
         if isinstance(data, list):
             return [self.deserialize_value(v) for v in data]
         return data
-
 
     def _entry(self, key: str, value: Any) -> Any:
         try:

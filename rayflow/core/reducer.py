@@ -266,9 +266,7 @@ def _wait(step: _Step, run: Run, name: str, waiter: Waiter) -> None:
         step.commands.append(ArmWaiterTimeout(run.run_id, number, waiter.timeout))
 
 
-def _resume_waits(
-    step: _Step, run: Run, envelope: Envelope, targets: tuple[str, ...]
-) -> tuple[tuple[str, ...], bool]:
+def _resume_waits(step: _Step, run: Run, envelope: Envelope, targets: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
     """Rerun every paused invocation whose wait ``envelope`` answers, and have a step actor check the waits with
     requirements (CheckRequirements). Returns the steps the envelope is not delivered to now (rerun, or held until
     the check answers), and whether any wait was for an event of its type at all."""

@@ -52,9 +52,7 @@ async def released() -> None:
 class WorkflowRuntime:
     """The driver's handle on one workflow instance's actors."""
 
-    def __init__(
-        self, owner: object, spec: WorkflowSpec, label: str, blob: Callable[[], bytes], verbose: bool
-    ) -> None:
+    def __init__(self, owner: object, spec: WorkflowSpec, label: str, blob: Callable[[], bytes], verbose: bool) -> None:
         # No reference to the owner is kept (``blob`` pickles it through a weak reference): its garbage
         # collection is what releases the actors.
         self.label = label
