@@ -12,6 +12,7 @@ __all__ = [
     "WorkflowDone",
     "WorkflowRuntimeError",
     "WorkflowStepDoesNotExistError",
+    "WorkflowStuckError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
 ]
@@ -55,6 +56,10 @@ class ContextSerdeError(RayflowError):
 
 class ContextStateError(RayflowError):
     """A context method was called where it cannot work (e.g. a step-only call from the handler)."""
+
+
+class WorkflowStuckError(WorkflowTimeoutError, WorkflowRuntimeError):
+    """A run can never finish (nothing runs or waits, no StopEvent came): raised at once, not after the timeout."""
 
 
 class EventSerializationError(WorkflowRuntimeError):

@@ -32,12 +32,15 @@ class CollectBuffers:
         self._buffers: dict[Hashable, dict[Hashable, deque[Any]]] = {}
         self._sizes: dict[Hashable, int] = {}
         self._shapes: dict[tuple[Hashable, ...], _Shape] = {}
+        #: The expected list of each buffer's last call (a reference, to say what a buffer waits for).
+        self._expected: dict[Hashable, Sequence[Hashable]] = {}
 
     def collect(self, key: Hashable, event: Any, kind: Hashable, expected: Sequence[Hashable]) -> list[Any] | None:
         """Add ``event`` (of type ``kind``) to buffer ``key``; the expected events once all are there."""
         if not expected:
             return []
         shape = self._shape(expected)
+        self._expected[key] = expected
         buffer = self._buffers.setdefault(key, {})
         held = buffer.get(kind)
         if shape.get(kind, 0) <= (len(held) if held else 0):
@@ -59,6 +62,19 @@ class CollectBuffers:
         """Forget buffer ``key`` (its run ended, or it was released)."""
         self._buffers.pop(key, None)
         self._sizes.pop(key, None)
+        self._expected.pop(key, None)
+
+    def missing(self, run_id: str) -> list[tuple[tuple[Any, ...], list[tuple[Hashable, int, int]]]]:
+        """What each buffer of ``run_id`` still lacks: (key, [(kind, held, expected), ...] for each short kind)."""
+        found: list[tuple[tuple[Any, ...], list[tuple[Hashable, int, int]]]] = []
+        for key, buffer in self._buffers.items():
+            if not (isinstance(key, tuple) and key and key[0] == run_id) or key not in self._expected:
+                continue
+            shape = Counter(self._expected[key])
+            short = [(kind, len(buffer.get(kind, ())), n) for kind, n in shape.items() if len(buffer.get(kind, ())) < n]
+            if short:
+                found.append((key, short))
+        return found
 
     def drop_run(self, run_id: str) -> None:
         """Forget every buffer of ``run_id`` (keys are tuples starting with the run id)."""

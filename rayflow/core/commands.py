@@ -57,6 +57,8 @@ class Outcome(str, Enum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    #: Nothing runs or waits and no StopEvent came: the run can never finish.
+    STUCK = "stuck"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,8 @@ class EndRun:
     #: For a run failed by a step: its attempts and the seconds they took.
     attempts: int | None = None
     elapsed: float | None = None
+    #: For a stuck run: the actors holding its collect buffers, as (step, actor), to ask what they wait for.
+    collecting: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

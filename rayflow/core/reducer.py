@@ -9,7 +9,8 @@ event that answers a wait reruns the paused invocation with it (and reaches no o
 one that misses the wait's requirements is ignored, as in LlamaIndex. Whether it meets them is asked of a step
 actor (the core, like the dispatcher, never opens a payload); the event's delivery to the waiting step is held
 until the answer. A run with no work queued or running,
-no StopEvent, no paused step and no question pending for the caller fails instead of hanging until its timeout.
+no StopEvent, no paused step and no question pending for the caller ends at once as stuck (naming the actors that
+hold its collect buffers, for the runtime to say what they wait for) instead of hanging until its timeout.
 
 A call of a fast step may carry loans: an idle slot of each fast, stateless step its events go to next, so the
 actor runs a chain of small steps (A -> B -> A ...) by itself instead of a dispatcher round trip per hop; a lent slot
@@ -387,9 +388,10 @@ def _check_idle(step: _Step, run: Run) -> None:
     _end(
         step,
         run,
-        Outcome.FAILED,
+        Outcome.STUCK,
         step_name=run.last_step,
         message=f"Workflow is idle: no step is running and no event is waiting, but no StopEvent was returned{last}",
+        collecting=tuple(sorted(run.homes.items())),
     )
 
 
@@ -403,6 +405,7 @@ def _end(
     step_name: str | None = None,
     active_steps: tuple[str, ...] = (),
     attempts: tuple[int, float] | None = None,
+    collecting: tuple[tuple[str, int], ...] = (),
 ) -> None:
     state = step.state
     if outcome is not Outcome.DONE:  # kept for a snapshot taken after the end (``ctx.to_dict()`` after a cancel)
@@ -413,4 +416,6 @@ def _end(
                 del state.ended[next(iter(state.ended))]
     del state.runs[run.run_id]
     tries, elapsed = attempts if attempts is not None else (None, None)
-    step.commands.append(EndRun(run.run_id, outcome, payload, message, step_name, active_steps, tries, elapsed))
+    step.commands.append(
+        EndRun(run.run_id, outcome, payload, message, step_name, active_steps, tries, elapsed, collecting)
+    )

@@ -14,7 +14,7 @@ unpickles an event or the workflow, so it loads no user code (when an event's fi
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
@@ -210,6 +210,25 @@ class _Dispatcher:
             timer.cancel()
         for timer in self._wait_timers.pop(command.run_id, ()):
             timer.cancel()
+        if command.outcome is Outcome.STUCK and command.collecting:
+            self._spawn(self._end_stuck(command))
+        else:
+            self._close_run(command)
+
+    async def _end_stuck(self, command: EndRun) -> None:
+        """Ask the actors holding a stuck run's collect buffers what they still wait for, and say it in its error."""
+        workers = [w for w in (self._workers.get(key) for key in command.collecting) if w is not None]
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(w.collect_status(command.run_id), settings().shutdown_grace_s) for w in workers),
+            return_exceptions=True,
+        )
+        lines = [line for answer in answers if isinstance(answer, list) for line in answer]
+        if lines:
+            command = replace(command, message=f"{command.message}. Waiting: {'; '.join(lines)}")
+        self._close_run(command)
+
+    def _close_run(self, command: EndRun) -> None:
+        """Put the run's end on its stream, and tell every step actor the run is over."""
         stream = self._streams.get(command.run_id)
         if stream is not None:
             stream.put(

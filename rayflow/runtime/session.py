@@ -31,6 +31,7 @@ from rayflow.errors import (
     ContextStateError,
     WorkflowCancelledByUser,
     WorkflowRuntimeError,
+    WorkflowStuckError,
     WorkflowTimeoutError,
 )
 from rayflow.events import (
@@ -222,7 +223,11 @@ class WorkflowSession:
         if end.outcome is Outcome.CANCELLED:
             publish(WorkflowCancelledEvent())
             raise WorkflowCancelledByUser(end.message)
-        error = codec.loads(end.payload) if end.payload is not None else WorkflowRuntimeError(end.message)
+        error: BaseException
+        if end.outcome is Outcome.STUCK:
+            error = WorkflowStuckError(end.message)
+        else:
+            error = codec.loads(end.payload) if end.payload is not None else WorkflowRuntimeError(end.message)
         publish(
             WorkflowFailedEvent(
                 step_name=end.step or "", exception=error, attempts=end.attempts, elapsed_seconds=end.elapsed

@@ -302,6 +302,18 @@ class _StepWorker:
         """Send emitted events to the dispatcher, in order; the step call returns once they arrived."""
         self._pending.append(self._dispatcher.emit(run_id, step, envelopes))
 
+    async def collect_status(self, run_id: str) -> list[str]:
+        """What this actor's collect buffers of ``run_id`` still wait for, a line each."""
+        lines = []
+        for key, short in self._collect.missing(run_id):
+            _, step, buffer_id = key  # this actor's keys: (run, step, buffer id)
+            wants = ", ".join(
+                f"{n - held} more {getattr(kind, '__name__', kind)} (has {held} of {n})" for kind, held, n in short
+            )
+            where = "" if buffer_id == "default" else f" (buffer {buffer_id!r})"
+            lines.append(f"step {step!r} waits in collect_events{where} for {wants}")
+        return lines
+
     async def matches(self, payload: bytes, checks: Checks) -> tuple[int, ...]:
         """Which of ``checks`` (wait number, required field values) the event in ``payload`` meets."""
         event = self._codec.loads(payload)
@@ -450,6 +462,11 @@ class StepWorker:
     def end_run(self, run_id: str) -> None:
         """Tell the actor the run is over (its invocation there is cancelled); does not wait."""
         self._handle.end_run.remote(run_id)
+
+    async def collect_status(self, run_id: str) -> list[str]:
+        """What the actor's collect buffers of ``run_id`` still wait for, a line each."""
+        lines: list[str] = await self._handle.collect_status.remote(run_id)
+        return lines
 
     async def matches(self, payload: bytes, checks: Checks) -> tuple[int, ...]:
         """The wait numbers among ``checks`` whose required field values the event in ``payload`` has."""

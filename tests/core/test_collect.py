@@ -62,3 +62,13 @@ def test_expected_list_is_counted_once_per_release_not_per_event(monkeypatch):
         out = buffers.collect("k", i, "R", expected)
     assert out == list(range(n))
     assert len(counted) == 2  # the shape once, the exact check at release once: O(1) per event
+
+
+def test_what_a_buffer_still_lacks_is_listed_by_run():
+    buffers = CollectBuffers()
+    buffers.collect(("r1", "merge", "default"), "a1", "A", ["A", "A", "A", "B"])
+    buffers.collect(("r1", "merge", "default"), "b1", "B", ["A", "A", "A", "B"])
+    buffers.collect(("r2", "merge", "default"), "a9", "A", ["A", "A"])
+    assert buffers.missing("r1") == [(("r1", "merge", "default"), [("A", 1, 3)])]
+    buffers.drop_run("r1")
+    assert buffers.missing("r1") == []

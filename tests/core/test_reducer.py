@@ -107,7 +107,7 @@ def test_idle_run_without_stop_event_fails_instead_of_hanging():
     state = state_of(StepRoute("start", frozenset({"Start"})))
     (call,) = calls(started(state))
     (end,) = reduce(state, CallFinished(call.call_id, [ItemDone("r1")]))
-    assert end.outcome is Outcome.FAILED and "no StopEvent" in end.message and end.step == "start"
+    assert end.outcome is Outcome.STUCK and "no StopEvent" in end.message and end.step == "start"
 
 
 def test_run_waiting_for_human_input_is_not_idle():
