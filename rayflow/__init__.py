@@ -10,6 +10,7 @@ from rayflow.errors import (
     WorkflowCancelledByUser,
     WorkflowConfigurationError,
     WorkflowRuntimeError,
+    WorkflowStuckError,
     WorkflowTimeoutError,
     WorkflowValidationError,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "WorkflowFailedEvent",
     "WorkflowHandler",
     "WorkflowRuntimeError",
+    "WorkflowStuckError",
     "WorkflowTimedOutEvent",
     "WorkflowTimeoutError",
     "WorkflowValidationError",

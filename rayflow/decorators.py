@@ -74,7 +74,7 @@ def _type_hints(func: Callable[..., Any], localns: dict[str, Any] | None) -> dic
         ) from err
 
 
-def make_step_config(
+def _make_step_config(
     func: Callable[..., Any],
     *,
     num_workers: int,
@@ -202,7 +202,7 @@ def step(
     localns = _caller_locals(2)
 
     def decorate(fn: F) -> F:
-        config = make_step_config(
+        config = _make_step_config(
             fn,
             num_workers=num_workers,
             retry_policy=retry_policy,
@@ -228,7 +228,7 @@ def catch_error(
     localns = _caller_locals(2)
 
     def decorate(fn: F) -> F:
-        config = make_step_config(fn, num_workers=1, retry_policy=None, accept_event_subclasses=False, localns=localns)
+        config = _make_step_config(fn, num_workers=1, retry_policy=None, accept_event_subclasses=False, localns=localns)
         if config.accepted_events != [StepFailedEvent]:
             raise WorkflowValidationError(
                 f"@catch_error handler '{fn.__name__}' must accept StepFailedEvent as its event parameter."

@@ -14,6 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializationInfo, model_serializer
 
 __all__ = [
+    "BUILTIN_EVENTS",
+    "DUMP_EXTRA",
+    "DictLikeModel",
     "Event",
     "HumanResponseEvent",
     "InputRequiredEvent",

@@ -22,7 +22,7 @@ from rayflow.codec import qualified_name
 from rayflow.errors import ContextSerdeError
 from rayflow.events import BUILTIN_EVENTS, DUMP_EXTRA, DictLikeModel
 
-__all__ = ["BaseSerializer", "JsonSerializer", "PickleSerializer"]
+__all__ = ["BaseSerializer", "JsonPickleSerializer", "JsonSerializer", "PickleSerializer"]
 
 
 class BaseSerializer:
@@ -141,3 +141,7 @@ class PickleSerializer(JsonSerializer):
         if isinstance(data, dict) and data.get("__is_pickle"):
             return pickle.loads(base64.b64decode(data["value"]))  # opt-in: trusted data only
         return super().deserialize_value(data)
+
+
+#: LlamaIndex's other name for ``PickleSerializer``.
+JsonPickleSerializer = PickleSerializer
