@@ -8,7 +8,8 @@ steps). Events the step emits while it runs (``send_event``, the stream) leave i
 ``Dispatcher.emit`` as soon as the step awaits something, and have all been delivered before the
 call returns; the event the step returns comes back with the call. Retries of a failing step happen
 here, with its retry policy: the actor sleeps the policy's delay and runs the step again with the same
-context, whose ``retry_info()`` reads the invocation's attempts so far. Collect buffers of the runs homed
+context, whose ``retry_info()`` reads the invocation's attempts so far. What ``ctx`` does inside a step is
+``rayflow.runtime.step_context``. Collect buffers of the runs homed
 here live here. A step actor is also where the dispatcher has an event opened when it must know a field's
 value (``wait_for_event`` requirements): user code is loaded by step actors only.
 """
@@ -20,8 +21,6 @@ import inspect
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,164 +28,19 @@ import ray
 from ray import cloudpickle
 
 from rayflow.config import settings
-from rayflow.context.context import Context, WaitOptions, step_context
+from rayflow.context.context import Context, step_context
 from rayflow.context.state_store import StateStore
 from rayflow.core.collect import CollectBuffers
 from rayflow.core.commands import Checks, WorkItem
-from rayflow.core.envelope import Envelope, Failure, Kind, Waiter
+from rayflow.core.envelope import Envelope, Failure, Kind
 from rayflow.core.ticks import ItemDone
 from rayflow.errors import WorkflowRuntimeError
 from rayflow.events import Event, StepFailedEvent
-from rayflow.retry_policy import RetryInfo
 from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.step_context import Attempts, Outbox, Paused, StepCode, StepFace, StepHost
 from rayflow.spec import StepConfig, WorkflowSpec
 
 __all__ = ["StepWorker"]
-
-
-class _Paused(Exception):
-    """Ends a step invocation that waits in ``ctx.wait_for_event``; it runs again once the event arrives."""
-
-    def __init__(self, waiter: Waiter) -> None:
-        super().__init__(f"waiting for {waiter.event_keys[0]}")
-        self.waiter = waiter
-
-
-@dataclass(frozen=True)
-class _StepCode:
-    """What running one step takes: its method (bound to this actor's copy of the workflow) and its config."""
-
-    name: str
-    fn: Callable[..., Any]
-    config: StepConfig
-    is_async: bool
-
-
-@dataclass
-class _Attempts:
-    """One invocation's attempts at its step so far: what the retry policy is asked, and ``ctx.retry_info()``."""
-
-    started: float = 0.0
-    runs: int = 0
-    last_error: Exception | None = None
-    last_failed_at: datetime | None = None
-
-    def begin(self) -> None:
-        if not self.runs:
-            self.started = time.monotonic()
-        self.runs += 1
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def failed(self, error: Exception) -> None:
-        self.last_error = error
-        self.last_failed_at = datetime.now(timezone.utc)
-
-    def info(self) -> RetryInfo:
-        retries = max(self.runs - 1, 0)
-        return RetryInfo(retries, self.elapsed() if retries else 0.0, self.last_error, self.last_failed_at)
-
-
-class _Outbox:
-    """Events one invocation emits, sent to the dispatcher in batches while the step still runs."""
-
-    def __init__(self, worker: _StepWorker, run_id: str, step: str) -> None:
-        self._worker = worker
-        self._run_id = run_id
-        self._step = step
-        self._items: list[Envelope] = []
-        self._scheduled = False
-
-    def add(self, envelope: Envelope) -> None:
-        self._items.append(envelope)
-        on_loop = threading.get_ident() == self._worker._loop_thread
-        if len(self._items) >= self._worker._flush_size:
-            if on_loop:
-                self.flush()
-            else:
-                self._worker._loop.call_soon_threadsafe(self.flush)
-        elif not self._scheduled:
-            self._scheduled = True
-            if on_loop:
-                self._worker._loop.call_soon(self.flush)
-            else:
-                self._worker._loop.call_soon_threadsafe(self.flush)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        if self._items:
-            items, self._items = self._items, []
-            self._worker._emit(self._run_id, self._step, items)
-
-
-class _StepFace:
-    """The step side of ``Context``: emits through the invocation's outbox, collects in this actor."""
-
-    def __init__(
-        self, worker: _StepWorker, item: WorkItem, outbox: _Outbox, code: _StepCode, attempts: _Attempts
-    ) -> None:
-        self._worker = worker
-        self._item = item
-        self._outbox = outbox
-        self._code = code
-        self._attempts = attempts
-
-    @property
-    def run_id(self) -> str:
-        return self._item.run_id
-
-    def store(self, ctx_id: str) -> StateStore[Any]:
-        return self._worker._store(ctx_id)
-
-    def send_event(self, event: Event, step: str | None) -> None:
-        worker = self._worker
-        name = self._code.name
-        if not isinstance(event, Event):
-            raise WorkflowRuntimeError(f"Step {name!r} sent a {type(event).__name__}, which is not an Event")
-        if step is not None:
-            worker._spec.check_target(step, event)
-        self._outbox.add(worker._codec.encode(event, target=step, step=name))
-
-    def write_event_to_stream(self, event: Event) -> None:
-        worker = self._worker
-        self._outbox.add(worker._codec.encode(event, kind=Kind.STREAM, step=self._code.name))
-
-    def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None:
-        name, config = self._code.name, self._code.config
-        if not config.collects and (config.num_workers > 1 or name != self._worker._step):
-            raise WorkflowRuntimeError(
-                f"Step {name!r} called ctx.collect_events from code rayflow could not see when the "
-                "step was decorated (a helper function?). Call collect_events in the step's own body, so that "
-                "every event of a run reaches the same buffer."
-            )
-        key = (self._item.run_id, name, buffer_id)
-        return self._worker._collect.collect(key, event, type(event), expected)
-
-    async def wait_for_event(self, event_type: type[Event], options: WaitOptions) -> Event:
-        """The awaited event if this is the rerun it arrived for; else pause: end the invocation with a waiter."""
-        codec, item = self._worker._codec, self._item
-        keys = codec.keys_of(event_type)
-        requirements = tuple(sorted((options.requirements or {}).items()))
-        waiter_id = options.waiter_id or f"waiter_{keys[0]}_{requirements!r}"
-        for resolved_id, envelope in item.resolved:
-            if resolved_id == waiter_id:
-                if envelope is None:
-                    raise asyncio.TimeoutError(f"Timed out waiting for {event_type.__name__}")
-                event: Event = codec.loads(envelope.payload)
-                return event
-        announce = None
-        if options.waiter_event is not None:
-            announce = codec.encode(options.waiter_event, kind=Kind.STREAM, step=self._code.name)
-        waiter = Waiter(waiter_id, keys, item.envelope, requirements, options.timeout, announce, item.resolved)
-        raise _Paused(waiter)
-
-    def retry_info(self) -> RetryInfo:
-        return self._attempts.info()
-
-    @property
-    def is_running(self) -> bool:
-        return True
 
 
 class _DispatcherInbox:
@@ -212,10 +66,10 @@ class _StepWorker:
         self._spec: WorkflowSpec = spec
         self._step = step
         self._label = label
-        self._steps: dict[str, _StepCode] = {}
+        self._steps: dict[str, StepCode] = {}
         for name, step_spec in spec.steps.items():
             fn = step_spec.function or getattr(workflow, name)
-            self._steps[name] = _StepCode(name, fn, step_spec.config, inspect.iscoroutinefunction(fn))
+            self._steps[name] = StepCode(name, fn, step_spec.config, inspect.iscoroutinefunction(fn))
         self._own = self._steps[step]
         self._codec = spec.codec
         self._routing = spec.routing
@@ -224,7 +78,6 @@ class _StepWorker:
         self._collect = CollectBuffers()
         self._resources: dict[str, Any] = {}
         config = settings()
-        self._flush_size = config.outbox_flush
         self._local_hops = config.local_hops
         self._ended_memory = config.ended_runs_memory
         self._verbose = verbose
@@ -233,11 +86,20 @@ class _StepWorker:
         self._pending: list[Any] = []
         self._gate: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop
-        self._loop_thread = -1
+        self._host: StepHost
 
     async def ready(self) -> str:
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+        self._host = StepHost(
+            spec=self._spec,
+            step=self._step,
+            collect=self._collect,
+            loop=self._loop,
+            loop_thread=threading.get_ident(),
+            flush_size=settings().outbox_flush,
+            emit=self._emit,
+            store=self._store,
+        )
         self._gate = asyncio.Semaphore(1)
         return self._label
 
@@ -267,7 +129,7 @@ class _StepWorker:
                 await asyncio.gather(*pending)
             return results, time.perf_counter() - began
 
-    def _runs_here(self, envelope: Envelope, loans: tuple[str, ...]) -> _StepCode | None:
+    def _runs_here(self, envelope: Envelope, loans: tuple[str, ...]) -> StepCode | None:
         """The step to run ``envelope`` here next: the one step accepting it, if it is this step or lent."""
         if envelope.kind is not Kind.EVENT:
             return None
@@ -276,7 +138,7 @@ class _StepWorker:
             return self._steps[targets[0]]
         return None
 
-    async def _invoke_tracked(self, item: WorkItem, code: _StepCode) -> ItemDone:
+    async def _invoke_tracked(self, item: WorkItem, code: StepCode) -> ItemDone:
         if item.run_id in self._ended:
             return ItemDone(item.run_id)
         task = asyncio.ensure_future(self._invoke(item, code))
@@ -325,12 +187,12 @@ class _StepWorker:
 
         return StateStore(ctx_id, actor)
 
-    async def _invoke(self, item: WorkItem, code: _StepCode) -> ItemDone:
+    async def _invoke(self, item: WorkItem, code: StepCode) -> ItemDone:
         name = code.name
         event = self._codec.loads(item.envelope.payload)
-        outbox = _Outbox(self, item.run_id, name)
-        attempts = _Attempts()
-        ctx = step_context(item.ctx_id, _StepFace(self, item, outbox, code, attempts))
+        outbox = Outbox(self._host, item.run_id, name)
+        attempts = Attempts()
+        ctx = step_context(item.ctx_id, StepFace(self._host, item, outbox, code, attempts))
         kwargs = await self._arguments(ctx, event, code.config)
         if self._verbose:
             print(f"Running step {name}", flush=True)
@@ -344,7 +206,7 @@ class _StepWorker:
                 break
             except asyncio.CancelledError:
                 raise
-            except _Paused as paused:
+            except Paused as paused:
                 outbox.flush()
                 return ItemDone(item.run_id, waiting=paused.waiter, step=None if name == self._step else name)
             except Exception as err:
@@ -395,7 +257,7 @@ class _StepWorker:
         return kwargs
 
     @staticmethod
-    def _retry_delay(config: StepConfig, attempts: _Attempts, error: Exception) -> float | None:
+    def _retry_delay(config: StepConfig, attempts: Attempts, error: Exception) -> float | None:
         """The seconds to wait before running the step again after ``error``, or None to give up."""
         policy = config.retry_policy
         if policy is None:

@@ -1,0 +1,188 @@
+"""The step's side of ``Context``, inside a step actor: what ``ctx`` does while a step runs.
+
+``StepFace`` serves one invocation: events it sends leave through the invocation's ``Outbox`` in batches (as soon as
+the step awaits something, or a batch is full), ``collect_events`` buffers in the actor, ``wait_for_event`` pauses the
+invocation (it ends with ``Paused`` and runs again from the start with the answer), and ``retry_info`` reads the
+invocation's ``Attempts``. ``StepHost`` is what the face uses of its actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from rayflow.context.context import WaitOptions
+from rayflow.context.state_store import StateStore
+from rayflow.core.collect import CollectBuffers
+from rayflow.core.commands import WorkItem
+from rayflow.core.envelope import Envelope, Kind, Waiter
+from rayflow.errors import WorkflowRuntimeError
+from rayflow.events import Event
+from rayflow.retry_policy import RetryInfo
+from rayflow.spec import StepConfig, WorkflowSpec
+
+__all__ = ["Attempts", "Outbox", "Paused", "StepCode", "StepFace", "StepHost"]
+
+
+@dataclass(frozen=True)
+class StepHost:
+    """What the step side of a context uses of its step actor."""
+
+    spec: WorkflowSpec
+    #: The step the actor's pool runs (a lent slot may run others on it).
+    step: str
+    collect: CollectBuffers
+    loop: asyncio.AbstractEventLoop
+    loop_thread: int
+    flush_size: int
+    #: Sends a batch of emitted envelopes of (run, step) to the dispatcher, in order.
+    emit: Callable[[str, str, list[Envelope]], None]
+    #: The store of a context, through the context actor.
+    store: Callable[[str], StateStore[Any]]
+
+
+class Paused(Exception):
+    """Ends a step invocation that waits in ``ctx.wait_for_event``; it runs again once the event arrives."""
+
+    def __init__(self, waiter: Waiter) -> None:
+        super().__init__(f"waiting for {waiter.event_keys[0]}")
+        self.waiter = waiter
+
+
+@dataclass(frozen=True)
+class StepCode:
+    """What running one step takes: its method (bound to this actor's copy of the workflow) and its config."""
+
+    name: str
+    fn: Callable[..., Any]
+    config: StepConfig
+    is_async: bool
+
+
+@dataclass
+class Attempts:
+    """One invocation's attempts at its step so far: what the retry policy is asked, and ``ctx.retry_info()``."""
+
+    started: float = 0.0
+    runs: int = 0
+    last_error: Exception | None = None
+    last_failed_at: datetime | None = None
+
+    def begin(self) -> None:
+        if not self.runs:
+            self.started = time.monotonic()
+        self.runs += 1
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def failed(self, error: Exception) -> None:
+        self.last_error = error
+        self.last_failed_at = datetime.now(timezone.utc)
+
+    def info(self) -> RetryInfo:
+        retries = max(self.runs - 1, 0)
+        return RetryInfo(retries, self.elapsed() if retries else 0.0, self.last_error, self.last_failed_at)
+
+
+class Outbox:
+    """Events one invocation emits, sent to the dispatcher in batches while the step still runs."""
+
+    def __init__(self, host: StepHost, run_id: str, step: str) -> None:
+        self._host = host
+        self._run_id = run_id
+        self._step = step
+        self._items: list[Envelope] = []
+        self._scheduled = False
+
+    def add(self, envelope: Envelope) -> None:
+        self._items.append(envelope)
+        host = self._host
+        on_loop = threading.get_ident() == host.loop_thread
+        if len(self._items) >= host.flush_size:
+            if on_loop:
+                self.flush()
+            else:
+                host.loop.call_soon_threadsafe(self.flush)
+        elif not self._scheduled:
+            self._scheduled = True
+            if on_loop:
+                host.loop.call_soon(self.flush)
+            else:
+                host.loop.call_soon_threadsafe(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._items:
+            items, self._items = self._items, []
+            self._host.emit(self._run_id, self._step, items)
+
+
+class StepFace:
+    """The step side of ``Context``: emits through the invocation's outbox, collects in this actor."""
+
+    def __init__(self, host: StepHost, item: WorkItem, outbox: Outbox, code: StepCode, attempts: Attempts) -> None:
+        self._host = host
+        self._item = item
+        self._outbox = outbox
+        self._code = code
+        self._attempts = attempts
+
+    @property
+    def run_id(self) -> str:
+        return self._item.run_id
+
+    def store(self, ctx_id: str) -> StateStore[Any]:
+        return self._host.store(ctx_id)
+
+    def send_event(self, event: Event, step: str | None) -> None:
+        spec, name = self._host.spec, self._code.name
+        if not isinstance(event, Event):
+            raise WorkflowRuntimeError(f"Step {name!r} sent a {type(event).__name__}, which is not an Event")
+        if step is not None:
+            spec.check_target(step, event)
+        self._outbox.add(spec.codec.encode(event, target=step, step=name))
+
+    def write_event_to_stream(self, event: Event) -> None:
+        self._outbox.add(self._host.spec.codec.encode(event, kind=Kind.STREAM, step=self._code.name))
+
+    def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None:
+        name, config = self._code.name, self._code.config
+        if not config.collects and (config.num_workers > 1 or name != self._host.step):
+            raise WorkflowRuntimeError(
+                f"Step {name!r} called ctx.collect_events from code rayflow could not see when the "
+                "step was decorated (a helper function?). Call collect_events in the step's own body, so that "
+                "every event of a run reaches the same buffer."
+            )
+        key = (self._item.run_id, name, buffer_id)
+        return self._host.collect.collect(key, event, type(event), expected)
+
+    async def wait_for_event(self, event_type: type[Event], options: WaitOptions) -> Event:
+        """The awaited event if this is the rerun it arrived for; else pause: end the invocation with a waiter."""
+        codec, item = self._host.spec.codec, self._item
+        keys = codec.keys_of(event_type)
+        requirements = tuple(sorted((options.requirements or {}).items()))
+        waiter_id = options.waiter_id or f"waiter_{keys[0]}_{requirements!r}"
+        for resolved_id, envelope in item.resolved:
+            if resolved_id == waiter_id:
+                if envelope is None:
+                    raise asyncio.TimeoutError(f"Timed out waiting for {event_type.__name__}")
+                event: Event = codec.loads(envelope.payload)
+                return event
+        announce = None
+        if options.waiter_event is not None:
+            announce = codec.encode(options.waiter_event, kind=Kind.STREAM, step=self._code.name)
+        waiter = Waiter(waiter_id, keys, item.envelope, requirements, options.timeout, announce, item.resolved)
+        raise Paused(waiter)
+
+    def retry_info(self) -> RetryInfo:
+        return self._attempts.info()
+
+    @property
+    def is_running(self) -> bool:
+        return True
