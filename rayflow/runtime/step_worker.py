@@ -39,6 +39,7 @@ from rayflow.errors import WorkflowRuntimeError
 from rayflow.events import Event, StepFailedEvent
 from rayflow.retry_policy import RetryInfo
 from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.resources import ResourceResolver
 from rayflow.spec import StepConfig, WorkflowSpec
 
 __all__ = ["StepWorker"]
@@ -222,7 +223,7 @@ class _StepWorker:
         self._dispatcher = _DispatcherInbox(dispatcher)
         self._context = ContextActor(context)
         self._collect = CollectBuffers()
-        self._resources: dict[str, Any] = {}
+        self._resources = ResourceResolver()
         config = settings()
         self._flush_size = config.outbox_flush
         self._local_hops = config.local_hops
@@ -369,17 +370,8 @@ class _StepWorker:
         kwargs: dict[str, Any] = {config.event_name: event}
         if config.context_parameter:
             kwargs[config.context_parameter] = ctx
-        for definition in config.resources:
-            resource = definition.resource
-            if resource.cache and resource.name in self._resources:
-                kwargs[definition.name] = self._resources[resource.name]
-                continue
-            value = resource.build()
-            if inspect.isawaitable(value):  # an async factory
-                value = await value
-            if resource.cache:
-                self._resources[resource.name] = value
-            kwargs[definition.name] = value
+        if config.resources:
+            kwargs.update(await self._resources.arguments(config.resources))
         return kwargs
 
     @staticmethod
