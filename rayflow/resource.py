@@ -16,13 +16,14 @@ import inspect
 import json
 import os
 import typing
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Annotated, Any, get_args, get_origin
 
 __all__ = ["Resource", "ResourceConfig", "ResourceDefinition", "ResourceDescriptor"]
 
 
-class ResourceDescriptor:
+class ResourceDescriptor(ABC):
     """What ``Resource(...)`` or ``ResourceConfig(...)`` puts in a parameter's ``Annotated`` metadata.
 
     ``name`` is the key an actor caches the built object under; ``cache`` says whether it does.
@@ -37,10 +38,11 @@ class ResourceDescriptor:
 
     def check(self, type_annotation: Any) -> None:
         """Refuse, on the driver before a run, what is wrong without building anything (a config file's content)."""
+        return None  # a factory's object can only be checked by building it, which the actor does
 
+    @abstractmethod
     def build(self, type_annotation: Any, arguments: dict[str, Any]) -> Any:
         """The object itself (or an awaitable of it), given the resources it depends on."""
-        raise NotImplementedError
 
 
 class ResourceDefinition:
@@ -74,10 +76,11 @@ class _FactoryResource(ResourceDescriptor):
         """
         try:
             hints = typing.get_type_hints(self.factory, include_extras=True)
-        except NameError:
+            names = inspect.signature(self.factory).parameters
+        except (NameError, ValueError):  # ValueError: a builtin without a signature, such as ``dict``
             return []
         found = []
-        for name in inspect.signature(self.factory).parameters:
+        for name in names:
             resource = resource_of(hints.get(name))
             if resource is not None:
                 found.append(ResourceDefinition(name, resource[0], resource[1]))
@@ -100,8 +103,8 @@ class _ConfigResource(ResourceDescriptor):
     def __init__(self, config_file: str, path_selector: str | None, label: str | None, description: str | None) -> None:
         if os.path.splitext(config_file)[1] != ".json":
             raise ValueError("Only JSON files can be used to load Pydantic-based resources.")
-        self.config_file = config_file
-        self.path = os.path.abspath(config_file)
+        self.config_file = os.path.abspath(config_file)
+        self._given = config_file
         self.path_selector = path_selector
         self.label = label
         self.description = description
@@ -110,9 +113,9 @@ class _ConfigResource(ResourceDescriptor):
 
     def data(self) -> dict[str, Any]:
         """The JSON object the model is validated from: the file's, or the one ``path_selector`` selects."""
-        if not os.path.isfile(self.path):
-            raise FileNotFoundError(f"No such file: {self.config_file}")
-        with open(self.path, encoding="utf-8") as source:
+        if not os.path.isfile(self.config_file):
+            raise FileNotFoundError(f"No such file: {self._given}")
+        with open(self.config_file, encoding="utf-8") as source:
             data: Any = json.load(source)
         walked: list[str] = []
         for key in self.path_selector.split(".") if self.path_selector is not None else ():
@@ -120,7 +123,7 @@ class _ConfigResource(ResourceDescriptor):
             data = data.get(key) if isinstance(data, dict) else None
             if not isinstance(data, dict):
                 raise ValueError(
-                    f"Expected dictionary for configuration from {self.path} at path {'.'.join(walked)}, "
+                    f"Expected dictionary for configuration from {self.config_file} at path {'.'.join(walked)}, "
                     f"got: {type(data)}"
                 )
         return typing.cast(dict[str, Any], data)
@@ -132,7 +135,7 @@ class _ConfigResource(ResourceDescriptor):
         validate = getattr(type_annotation, "model_validate", None)
         if validate is None:
             raise TypeError(
-                f"ResourceConfig({self.config_file!r}) must annotate a pydantic model type, got {type_annotation!r}"
+                f"ResourceConfig({self._given!r}) must annotate a pydantic model type, got {type_annotation!r}"
             )
         return validate(self.data())
 

@@ -225,3 +225,16 @@ async def test_a_factory_config_that_cannot_load_refuses_the_run_naming_the_chai
         f"Expected dictionary for configuration from {path} at path nope, got: <class 'NoneType'>"
     )
     assert os.path.isabs(path)
+
+
+def test_a_config_descriptor_keeps_its_file_selector_label_and_description(api, tmp_path):
+    path = write_settings(tmp_path / "settings.json")
+    config = api.resource.ResourceConfig(path, path_selector="services.db", label="DB", description="where")
+    assert isinstance(config, api.resource.ResourceDescriptor)
+    assert (config.config_file, config.path_selector, config.label, config.description, config.cache) == (
+        path,
+        "services.db",
+        "DB",
+        "where",
+        True,
+    )

@@ -58,3 +58,8 @@ async def test_a_resource_that_needs_itself_is_refused_with_the_chain() -> None:
         ValueError, match=r"^Circular resource dependency detected: make_ping -> make_pong -> make_ping$"
     ):
         await resolver.arguments([ping])
+
+
+async def test_a_factory_without_a_signature_takes_no_resources() -> None:
+    resolver = ResourceResolver()
+    assert await resolver.arguments([parameter("table", Annotated[dict, Resource(dict)])]) == {"table": {}}
