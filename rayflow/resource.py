@@ -148,7 +148,7 @@ def ResourceConfig(
 ) -> Any:
     """Mark a parameter ``Annotated[Model, ResourceConfig(...)]`` as ``Model`` validated from a JSON file.
 
-    ``path_selector`` (``"db"``, ``"services.db"``) picks a nested object; every step on the path must be an
+    ``path_selector`` (``"db"``, ``"services.db"``) picks a nested object; every key on the path must name an
     object, or the run is refused with the path named. ``label`` and ``description`` are for display only.
     A file not named ``*.json`` is refused at once with ``ValueError``.
 
