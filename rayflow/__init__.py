@@ -26,7 +26,7 @@ from rayflow.events import (
     WorkflowTimedOutEvent,
 )
 from rayflow.handler import WorkflowHandler
-from rayflow.resource import Resource
+from rayflow.resource import Resource, ResourceConfig
 from rayflow.retry_policy import ConstantDelayRetryPolicy, ExponentialBackoffRetryPolicy, RetryPolicy
 from rayflow.runtime.cluster import init
 from rayflow.workflow import Workflow
@@ -39,6 +39,7 @@ __all__ = [
     "HumanResponseEvent",
     "InputRequiredEvent",
     "Resource",
+    "ResourceConfig",
     "RetryPolicy",
     "StartEvent",
     "StepFailedEvent",

@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, overloa
 from rayflow.context import Context
 from rayflow.errors import WorkflowValidationError
 from rayflow.events import Event, StepFailedEvent
-from rayflow.resource import ResourceDefinition, ResourceDescriptor
+from rayflow.resource import ResourceDefinition, resource_of
 from rayflow.retry_policy import RetryPolicy
 from rayflow.spec import StepConfig, attach_config, is_event_type
 
@@ -95,13 +95,12 @@ def _make_step_config(
         if name in ("self", "cls"):
             continue
         annotation = hints.get(name, param.annotation)
+        resource = resource_of(annotation)
+        if resource is not None:
+            resources.append(ResourceDefinition(name, *resource))
+            continue
         if get_origin(annotation) is Annotated:
-            base, *extras = get_args(annotation)
-            found = [e for e in extras if isinstance(e, ResourceDescriptor)]
-            if found:
-                resources.append(ResourceDefinition(name, found[0]))
-                continue
-            annotation = base
+            annotation = get_args(annotation)[0]
         if annotation is not inspect.Parameter.empty and _is_context(annotation):
             context_parameter = name
             args = get_args(annotation)

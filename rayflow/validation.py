@@ -1,7 +1,8 @@
 """Checks of a workflow's event graph, run at its first ``run()`` (or ``validate()``), before any actor exists.
 
 ``WorkflowSpec.of`` already refused a class without exactly one StartEvent and one StopEvent type; this adds what
-only the whole graph shows: events consumed and never produced, produced and never consumed, steps taking StopEvent.
+only the whole graph shows: events consumed and never produced, produced and never consumed, steps taking StopEvent;
+and the resources that can be checked without building anything: ``ResourceConfig`` files, read on the driver.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from rayflow.errors import WorkflowValidationError
 from rayflow.events import HumanResponseEvent, InputRequiredEvent, StepFailedEvent, StopEvent
 from rayflow.spec import StepSpec, WorkflowSpec, is_event_type
 
-__all__ = ["validate_graph"]
+__all__ = ["validate_graph", "validate_resources"]
 
 
 def _sub(cls: object, base: type | tuple[type, ...]) -> bool:
@@ -79,3 +80,27 @@ def _check_catch_error(spec: WorkflowSpec) -> None:
                     f"Step '{target}' is claimed by two @catch_error handlers: '{claimed[target]}' and '{name}'"
                 )
             claimed[target] = name
+
+
+def validate_resources(spec: WorkflowSpec) -> None:
+    """Refuse resources found wrong without building any: a ``ResourceConfig`` file missing, without the selected
+    object, or not valid for its model (a factory's own config resources included); one line for each, naming the
+    step and parameter, and the chain of resources when the config is a factory's."""
+    errors: list[str] = []
+    checked: set[str] = set()
+    for step, step_spec in spec.steps.items():
+        stack = [(d.name, d, [d.resource.name]) for d in reversed(step_spec.config.resources)]
+        while stack:
+            parameter, definition, chain = stack.pop()
+            if definition.resource.name in checked:
+                continue
+            checked.add(definition.resource.name)
+            try:
+                definition.resource.check(definition.type_annotation)
+            except Exception as err:
+                through = f" ({' -> '.join(chain)})" if len(chain) > 1 else ""
+                errors.append(f"In step '{step}', parameter '{parameter}'{through}: {err}")
+            deps = reversed(definition.resource.dependencies())
+            stack.extend((parameter, d, [*chain, d.resource.name]) for d in deps)
+    if errors:
+        raise WorkflowValidationError("Resource config validation failed:\n" + "\n".join(f"  - {e}" for e in errors))

@@ -23,7 +23,7 @@ from rayflow.events import Event, StartEvent, StopEvent
 from rayflow.handler import WorkflowHandler
 from rayflow.runtime.session import WorkflowSession
 from rayflow.spec import WorkflowSpec, add_free_step, config_of, free_steps
-from rayflow.validation import validate_graph
+from rayflow.validation import validate_graph, validate_resources
 
 __all__ = ["Workflow"]
 
@@ -96,6 +96,7 @@ class Workflow:
 
     def _validate(self) -> bool:
         validate_graph(self._spec)
+        validate_resources(self._spec)
         self._spec.state_type  # noqa: B018 - refuses steps that type the state differently
         self._validated = True
         return self._spec.uses_human_input

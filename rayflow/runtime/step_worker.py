@@ -37,6 +37,7 @@ from rayflow.core.ticks import ItemDone
 from rayflow.errors import WorkflowRuntimeError
 from rayflow.events import Event, StepFailedEvent
 from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.resources import ResourceResolver
 from rayflow.runtime.step_context import Attempts, Outbox, Paused, StepCode, StepFace, StepHost
 from rayflow.spec import StepConfig, WorkflowSpec
 
@@ -76,7 +77,7 @@ class _StepWorker:
         self._dispatcher = _DispatcherInbox(dispatcher)
         self._context = ContextActor(context)
         self._collect = CollectBuffers()
-        self._resources: dict[str, Any] = {}
+        self._resources = ResourceResolver()
         config = settings()
         self._local_hops = config.local_hops
         self._ended_memory = config.ended_runs_memory
@@ -243,17 +244,8 @@ class _StepWorker:
         kwargs: dict[str, Any] = {config.event_name: event}
         if config.context_parameter:
             kwargs[config.context_parameter] = ctx
-        for definition in config.resources:
-            resource = definition.resource
-            if resource.cache and resource.name in self._resources:
-                kwargs[definition.name] = self._resources[resource.name]
-                continue
-            value = resource.build()
-            if inspect.isawaitable(value):  # an async factory
-                value = await value
-            if resource.cache:
-                self._resources[resource.name] = value
-            kwargs[definition.name] = value
+        if config.resources:
+            kwargs.update(await self._resources.arguments(config.resources))
         return kwargs
 
     @staticmethod
