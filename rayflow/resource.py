@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Annotated, Any, get_args, get_origin
 
-__all__ = ["Resource", "ResourceConfig", "ResourceDefinition", "ResourceDescriptor"]
+__all__ = ["Resource", "ResourceConfig", "ResourceDefinition", "ResourceDescriptor", "resource_of"]
 
 
 class ResourceDescriptor(ABC):
