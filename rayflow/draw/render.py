@@ -93,7 +93,7 @@ _SVG_STYLE = """
 .node.stop rect { fill: #fdf6b2; stroke: #8e4b10; stroke-width: 2; }
 .node.caller rect { fill: #edebfe; stroke: #5521b5; }
 .node rect { stroke-width: 1.5; }
-.edge { fill: none; stroke: #6b7280; stroke-width: 1.4; }
+.edge { fill: none; stroke-linejoin: round; stroke: #6b7280; stroke-width: 1.4; }
 .edge.back { stroke-dasharray: 6 4; }
 """
 
