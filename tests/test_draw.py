@@ -5,6 +5,7 @@ Everything here reads classes only; no Ray is started.
 
 from __future__ import annotations
 
+import itertools
 import re
 import xml.etree.ElementTree as ET
 
@@ -218,3 +219,42 @@ def test_the_html_page_holds_the_svg_and_loads_nothing_from_elsewhere():
     assert "<script" not in page
     assert "http" not in page
     assert not re.search(r"(src|href)\s*=", page)
+
+
+class Long(Workflow):
+    """StartEvent fans out to a short and a long branch; the long edge from ``begin`` skips four layers."""
+
+    @step
+    async def begin(self, ev: StartEvent) -> Left | Right | StopEvent:
+        return Left()
+
+    @step
+    async def one(self, ev: Left) -> Again:
+        return Again(n=1)
+
+    @step
+    async def two(self, ev: Again) -> Right:
+        return Right()
+
+    @step
+    async def three(self, ev: Right) -> StopEvent:
+        return StopEvent()
+
+
+def test_an_edge_across_layers_bends_round_the_boxes_in_between():
+    graph = graph_of(Long)
+    placed = layout(graph)
+    checked = 0
+    for route in placed.edges:
+        if route.back:
+            continue
+        numbers = [float(v) for v in re.findall(r"-?\d+\.\d+", route.path)]
+        points = list(zip(numbers[::2], numbers[1::2], strict=True))
+        # each straight run through a row sits on a virtual point: its middle must be inside no box
+        runs = [(a, b) for a, b in itertools.pairwise(points) if a[0] == b[0] and b[1] > a[1]]
+        for (x, y1), (_, y2) in runs:
+            checked += 1
+            y = (y1 + y2) / 2
+            for bx, by, bw, bh in placed.boxes.values():
+                assert not (bx < x < bx + bw and by < y < by + bh), (route.edge, x, y)
+    assert checked >= 4  # the long edge's runs through the layers it crosses, at least
