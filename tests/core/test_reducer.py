@@ -1,22 +1,19 @@
-"""The routing core driven by plain ticks: no Ray, no event loop, a fixed clock."""
+"""The routing core driven by plain ticks: no Ray, no event loop, a fixed clock. Routing, pools, failures."""
 
 from __future__ import annotations
 
+from driving import calls, env, started, state_of
+
 from rayflow.core.commands import (
     ArmTimeout,
-    ArmWaiterTimeout,
-    CallStep,
-    CheckRequirements,
     EndRun,
     Outcome,
     Publish,
     StartActor,
-    WorkItem,
 )
-from rayflow.core.envelope import Envelope, Failure, Kind, Waiter
+from rayflow.core.envelope import Failure, Kind
 from rayflow.core.reducer import reduce
-from rayflow.core.routing import RoutingTable, StepRoute
-from rayflow.core.state import DispatcherState, Pending
+from rayflow.core.routing import StepRoute
 from rayflow.core.ticks import (
     ActorStarted,
     ActorStartFailed,
@@ -24,32 +21,9 @@ from rayflow.core.ticks import (
     CancelRequested,
     EventsEmitted,
     ItemDone,
-    RequirementsChecked,
-    RunResumed,
     RunStarted,
     TimeoutReached,
-    WaiterTimedOut,
 )
-
-
-def env(name: str, kind: Kind = Kind.EVENT, target: str | None = None, bases: tuple[str, ...] = ()) -> Envelope:
-    return Envelope((name, *bases, "Event"), payload=name.encode(), kind=kind, target=target)
-
-
-def state_of(*routes: StepRoute, max_batch: int = 256, pipeline: int = 0) -> DispatcherState:
-    return DispatcherState.of(RoutingTable.of(routes), max_batch=max_batch, pipeline=pipeline)
-
-
-def started(state: DispatcherState, run: str = "r1", timeout: float | None = None) -> list:
-    commands = reduce(state, RunStarted(run, "c1", env("Start"), timeout, now=100.0))
-    for c in commands:
-        if isinstance(c, StartActor):
-            commands += reduce(state, ActorStarted(c.step, c.actor))
-    return commands
-
-
-def calls(commands: list) -> list[CallStep]:
-    return [c for c in commands if isinstance(c, CallStep)]
 
 
 def test_first_run_warms_one_actor_per_step_then_routes_the_start_event():
@@ -276,191 +250,3 @@ def test_fan_in_cost_does_not_grow_with_events_already_routed():
         sizes.append(len(reduce(state, EventsEmitted("r1", "start", [env("X")] * 2000))))
     assert state.runs["r1"].inflight == 100_001
     assert max(sizes) <= 1  # queued behind one busy actor: no command per event, no rescans
-
-
-def _ping_pong(*, b_workers: int = 1, lendable: bool = True) -> DispatcherState:
-    return state_of(
-        StepRoute("a", frozenset({"Start", "A"}), returns=frozenset({"B"}), lendable=True),
-        StepRoute("b", frozenset({"B"}), num_workers=b_workers, returns=frozenset({"A", "Stop"}), lendable=lendable),
-    )
-
-
-def _measured(state: DispatcherState) -> CallStep:
-    """Run a -> b -> a once through the dispatcher, so both steps have a measured speed; the next call of a."""
-    (first,) = calls(started(state))
-    (to_b,) = calls(reduce(state, CallFinished(first.call_id, [ItemDone("r1", output=env("B"))], elapsed=0.001)))
-    (to_a,) = calls(reduce(state, CallFinished(to_b.call_id, [ItemDone("r1", output=env("A"))], elapsed=0.001)))
-    return to_a
-
-
-def test_successors_are_the_lendable_steps_accepting_what_a_step_returns():
-    table = RoutingTable.of(
-        [
-            StepRoute("a", frozenset({"Start"}), returns=frozenset({"B", "C", "Start"}), lendable=True),
-            StepRoute("b", frozenset({"B"}), lendable=True),
-            StepRoute("c", frozenset({"C"}), collects=True),
-        ]
-    )
-    assert table.successors("a") == ("b",)  # c keeps collect buffers: never lent; a itself loops without a loan
-    assert table.successors("b") == ()
-
-
-def test_a_fast_call_borrows_an_idle_slot_of_the_next_step_until_it_returns():
-    state = _ping_pong()
-    call = _measured(state)
-    assert call.step == "a" and call.loans == ("b",)
-    # The lent slot takes no call: an event for b now waits for the loan to come back.
-    waiting = reduce(state, EventsEmitted("r1", "a", [env("B")]))
-    assert not calls(waiting)
-    # The item ran on through b on a's actor: b returned the StopEvent, and the run ends naming b.
-    out = reduce(
-        state, CallFinished(call.call_id, [ItemDone("r1", output=env("Stop", kind=Kind.STOP), step="b")], 0.001)
-    )
-    (end,) = [c for c in out if isinstance(c, EndRun)]
-    assert end.outcome is Outcome.DONE and end.step == "b"
-
-
-def test_the_returned_slot_takes_the_event_that_waited_for_it():
-    state = _ping_pong()
-    call = _measured(state)
-    reduce(state, EventsEmitted("r1", "a", [env("B")]))
-    out = reduce(state, CallFinished(call.call_id, [ItemDone("r1")], elapsed=0.001))
-    (fed,) = calls(out)
-    assert fed.step == "b" and [i.envelope.type_name for i in fed.items] == ["B"]
-
-
-def test_no_loan_for_unmeasured_slow_busy_or_stateful_steps():
-    state = _ping_pong(lendable=False)
-    assert _measured(state).loans == ()
-    state = _ping_pong()
-    (first,) = calls(started(state))
-    assert first.loans == ()  # nothing measured yet
-    state = _ping_pong()
-    (first,) = calls(started(state))
-    (to_b,) = calls(reduce(state, CallFinished(first.call_id, [ItemDone("r1", output=env("B"))], elapsed=5.0)))
-    (to_a,) = calls(reduce(state, CallFinished(to_b.call_id, [ItemDone("r1", output=env("A"))], elapsed=0.001)))
-    assert to_a.loans == ()  # a is slow: its call would hold b's slot too long
-    state = _ping_pong()
-    (first,) = calls(started(state))
-    (to_b,) = calls(reduce(state, CallFinished(first.call_id, [ItemDone("r1", output=env("B"))], elapsed=0.001)))
-    (to_a,) = calls(reduce(state, CallFinished(to_b.call_id, [ItemDone("r1", output=env("A"))], elapsed=5.0)))
-    assert to_a.loans == ()  # b is slow: running it on a's actor would take a's actor away from a
-
-
-def test_a_lost_call_returns_its_loans():
-    state = _ping_pong()
-    call = _measured(state)
-    reduce(state, EventsEmitted("r1", "a", [env("B")]))
-    out = reduce(state, CallFinished(call.call_id, lost="the step actor died"))
-    assert any(isinstance(c, EndRun) and c.outcome is Outcome.FAILED for c in out)
-    assert all(not slot.lent for pool in state.pools.values() for slot in pool.actors.values())
-
-
-def _paused(state: DispatcherState, **waiter: object) -> tuple[CallStep, list]:
-    """Start a run whose ``ask`` step pauses in wait_for_event on its first call; that call and the commands."""
-    (call,) = calls(started(state))
-    wait = Waiter(
-        "w", ("Answer", "HumanResponse", "Event"), call.items[0].envelope,
-        announce=env("Question", kind=Kind.STREAM), **waiter,  # type: ignore[arg-type]
-    )  # fmt: skip
-    return call, reduce(state, CallFinished(call.call_id, [ItemDone("r1", waiting=wait)]))
-
-
-def _asking(**kw: object) -> DispatcherState:
-    return state_of(StepRoute("ask", frozenset({"Start"})), StepRoute("other", frozenset({"X"})))
-
-
-def _checked(state: DispatcherState, envelope: Envelope) -> list:
-    """Emit ``envelope`` into r1; the step actor asked answers as one that reads its payload as the user's name."""
-    (check,) = reduce(state, EventsEmitted("r1", None, [envelope]))
-    assert isinstance(check, CheckRequirements) and check.step == "ask" and check.envelope == envelope
-    matched = tuple(n for n, required in check.checks if envelope.payload == dict(required)["user"].encode())
-    return reduce(state, RequirementsChecked("r1", envelope, matched, check.held))
-
-
-def test_a_paused_step_announces_its_wait_and_the_run_waits_instead_of_failing_idle():
-    state = _asking()
-    _, out = _paused(state, timeout=5.0)
-    assert [c.envelope.type_name for c in out if isinstance(c, Publish)] == ["Question"]
-    assert [c for c in out if isinstance(c, ArmWaiterTimeout)] == [ArmWaiterTimeout("r1", 0, 5.0)]
-    assert not [c for c in out if isinstance(c, EndRun)]
-
-
-def test_the_awaited_event_reruns_the_step_with_it_and_nothing_else_gets_it():
-    state = _asking()
-    call, _ = _paused(state)
-    answer = Envelope(("Answer", "HumanResponse", "Event"), b"bob")
-    (rerun,) = calls(reduce(state, EventsEmitted("r1", None, [answer])))
-    assert rerun.step == "ask"
-    assert rerun.items[0].envelope == call.items[0].envelope and rerun.items[0].resolved == (("w", answer),)
-    # Answered: a second answer has no wait left and no step that accepts it, so it fails the run.
-    out = reduce(state, EventsEmitted("r1", None, [answer]))
-    assert [c.outcome for c in out if isinstance(c, EndRun)] == [Outcome.FAILED]
-
-
-def test_an_answer_that_misses_the_requirements_is_ignored_and_the_wait_stays():
-    state = _asking()
-    _paused(state, requirements=(("user", "bob"),))
-    assert _checked(state, Envelope(("Answer", "HumanResponse", "Event"), b"alice")) == []
-    (rerun,) = calls(_checked(state, Envelope(("Answer", "HumanResponse", "Event"), b"bob")))
-    assert rerun.items[0].resolved[0][0] == "w"
-
-
-def test_a_run_waiting_for_a_requirements_check_is_not_idle_and_ignores_a_late_answer():
-    state = _asking()
-    _paused(state, requirements=(("user", "bob"),), timeout=1.0)
-    answer = Envelope(("Answer", "HumanResponse", "Event"), b"bob")
-    (check,) = reduce(state, EventsEmitted("r1", None, [answer]))
-    (rerun,) = calls(reduce(state, WaiterTimedOut("r1", 0)))  # the wait times out while its check is out
-    assert rerun.items[0].resolved == (("w", None),)
-    late = reduce(state, RequirementsChecked("r1", answer, (0,), check.held))
-    assert not [c for c in late if isinstance(c, CallStep)]
-
-
-def test_a_step_that_accepts_the_awaited_type_gets_an_answer_no_wait_took():
-    state = state_of(StepRoute("ask", frozenset({"Start", "Answer"})))
-    _paused(state, requirements=(("user", "bob"),))
-    (delivered,) = calls(_checked(state, Envelope(("Answer", "HumanResponse", "Event"), b"alice")))
-    assert delivered.step == "ask" and delivered.items[0].resolved == ()
-
-
-def test_a_wait_that_times_out_reruns_the_step_with_nothing_for_it():
-    state = _asking()
-    _paused(state, timeout=1.0)
-    (rerun,) = calls(reduce(state, WaiterTimedOut("r1", 0)))
-    assert rerun.items[0].resolved == (("w", None),)
-    assert reduce(state, WaiterTimedOut("r1", 0)) == []  # already rerun: a late timer changes nothing
-
-
-def test_a_snapshot_holds_the_running_and_queued_work_and_outlives_a_cancel():
-    state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("b", frozenset({"X"})))
-    assert len(calls(started(state))) == 1  # start is running
-    reduce(state, EventsEmitted("r1", "start", [env("X"), env("X")]))  # b's events: one running, one queued
-    before = state.pending("r1")
-    assert before is not None
-    assert sorted((name, item.envelope.type_name) for name, item in before.items) == [
-        ("b", "X"), ("b", "X"), ("start", "Start")
-    ]  # fmt: skip
-    reduce(state, CancelRequested("r1"))
-    assert state.pending("r1") == before  # kept for ctx.to_dict() after the cancel
-    assert state.pending("unknown") is None
-
-
-def test_a_resumed_run_starts_from_its_unfinished_work_not_a_start_event():
-    state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("b", frozenset({"X"})))
-    pending = Pending(items=(("b", WorkItem("old", "c0", env("X"))),), awaiting_input=True)
-    out = reduce(state, RunResumed("r2", "c2", pending, None, now=0.0))
-    for c in out:
-        if isinstance(c, StartActor):
-            out += reduce(state, ActorStarted(c.step, c.actor))
-    (call,) = calls(out)
-    assert call.step == "b" and (call.items[0].run_id, call.items[0].ctx_id) == ("r2", "c2")
-    # b returns nothing, but the run still waits for the caller's answer instead of failing as idle.
-    assert not [c for c in reduce(state, CallFinished(call.call_id, [ItemDone("r2")])) if isinstance(c, EndRun)]
-
-
-def test_a_snapshot_for_steps_the_workflow_lacks_fails_the_resumed_run_naming_them():
-    state = state_of(StepRoute("start", frozenset({"Start"})))
-    pending = Pending(items=(("gone", WorkItem("old", "c0", env("X"))),))
-    (end,) = [c for c in reduce(state, RunResumed("r2", "c2", pending, None, 0.0)) if isinstance(c, EndRun)]
-    assert end.outcome is Outcome.FAILED and "gone" in end.message
