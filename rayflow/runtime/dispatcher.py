@@ -54,20 +54,7 @@ from rayflow.runtime.actors import stop_actors, stop_actors_sync
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.step_worker import StepWorker
 
-__all__ = ["Dispatcher", "RunEnd"]
-
-
-@dataclass(frozen=True, slots=True)
-class RunEnd:
-    """The last item of a run's stream: how it ended, with the StopEvent or the pickled error."""
-
-    outcome: Outcome
-    payload: Any
-    message: str
-    step: str | None
-    active_steps: tuple[str, ...]
-    attempts: int | None = None
-    elapsed: float | None = None
+__all__ = ["Dispatcher"]
 
 
 @dataclass
@@ -142,9 +129,9 @@ class _Dispatcher:
     async def next_items(self, run_id: str) -> list[Any]:
         stream = self._streams.get(run_id)
         if stream is None:
-            return [RunEnd(Outcome.FAILED, None, f"Run {run_id} is not known to the dispatcher", None, ())]
+            return [EndRun(run_id, Outcome.FAILED, message=f"Run {run_id} is not known to the dispatcher")]
         items = await stream.take()
-        if items and isinstance(items[-1], RunEnd):
+        if items and isinstance(items[-1], EndRun):
             del self._streams[run_id]
         return items
 
@@ -231,17 +218,7 @@ class _Dispatcher:
         """Put the run's end on its stream, and tell every step actor the run is over."""
         stream = self._streams.get(command.run_id)
         if stream is not None:
-            stream.put(
-                RunEnd(
-                    command.outcome,
-                    command.payload,
-                    command.message,
-                    command.step,
-                    command.active_steps,
-                    command.attempts,
-                    command.elapsed,
-                )
-            )
+            stream.put(command)  # the last item of the run's stream: how it ended, for the driver
         for worker in self._workers.values():
             worker.end_run(command.run_id)
 

@@ -24,7 +24,7 @@ from ray import cloudpickle
 
 from rayflow.context.context import Context, WaitOptions, face_of
 from rayflow.context.state_store import DictState, StateStore
-from rayflow.core.commands import Outcome
+from rayflow.core.commands import EndRun, Outcome
 from rayflow.core.envelope import Envelope, Kind
 from rayflow.core.state import Pending
 from rayflow.errors import (
@@ -44,7 +44,6 @@ from rayflow.events import (
 )
 from rayflow.retry_policy import RetryInfo
 from rayflow.runtime.context_actor import ContextActor
-from rayflow.runtime.dispatcher import RunEnd
 from rayflow.runtime.runtime import WorkflowRuntime
 from rayflow.spec import WorkflowSpec
 
@@ -197,7 +196,7 @@ class WorkflowSession:
             started.set()
             while True:
                 for item in await dispatcher.next_items(run_id):
-                    if isinstance(item, RunEnd):
+                    if isinstance(item, EndRun):
                         return self._finish(item, publish)
                     event = codec.loads(item)
                     if self._verbose:
@@ -210,7 +209,7 @@ class WorkflowSession:
             if slots is not None:
                 slots.release()
 
-    def _finish(self, end: RunEnd, publish: Publish) -> StopEvent:
+    def _finish(self, end: EndRun, publish: Publish) -> StopEvent:
         """The run's StopEvent, published last; or, published, the event of how it failed, and its error raised."""
         codec = self._spec.codec
         if end.outcome is Outcome.DONE:

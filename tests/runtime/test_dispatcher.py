@@ -1,5 +1,5 @@
 """The dispatcher actor through its client (``rayflow.runtime.dispatcher``), driven as the session drives it: runs
-started on it end with a ``RunEnd`` on their stream; it routes by the routes alone and never opens the workflow it
+started on it end with their ``EndRun`` on their stream; it routes by the routes alone and never opens the workflow it
 hands to its step actors; ``close()`` leaves no actor; a cancelled run ends CANCELLED and frees its step actor."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from rayflow import Context, Event, StartEvent, StopEvent, Workflow, step
-from rayflow.core.commands import Outcome
+from rayflow.core.commands import EndRun, Outcome
 from rayflow.core.envelope import Envelope, Kind
 from rayflow.runtime.context_actor import ContextActor
-from rayflow.runtime.dispatcher import Dispatcher, RunEnd
+from rayflow.runtime.dispatcher import Dispatcher
 from rayflow.runtime.session import workflow_blob
 from rayflow.spec import WorkflowSpec
 from tests.conftest import live_rayflow_actors
@@ -63,15 +63,15 @@ async def _start(dispatcher: Dispatcher, run_id: str, event: StartEvent) -> None
     await dispatcher.start_run(run_id, f"ctx-{run_id}", SPEC.codec.encode(event), None)
 
 
-async def _stream(dispatcher: Dispatcher, run_id: str, until_end: bool = True) -> tuple[list[Any], RunEnd | None]:
-    """A run's stream items as the driver reads them: the decoded events, and the ``RunEnd`` that came last (None
+async def _stream(dispatcher: Dispatcher, run_id: str, until_end: bool = True) -> tuple[list[Any], EndRun | None]:
+    """A run's stream items as the driver reads them: the decoded events, and the ``EndRun`` that came last (None
     with ``until_end=False``: only the first batch is read)."""
     events: list[Any] = []
     while True:
         items = await asyncio.wait_for(dispatcher.next_items(run_id), timeout=60)
         assert items, "next_items answers only with items"
-        end = items.pop() if isinstance(items[-1], RunEnd) else None
-        assert not [item for item in items if isinstance(item, RunEnd)], "the RunEnd comes last"
+        end = items.pop() if isinstance(items[-1], EndRun) else None
+        assert not [item for item in items if isinstance(item, EndRun)], "the EndRun comes last"
         events.extend(SPEC.codec.loads(item) for item in items)
         if end is not None or not until_end:
             return events, end
@@ -94,7 +94,7 @@ async def test_runs_end_with_their_stop_event_and_close_leaves_no_actor() -> Non
 
         # The ended run's stream is gone.
         assert await dispatcher.next_items("a") == [
-            RunEnd(Outcome.FAILED, None, "Run a is not known to the dispatcher", None, ())
+            EndRun("a", Outcome.FAILED, message="Run a is not known to the dispatcher")
         ]
 
         # Runs going on at once each end with their own StopEvent.
