@@ -219,9 +219,7 @@ class _StepWorker:
                     delay = None
                 if delay is None:
                     outbox.flush()
-                    return ItemDone(
-                        item.run_id, failure=self._failure(name, err, event, attempts.runs, attempts.started)
-                    )
+                    return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts))
                 await asyncio.sleep(delay)
         outbox.flush()
         if self._verbose:
@@ -233,11 +231,11 @@ class _StepWorker:
             wrong = WorkflowRuntimeError(
                 f"Step function {name} returned {type(result).__name__} instead of an Event instance."
             )
-            return ItemDone(item.run_id, failure=self._failure(name, wrong, event, attempts.runs, attempts.started))
+            return ItemDone(item.run_id, failure=self._failure(name, wrong, event, attempts))
         try:
             output = self._codec.encode(result, step=name)
         except Exception as err:
-            return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts.runs, attempts.started))
+            return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts))
         return ItemDone(item.run_id, output=output, step=None if name == self._step else name)
 
     async def _arguments(self, ctx: Context[Any], event: Event, config: StepConfig) -> dict[str, Any]:
@@ -256,8 +254,10 @@ class _StepWorker:
             return None
         return policy.next(attempts.elapsed(), attempts.runs, error)
 
-    def _failure(self, step: str, err: Exception, event: Event, attempts: int, started: float) -> Failure:
+    def _failure(self, step: str, err: Exception, event: Event, attempts: Attempts) -> Failure:
+        """The step failed for good after ``attempts``: its error and the ``StepFailedEvent`` for ``@catch_error``."""
         message = f"{type(err).__name__}: {err}"
+        elapsed = attempts.elapsed()
         try:
             error: Any = self._codec.dumps(err)
         except Exception:
@@ -266,15 +266,15 @@ class _StepWorker:
             step_name=step,
             input_event=event,
             exception=err,
-            attempts=attempts,
-            elapsed_seconds=time.monotonic() - started,
+            attempts=attempts.runs,
+            elapsed_seconds=elapsed,
             failed_at=datetime.now(timezone.utc),
         )
         try:
             failed_envelope: Envelope | None = self._codec.encode(failed, step=step)
         except Exception:
             failed_envelope = None
-        return Failure(step, error, message, failed_envelope, attempts, time.monotonic() - started)
+        return Failure(step, error, message, failed_envelope, attempts.runs, elapsed)
 
 
 class StepWorker:
