@@ -68,12 +68,19 @@ class _FactoryResource(ResourceDescriptor):
         self.factory = factory
         self.cache = cache
         self.name = getattr(factory, "__qualname__", type(factory).__name__)
+        self._dependencies: list[ResourceDefinition] | None = None
 
     def dependencies(self) -> list[ResourceDefinition]:
         """The factory's parameters annotated with a resource; the others keep their defaults.
 
-        Annotations that cannot be resolved (a name not defined in the factory's module) declare none.
+        Annotations that cannot be resolved (a name not defined in the factory's module) declare none. Read from
+        the factory's signature once: an uncached resource asks for them on every step call.
         """
+        if self._dependencies is None:
+            self._dependencies = self._read_dependencies()
+        return self._dependencies
+
+    def _read_dependencies(self) -> list[ResourceDefinition]:
         try:
             hints = typing.get_type_hints(self.factory, include_extras=True)
             names = inspect.signature(self.factory).parameters
