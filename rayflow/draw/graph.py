@@ -56,6 +56,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
 
 
+def _step_id(name: str) -> str:
+    return f"step_{_slug(name)}"
+
+
 def graph_of(workflow_class: type) -> Graph:
     """The graph of ``workflow_class`` (``WorkflowConfigurationError`` when the class does not compile)."""
     spec = WorkflowSpec.of(workflow_class)
@@ -69,7 +73,7 @@ def graph_of(workflow_class: type) -> Graph:
             covers = ", ".join(config.catch_error_for_steps) if config.catch_error_for_steps else "any step"
             details.append(f"catch_error: {covers}")
         kind = "catch_error" if config.role == "catch_error" else "step"
-        nodes.append(Node(f"step_{_slug(name)}", name, kind, "; ".join(details)))
+        nodes.append(Node(_step_id(name), name, kind, "; ".join(details)))
 
     events = spec.events
     event_ids = {t: f"event_{_slug(spec.event_keys[t])}" for t in events}
@@ -79,7 +83,7 @@ def graph_of(workflow_class: type) -> Graph:
 
     edges: list[Edge] = []
     for name, step_spec in spec.steps.items():
-        step_id = f"step_{_slug(name)}"
+        step_id = _step_id(name)
         edges.extend(Edge(event_ids[t], step_id) for t in events if spec.accepts(name, t))
         edges.extend(Edge(step_id, event_ids[t]) for t in step_spec.config.return_types if is_event_type(t))
 
@@ -95,5 +99,5 @@ def graph_of(workflow_class: type) -> Graph:
         for handler in spec.steps.values():
             if handler.config.role == "catch_error":
                 covered = handler.config.catch_error_for_steps or plain
-                edges.extend(Edge(f"step_{_slug(s)}", event_ids[StepFailedEvent]) for s in covered if s in spec.steps)
+                edges.extend(Edge(_step_id(s), event_ids[StepFailedEvent]) for s in covered if s in spec.steps)
     return Graph(spec.name, tuple(nodes), tuple(dict.fromkeys(edges)))
