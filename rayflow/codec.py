@@ -60,9 +60,16 @@ class EventCodec:
         return keys
 
     def encode(
-        self, event: Event, *, kind: Kind | None = None, target: str | None = None, step: str | None = None
+        self,
+        event: Event,
+        *,
+        kind: Kind | None = None,
+        target: str | None = None,
+        step: str | None = None,
+        event_id: bytes = b"",
     ) -> Envelope:
-        """Pickle ``event`` into an envelope; an event that cannot pickle fails naming ``step`` and its type."""
+        """Pickle ``event`` into an envelope (named ``event_id``); an event that cannot pickle fails naming ``step``
+        and its type."""
         cls = type(event)
         if kind is None:
             kind = (
@@ -72,7 +79,7 @@ class EventCodec:
                 if isinstance(event, InputRequiredEvent)
                 else Kind.EVENT
             )
-        return Envelope(self.keys_of(cls), self.dumps(event, step=step), kind, target)
+        return Envelope(self.keys_of(cls), self.dumps(event, step=step), kind, target, event_id)
 
     def dumps(self, obj: Any, *, step: str | None = None) -> bytes:
         buffer = io.BytesIO()

@@ -47,7 +47,10 @@ class Settings:
     dispatcher_max_concurrency: int = field(default_factory=lambda: _int("RAYFLOW_DISPATCHER_MAX_CONCURRENCY", 10_000))
     #: Seconds a workflow's actors stay alive with no run before they are released.
     idle_release_s: float = field(default_factory=lambda: _float("RAYFLOW_IDLE_RELEASE_S", 600.0))
-    #: Seconds a closing workflow waits for its actors to stop before killing them.
+    #: Times one event may be delivered to a step whose actor then dies before its run fails (a poison event).
+    max_deliveries: int = field(default_factory=lambda: _int("RAYFLOW_MAX_DELIVERIES", 3))
+    #: Seconds a closing workflow waits for its actors to stop before killing them; also what a step actor has,
+    #: past a step's timeout or a run's end, to stop an invocation before it is replaced.
     shutdown_grace_s: float = field(default_factory=lambda: _float("RAYFLOW_SHUTDOWN_GRACE_S", 2.0))
     #: CPUs reserved by each step actor (0 lets many pools share a small machine).
     step_num_cpus: float = field(default_factory=lambda: _float("RAYFLOW_STEP_NUM_CPUS", 0.0))

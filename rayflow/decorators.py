@@ -81,10 +81,15 @@ def _make_step_config(
     retry_policy: RetryPolicy | None,
     accept_event_subclasses: bool,
     localns: dict[str, Any] | None,
+    timeout: float | None = None,
 ) -> StepConfig:
     """Inspect ``func`` and build its ``StepConfig``, refusing signatures that cannot work."""
     if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers <= 0:
         raise WorkflowValidationError("num_workers must be an integer greater than 0")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+        raise WorkflowValidationError(
+            f"Step {func.__qualname__}: timeout must be a number of seconds greater than 0, or None (got {timeout!r})"
+        )
     hints = _type_hints(func, localns)
     accepted: list[type[Event]] = []
     event_name = ""
@@ -131,6 +136,7 @@ def _make_step_config(
         accept_event_subclasses=accept_event_subclasses,
         collects=_calls_collect_events(func.__code__),
         uses_self=_reads_self(func),
+        timeout=None if timeout is None else float(timeout),
     )
 
 
@@ -181,6 +187,7 @@ def step(
     num_workers: int = 4,
     retry_policy: RetryPolicy | None = None,
     accept_event_subclasses: bool = False,
+    timeout: float | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -191,12 +198,17 @@ def step(
     num_workers: int = 4,
     retry_policy: RetryPolicy | None = None,
     accept_event_subclasses: bool = False,
+    timeout: float | None = None,
 ) -> F | Callable[[F], F]:
     """Make a method a workflow step.
 
     ``num_workers`` is the most actors the step's pool grows to, shared by every concurrent run of one
     workflow instance; ``retry_policy`` decides retries after the step raises; with
     ``accept_event_subclasses`` the step also receives subclasses of the event types it declares.
+    ``timeout`` (rayflow's, not LlamaIndex's): seconds one invocation may take. Past it the invocation is stopped
+    and fails with ``StepTimeoutError``, which the retry policy and ``@catch_error`` see like any failure; a step
+    blocked where it cannot be cancelled (a sync step, or an async one blocking its event loop) is stopped by
+    replacing its actor.
     """
     localns = _caller_locals(2)
 
@@ -207,6 +219,7 @@ def step(
             retry_policy=retry_policy,
             accept_event_subclasses=accept_event_subclasses,
             localns=localns,
+            timeout=timeout,
         )
         return _attach(fn, config, workflow)
 

@@ -7,6 +7,7 @@ __all__ = [
     "ContextStateError",
     "EventSerializationError",
     "RayflowError",
+    "StepTimeoutError",
     "WorkflowCancelledByUser",
     "WorkflowConfigurationError",
     "WorkflowDone",
@@ -64,3 +65,7 @@ class WorkflowStuckError(WorkflowTimeoutError, WorkflowRuntimeError):
 
 class EventSerializationError(WorkflowRuntimeError):
     """An event could not be pickled to travel between steps; names the step and the event type."""
+
+
+class StepTimeoutError(WorkflowRuntimeError, TimeoutError):
+    """A step invocation ran past its ``@step(timeout=...)``; it was stopped (its actor replaced if it was blocked)."""

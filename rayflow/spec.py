@@ -59,6 +59,8 @@ class StepConfig:
     #: True when the step's code reads ``self`` (or calls ``super()``): it may depend on its actor's copy of the
     #: workflow, so no other step's actor runs it.
     uses_self: bool = True
+    #: Seconds one invocation may take before it is stopped (``@step(timeout=...)``); None: no limit.
+    timeout: float | None = None
 
 
 def is_event_type(tp: Any) -> bool:
@@ -209,7 +211,14 @@ class WorkflowSpec:
                 is_catch_error=config.role == "catch_error",
                 max_recoveries=config.catch_error_max_recoveries,
                 returns=frozenset(keys[t] for t in config.return_types if is_event_type(t)),
-                lendable=not (config.collects or config.resources or config.uses_self or config.role == "catch_error"),
+                lendable=not (
+                    config.collects
+                    or config.resources
+                    or config.uses_self
+                    or config.role == "catch_error"
+                    or config.timeout is not None
+                ),
+                timeout=config.timeout,
             )
             for step, config in configs.items()
         )

@@ -6,6 +6,7 @@ event classes), so loading a snapshot never imports a class the data names.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from rayflow.codec import EventCodec
@@ -26,7 +27,12 @@ def pending_to_data(pending: Pending, serializer: BaseSerializer, codec: EventCo
 
     return {
         "items": [
-            {"step": step, "event": event(item.envelope), "resolved": resolved(item.resolved)}
+            {
+                "step": step,
+                "event": event(item.envelope),
+                "id": item.envelope.event_id.hex(),
+                "resolved": resolved(item.resolved),
+            }
             for step, item in pending.items
         ],
         "waits": [
@@ -47,14 +53,17 @@ def pending_to_data(pending: Pending, serializer: BaseSerializer, codec: EventCo
 
 
 def pending_from_data(data: dict[str, Any], serializer: BaseSerializer, codec: EventCodec) -> Pending:
-    def event(raw: str, kind: Kind | None = None) -> Envelope:
-        return codec.encode(serializer.deserialize(raw), kind=kind)
+    def event(raw: str, kind: Kind | None = None, event_id: str | None = None) -> Envelope:
+        # The id an event was routed under names what it causes (rayflow.core.envelope.derive_id); a snapshot that
+        # does not have it gets a fresh one: its events then never match events routed before it was taken.
+        named = bytes.fromhex(event_id) if event_id else uuid.uuid4().bytes
+        return codec.encode(serializer.deserialize(raw), kind=kind, event_id=named)
 
     def resolved(raw: list[list[Any]]) -> Resolved:
         return tuple((str(waiter_id), None if answer is None else event(answer)) for waiter_id, answer in raw)
 
     items = tuple(
-        (str(item["step"]), WorkItem("", "", event(item["event"]), resolved(item["resolved"])))
+        (str(item["step"]), WorkItem("", "", event(item["event"], None, item.get("id")), resolved(item["resolved"])))
         for item in data.get("items", ())
     )
     waits = tuple(

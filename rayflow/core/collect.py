@@ -25,6 +25,10 @@ def _fingerprint(expected: Sequence[Hashable]) -> tuple[Hashable, ...]:
     return (n, expected[0], expected[n // 2], expected[-1])
 
 
+def _owner(key: Hashable) -> Hashable:
+    return key[:2] if isinstance(key, tuple) else key
+
+
 class CollectBuffers:
     """Every collect buffer of one holder (a step actor), keyed by (run, step, buffer id)."""
 
@@ -34,6 +38,8 @@ class CollectBuffers:
         self._shapes: dict[tuple[Hashable, ...], _Shape] = {}
         #: The expected list of each buffer's last call (a reference, to say what a buffer waits for).
         self._expected: dict[Hashable, Sequence[Hashable]] = {}
+        #: Buffers per (run, step), for keys of that shape: whether a step holds anything of a run.
+        self._owners: dict[Hashable, int] = {}
 
     def collect(self, key: Hashable, event: Any, kind: Hashable, expected: Sequence[Hashable]) -> list[Any] | None:
         """Add ``event`` (of type ``kind``) to buffer ``key``; the expected events once all are there."""
@@ -41,7 +47,11 @@ class CollectBuffers:
             return []
         shape = self._shape(expected)
         self._expected[key] = expected
-        buffer = self._buffers.setdefault(key, {})
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = {}
+            owner = _owner(key)
+            self._owners[owner] = self._owners.get(owner, 0) + 1
         held = buffer.get(kind)
         if shape.get(kind, 0) <= (len(held) if held else 0):
             shape = self._exact_shape(expected)  # drops are rare: confirm with an exact count
@@ -60,9 +70,17 @@ class CollectBuffers:
 
     def drop(self, key: Hashable) -> None:
         """Forget buffer ``key`` (its run ended, or it was released)."""
-        self._buffers.pop(key, None)
+        if self._buffers.pop(key, None) is not None:
+            owner = _owner(key)
+            self._owners[owner] -= 1
+            if not self._owners[owner]:
+                del self._owners[owner]
         self._sizes.pop(key, None)
         self._expected.pop(key, None)
+
+    def holds(self, run_id: str, step: str) -> bool:
+        """Whether any buffer of ``step`` in ``run_id`` (keys ``(run, step, buffer id)``) holds events."""
+        return (run_id, step) in self._owners
 
     def missing(self, run_id: str) -> list[tuple[tuple[Any, ...], list[tuple[Hashable, int, int]]]]:
         """What each buffer of ``run_id`` still lacks: (key, [(kind, held, expected), ...] for each short kind)."""

@@ -10,6 +10,20 @@ from rayflow.core.envelope import Envelope, Requirements, Resolved
 
 
 @dataclass(frozen=True, slots=True)
+class Tries:
+    """The attempts a step has made at one work item so far: each retry is a new delivery of the item, so a
+    retry's wait holds no actor. What the retry policy and ``ctx.retry_info()`` read."""
+
+    runs: int = 0
+    #: Wall-clock seconds (``time.time()``) when the first attempt began.
+    first: float = 0.0
+    #: The last attempt's error: pickled (None where it does not pickle), and in words.
+    error: Any = None
+    message: str = ""
+    failed_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkItem:
     """One event for one step in one run; ``resolved``: the waits a rerun after ``wait_for_event`` finds answered."""
 
@@ -17,6 +31,12 @@ class WorkItem:
     ctx_id: str
     envelope: Envelope
     resolved: Resolved = ()
+    tries: Tries = Tries()
+    #: Times a call carrying this item was lost with its actor (a crash): bounded, see ``RAYFLOW_MAX_DELIVERIES``.
+    deliveries: int = 0
+    #: Set when its last attempt ran past the step's timeout (its actor was stopped): the seconds allowed. The
+    #: next actor counts that attempt as failed with a ``StepTimeoutError`` before anything else.
+    timed_out: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,4 +133,52 @@ class CheckRequirements:
     held: tuple[str, ...] = ()
 
 
-Command = StartActor | CallStep | Publish | EndRun | ArmTimeout | ArmWaiterTimeout | CheckRequirements
+@dataclass(frozen=True, slots=True)
+class StopActor:
+    """End actor ``actor`` of ``step``'s pool now (killed: it may be blocked); it already left its pool. Its calls
+    in flight come back lost; locks it held on the store are released."""
+
+    step: str
+    actor: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WatchCall:
+    """Fire CallOverdue(call_id) after ``after`` seconds: a call of a step with a timeout that must be back by then."""
+
+    call_id: int
+    after: float
+
+
+@dataclass(frozen=True, slots=True)
+class ArmRetry:
+    """Fire RetryDue(run_id, number) after ``after`` seconds: a failed item waits for its retry off the actors."""
+
+    run_id: str
+    number: int
+    after: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmStopped:
+    """A run ended: ask the actors that hold calls with its items to stop its invocations, and report with
+    ActorUnresponsive any that does not answer within the grace period (its event loop is blocked)."""
+
+    run_id: str
+    actors: tuple[tuple[str, int], ...]
+
+
+Command = (
+    StartActor
+    | CallStep
+    | Publish
+    | EndRun
+    | ArmTimeout
+    | ArmWaiterTimeout
+    | CheckRequirements
+    | StopActor
+    | WatchCall
+    | ArmRetry
+    | ConfirmStopped
+)

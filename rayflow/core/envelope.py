@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -21,13 +22,16 @@ class Envelope:
     """One event: its type keys (its class first, then its event bases), its kind, and an opaque payload.
 
     ``payload`` is the pickled event (bytes) or an object ref to it; the core only carries it along.
-    ``target`` names the one step it must go to (``ctx.send_event(ev, step=...)``).
+    ``target`` names the one step it must go to (``ctx.send_event(ev, step=...)``). ``event_id``: the event's
+    rayflow id, derived from its cause (``derive_id``), so the same event emitted again by a step body that runs
+    again (after its actor died) is routed once; empty for an event that has no cause to derive it from.
     """
 
     type_keys: tuple[str, ...]
     payload: Any
     kind: Kind = Kind.EVENT
     target: str | None = None
+    event_id: bytes = b""
 
     @property
     def type_name(self) -> str:
@@ -71,3 +75,20 @@ class Waiter:
     timeout: float | None = None
     announce: Envelope | None = None
     resolved: Resolved = ()
+
+
+#: The id of every run's start event: the root its other events' ids derive from.
+START_ID = b"start"
+
+
+def derive_id(parent: bytes, step: str, attempt: int, rerun: int, position: int) -> bytes:
+    """The id of the event at ``position`` among what one invocation of ``step`` emitted (its sent and streamed
+    events in order; its returned event is -1) while handling the event ``parent``.
+
+    ``attempt`` (retries) and ``rerun`` (reruns after ``wait_for_event``) tell apart the runs of a step body that
+    emit again on purpose, as in LlamaIndex. A body run again for the same delivery, because its actor died or
+    was stopped, derives the same ids. Fixed size, whatever the length of the chain of causes.
+    """
+    digest = hashlib.blake2b(parent, digest_size=12)
+    digest.update(f"|{step}|{attempt}|{rerun}|{position}".encode())
+    return digest.digest()

@@ -4,7 +4,9 @@ slots of the next steps a call may borrow. Part of the reducer (``rayflow.core.r
 
 from __future__ import annotations
 
-from rayflow.core.commands import CallStep, Command, StartActor, WorkItem
+from collections import deque
+
+from rayflow.core.commands import CallStep, Command, StartActor, WatchCall, WorkItem
 from rayflow.core.state import ActorSlot, Call, DispatcherState, Pool
 
 __all__ = ["feed", "start_actor"]
@@ -25,7 +27,8 @@ def feed(state: DispatcherState, pool: Pool) -> list[Command]:
     # A second call queued on a busy actor hides the call round trip, but an event queued there cannot
     # move to an actor that frees up or starts later: queue only once the pool is at its full size and
     # started, and only after every actor has a call (rounds: each actor's first call, then the second).
-    limit = 1 if can_grow or pool.starting else 1 + state.pipeline
+    # A step with a timeout gets no second call either: the call's deadline counts from when it is sent.
+    limit = 1 if can_grow or pool.starting or pool.route.timeout is not None else 1 + state.pipeline
     if pool.actors and pool.waiting:
         batch_size = pool.batch_size(state.max_batch, state.batch_target_s, state.first_batch)
         moved = True
@@ -38,20 +41,26 @@ def feed(state: DispatcherState, pool: Pool) -> list[Command]:
                         moved = moved or diverted
                         if not items:
                             break
-                        commands.append(_call(state, pool, slot, items))
+                        commands.extend(_call(state, pool, slot, items))
     idle = sum(1 for s in pool.actors.values() if s.idle) + len(pool.starting)
     for _ in range(min(pool.waiting - idle, pool.route.num_workers - pool.size) if can_grow else 0):
         commands.append(start_actor(pool))  # one new actor per waiting event, up to num_workers
     return commands
 
 
-def _call(state: DispatcherState, pool: Pool, slot: ActorSlot, items: list[WorkItem]) -> CallStep:
+def _call(state: DispatcherState, pool: Pool, slot: ActorSlot, items: list[WorkItem]) -> list[Command]:
+    """The call of ``items`` on ``slot``; a step with a timeout also gets a deadline for it (one item a call), past
+    which its actor is taken to be blocked where it cannot be told to stop."""
     call_id = state.next_call
     state.next_call += 1
-    loans = _lend(state, pool)
+    timeout = pool.route.timeout
+    loans = _lend(state, pool) if timeout is None else ()
     state.calls[call_id] = Call(pool.route.name, slot.id, items, loans)
     slot.inflight += 1
-    return CallStep(call_id, pool.route.name, slot.id, items, tuple(name for name, _ in loans))
+    call: list[Command] = [CallStep(call_id, pool.route.name, slot.id, items, tuple(name for name, _ in loans))]
+    if timeout is not None:
+        call.append(WatchCall(call_id, timeout * len(items) + state.grace_s))
+    return call
 
 
 def _lend(state: DispatcherState, pool: Pool) -> tuple[tuple[str, int], ...]:
@@ -76,23 +85,34 @@ def _lend(state: DispatcherState, pool: Pool) -> tuple[tuple[str, int], ...]:
 
 
 def _take(state: DispatcherState, pool: Pool, slot: ActorSlot, size: int) -> tuple[list[WorkItem], bool]:
-    """Up to ``size`` events for ``slot``: its own first; a collecting step's events go to their run's home."""
+    """Up to ``size`` events for ``slot``: its own first; a collecting step's events go to their run's home (and into
+    the run's log of what the home was given). An event delivered again after its call was lost, and every event of a
+    step with a timeout, goes alone: a call that fails again then names its event."""
     items: list[WorkItem] = []
     diverted = False
-    collects = pool.route.collects
+    name, collects = pool.route.name, pool.route.collects
+    if pool.route.timeout is not None:
+        size = 1
     while len(items) < size and (slot.queue or pool.queue):
         own = bool(slot.queue)
-        item = slot.queue.popleft() if own else pool.queue.popleft()
+        queue = slot.queue if own else pool.queue
+        if queue[0].deliveries and items:
+            break
+        item = queue.popleft()
         pool.waiting -= 1
         run = state.runs.get(item.run_id)
         if run is None:
             continue  # the run ended while this event waited
         if collects and not own:
-            home = run.homes.setdefault(pool.route.name, slot.id)
+            home = run.homes.setdefault(name, slot.id)
             if home != slot.id and home in pool.actors:
                 pool.actors[home].queue.append(item)
                 pool.waiting += 1
                 diverted = True
                 continue
+        if collects:
+            run.delivered.setdefault(name, deque()).append(item)
         items.append(item)
+        if item.deliveries:
+            break
     return items, diverted

@@ -22,28 +22,35 @@ The state is mutated in place; the reducer does no I/O and reads no clock, so te
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rayflow.core.commands import (
+    ArmRetry,
     ArmTimeout,
     ArmWaiterTimeout,
     CheckRequirements,
     Command,
+    ConfirmStopped,
     EndRun,
     Outcome,
     Publish,
+    StopActor,
     WorkItem,
 )
 from rayflow.core.envelope import Envelope, Failure, Kind, Requirements, Resolved, Waiter
 from rayflow.core.feeding import feed, start_actor
 from rayflow.core.routing import delivers
-from rayflow.core.state import ActorSlot, DispatcherState, Pool, Run
+from rayflow.core.state import ActorSlot, Call, DispatcherState, Pool, Run
 from rayflow.core.ticks import (
     ActorStarted,
     ActorStartFailed,
+    ActorUnresponsive,
     CallFinished,
+    CallOverdue,
     CancelRequested,
     EventsEmitted,
-    ItemDone,
     RequirementsChecked,
+    RetryDue,
     RunResumed,
     RunStarted,
     Tick,
@@ -110,6 +117,19 @@ def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
         run = state.runs.get(tick.run_id)
         if run is not None:
             _requirements_checked(step, run, tick)
+    elif isinstance(tick, RetryDue):
+        run = state.runs.get(tick.run_id)
+        entry = run.delayed.pop(tick.number, None) if run is not None else None
+        if run is not None and entry is not None:
+            name, item = entry
+            _uncount(step, run, name)
+            _enqueue_item(step, run, name, item)
+    elif isinstance(tick, CallOverdue):
+        _call_overdue(step, tick)
+    elif isinstance(tick, ActorUnresponsive):
+        pool = state.pools[tick.step]
+        if tick.actor in pool.actors:
+            _retire(step, pool, tick.actor, "it did not stop the work of a run that ended", stopped="ended")
     for run in step.touched.values():
         _check_idle(step, run)
     for pool in step.dirty.values():
@@ -159,6 +179,10 @@ def _warm(step: _Step) -> None:
 def _emit(step: _Step, run: Run, envelope: Envelope, source: str | None) -> None:
     if run.run_id not in step.state.runs:
         return  # the run ended earlier in this tick: later events of it are moot
+    if envelope.event_id:
+        if envelope.event_id in run.seen:
+            return  # emitted again by a step body that ran again (its actor died): routed once already
+        run.seen.add(envelope.event_id)
     kind = envelope.kind
     if kind is Kind.STREAM:
         step.commands.append(Publish(run.run_id, envelope))
@@ -207,8 +231,12 @@ def _emit(step: _Step, run: Run, envelope: Envelope, source: str | None) -> None
 
 
 def _enqueue(step: _Step, run: Run, name: str, envelope: Envelope, resolved: Resolved = ()) -> None:
+    _enqueue_item(step, run, name, WorkItem(run.run_id, run.ctx_id, envelope, resolved))
+
+
+def _enqueue_item(step: _Step, run: Run, name: str, item: WorkItem) -> None:
+    """Count ``item`` as the run's work at ``name`` and queue it: at its run's collect home if it has one."""
     pool = step.state.pools[name]
-    item = WorkItem(run.run_id, run.ctx_id, envelope, resolved)
     run.inflight += 1
     run.active[name] += 1
     home = run.homes.get(name) if pool.route.collects else None
@@ -218,6 +246,14 @@ def _enqueue(step: _Step, run: Run, name: str, envelope: Envelope, resolved: Res
         pool.queue.append(item)
     pool.waiting += 1
     step.dirty[name] = pool
+    step.touched[run.run_id] = run
+
+
+def _uncount(step: _Step, run: Run, name: str) -> None:
+    """One piece of the run's work at ``name`` is over (done, failed, or about to be queued again)."""
+    run.inflight -= 1
+    run.active[name] -= 1
+    step.touched[run.run_id] = run
 
 
 def _call_finished(step: _Step, tick: CallFinished) -> None:
@@ -227,9 +263,6 @@ def _call_finished(step: _Step, tick: CallFinished) -> None:
     slot = pool.actors.get(call.actor)
     if slot is not None:
         slot.inflight -= 1
-    if tick.results and tick.elapsed > 0:
-        sample = tick.elapsed / len(tick.results)
-        pool.per_event = sample if pool.per_event is None else 0.7 * pool.per_event + 0.3 * sample
     step.dirty[call.step] = pool
     for name, actor in call.loans:
         lender = state.pools[name]
@@ -237,23 +270,160 @@ def _call_finished(step: _Step, tick: CallFinished) -> None:
         if lent is not None:
             lent.lent = False
         step.dirty[name] = lender
-    results = tick.results
-    if tick.lost is not None:  # the actor died: each of its items failed with that message
-        results = [ItemDone(item.run_id, failure=Failure(call.step, None, tick.lost)) for item in call.items]
-    for item, done in zip(call.items, results, strict=True):
+    if tick.lost is not None:
+        _call_lost(step, call, tick.lost)
+        return
+    if tick.results and tick.elapsed > 0:
+        sample = tick.elapsed / len(tick.results)
+        pool.per_event = sample if pool.per_event is None else 0.7 * pool.per_event + 0.3 * sample
+    if tick.retire is not None and slot is not None:
+        _retire(step, pool, call.actor, tick.retire)
+    again: list[WorkItem] = []
+    for item, done in zip(call.items, tick.results, strict=True):
         run = state.runs.get(item.run_id)
         if run is None:
             continue
-        run.inflight -= 1
-        run.active[call.step] -= 1
-        run.last_step = done.step or call.step
-        step.touched[run.run_id] = run
-        if done.failure is not None:
+        _uncount(step, run, call.step)
+        if done.requeue:  # not run: its actor is retiring
+            _forget_delivery(run, call.step, item)
+            again.append(item)
+            continue
+        run.last_step = name = done.step or call.step
+        if pool.route.collects and not done.holding:
+            _buffers_empty(run, call.step, item)
+        if done.retry is not None:
+            _delay(step, run, name, done.retry, done.retry_after)
+        elif done.failure is not None:
             _handle_failure(step, run, done.failure)
         elif done.waiting is not None:
-            _wait(step, run, run.last_step, done.waiting)
+            _wait(step, run, name, done.waiting)
         elif done.output is not None:
-            _emit(step, run, done.output, run.last_step)
+            _emit(step, run, done.output, name)
+    _requeue_front(step, call.step, again)
+
+
+def _requeue_front(step: _Step, name: str, items: list[WorkItem]) -> None:
+    """Queue ``items`` again ahead of everything waiting for ``name``, in their order (they were taken first)."""
+    for item in reversed(items):
+        run = step.state.runs.get(item.run_id)
+        if run is None:
+            continue
+        _enqueue_item(step, run, name, item)
+        pool = step.state.pools[name]
+        queue = pool.queue
+        home = run.homes.get(name)
+        if home is not None and home in pool.actors:
+            queue = pool.actors[home].queue
+        queue.appendleft(queue.pop())
+
+
+def _delay(step: _Step, run: Run, name: str, item: WorkItem, after: float) -> None:
+    """A failed item waits ``after`` seconds for its retry, counted as the run's work but on no actor."""
+    number = run.next_delay
+    run.next_delay += 1
+    run.delayed[number] = (name, item)
+    run.inflight += 1
+    run.active[name] += 1
+    step.commands.append(ArmRetry(run.run_id, number, after))
+
+
+def _buffers_empty(run: Run, name: str, item: WorkItem) -> None:
+    """The run's collect buffers at ``name`` were empty after ``item``: the items up to it need no replay."""
+    log = run.delivered.get(name)
+    while log:
+        if log.popleft() is item:
+            break
+
+
+def _forget_delivery(run: Run, name: str, item: WorkItem) -> None:
+    """``item`` was taken for a call but did not run: it is logged again when it is taken again."""
+    log = run.delivered.get(name)
+    if log is not None and item in log:
+        log.remove(item)
+
+
+def _call_lost(step: _Step, call: Call, reason: str) -> None:
+    """A call came back lost (its actor died, or rayflow stopped it): the actor leaves its pool, and the call's items
+    are delivered again to a live actor; other runs' items in the call are not failed. An item lost with its actor
+    ``max_deliveries`` times fails its run (a poison event); a call rayflow stopped counts against none of its items
+    except the one that ran past its step's timeout, which fails as that step's attempt (retries, ``@catch_error``)."""
+    state = step.state
+    pool = state.pools[call.step]
+    route = pool.route
+    if route.collects and call.stopped is None:  # the lost items are replayed from their runs' logs: count them there
+        for item in call.items:
+            run = state.runs.get(item.run_id)
+            log = run.delivered.get(call.step) if run is not None else None
+            if log is not None and item in log:
+                log[log.index(item)] = replace(item, deliveries=item.deliveries + 1)
+    if call.actor in pool.actors:
+        _retire(step, pool, call.actor, reason)
+    again: list[WorkItem] = []
+    for item in call.items:
+        run = state.runs.get(item.run_id)
+        if run is None:
+            continue
+        _uncount(step, run, call.step)
+        if route.collects:
+            continue  # delivered again with the rest of the run's log when its home was retired
+        if call.stopped == "timeout":
+            again.append(replace(item, timed_out=route.timeout))
+        elif call.stopped is not None:
+            again.append(item)
+        elif item.deliveries + 1 >= state.max_deliveries:
+            message = (
+                f"Step {call.step!r} lost its actor {item.deliveries + 1} times while handling a "
+                f"{item.envelope.type_name} event (does this event crash the process?). Last: {reason}"
+            )
+            _end(step, run, Outcome.FAILED, message=message, step_name=call.step)
+        else:
+            again.append(replace(item, deliveries=item.deliveries + 1))
+    _requeue_front(step, call.step, again)
+
+
+def _retire(step: _Step, pool: Pool, actor: int, reason: str, *, stopped: str | None = None) -> None:
+    """Take ``actor`` out of its pool and end it; its events go back to the pool. A run whose collect buffers it held
+    gets a new home, and the events delivered to the old one since its buffers were last empty are delivered again
+    (their step bodies run again; the events they emit again are routed once). ``stopped``: rayflow stops it, and its
+    other calls in flight come back lost through no fault of their items."""
+    state, name = step.state, pool.route.name
+    slot = pool.actors.pop(actor)
+    step.commands.append(StopActor(name, actor, reason))
+    step.dirty[name] = pool
+    if stopped is not None:
+        for call in state.calls.values():
+            if call.step == name and call.actor == actor and call.stopped is None:
+                call.stopped = stopped
+    front: list[WorkItem] = []
+    for run in state.runs.values():
+        if run.homes.get(name) != actor:
+            continue
+        del run.homes[name]
+        log = run.delivered.get(name)
+        if log:
+            run.inflight += len(log)
+            run.active[name] += len(log)
+            front.extend(log)
+            log.clear()
+        step.touched[run.run_id] = run
+    front.extend(slot.queue)
+    pool.waiting += len(front) - len(slot.queue)
+    pool.queue.extendleft(reversed(front))
+    if pool.size == 0:
+        step.commands.append(start_actor(pool))  # a replacement at once: the pool's next event finds it started
+
+
+def _call_overdue(step: _Step, tick: CallOverdue) -> None:
+    """A call of a step with a timeout is not back: its actor is blocked (a sync step, or an async one blocking its
+    loop). Stop the actor; the call comes back lost and its item fails as a timed-out attempt."""
+    call = step.state.calls.get(tick.call_id)
+    if call is None:
+        return
+    pool = step.state.pools[call.step]
+    call.stopped = "timeout"
+    if call.actor in pool.actors:
+        timeout = pool.route.timeout
+        _retire(step, pool, call.actor, f"step {call.step!r} ran past its timeout of {timeout} s", stopped="ended")
 
 
 def _wait(step: _Step, run: Run, name: str, waiter: Waiter) -> None:
@@ -419,3 +589,6 @@ def _end(
     step.commands.append(
         EndRun(run.run_id, outcome, payload, message, step_name, active_steps, tries, elapsed, collecting)
     )
+    busy = {(c.step, c.actor) for c in state.calls.values() if any(i.run_id == run.run_id for i in c.items)}
+    if busy:  # its invocations there are stopped; an actor that cannot even answer is replaced
+        step.commands.append(ConfirmStopped(run.run_id, tuple(sorted(busy))))

@@ -35,6 +35,9 @@ class StepRoute:
     #: Another step's actor may run this step, on a slot of this step's pool lent to it (see ``successors``):
     #: the step keeps no per-actor state (collect buffers, resources, ``self``) and has no placement of its own.
     lendable: bool = False
+    #: Seconds one invocation may take (``@step(timeout=...)``); past it the invocation is stopped, its actor
+    #: replaced when it cannot be stopped otherwise. None: no limit.
+    timeout: float | None = None
 
 
 @dataclass

@@ -69,6 +69,14 @@ class Run:
     recoveries: Counter[str] = field(default_factory=Counter)
     awaiting_input: bool = False
     last_step: str | None = None
+    #: Ids of the events routed so far: an event emitted again (a step body run twice) is routed once.
+    seen: set[bytes] = field(default_factory=set)
+    #: For each collecting step: the items delivered to the run's home actor since its buffers were last empty,
+    #: in order. Delivered again to a new home when the home dies, they rebuild its collect buffers.
+    delivered: dict[str, deque[WorkItem]] = field(default_factory=dict)
+    #: Failed items waiting for their retry, by number: (step, item).
+    delayed: dict[int, tuple[str, WorkItem]] = field(default_factory=dict)
+    next_delay: int = 0
     #: Step invocations paused in ``ctx.wait_for_event``, as (step, waiter, number), oldest first.
     waits: list[tuple[str, Waiter, int]] = field(default_factory=list)
     #: Events being checked against the requirements of waits (CheckRequirements in flight).
@@ -95,6 +103,9 @@ class Call:
     items: list[WorkItem]
     #: Slots of other steps lent to this call, as (step, actor): returned when it finishes.
     loans: tuple[tuple[str, int], ...] = ()
+    #: Why rayflow stopped the call's actor, if it did: "timeout" (the step ran past it) or "ended" (it did not
+    #: stop the invocations of a run that ended). Its items then come back lost through no fault of theirs.
+    stopped: str | None = None
 
 
 @dataclass
@@ -115,13 +126,26 @@ class DispatcherState:
     #: What runs that ended without a StopEvent (cancelled, timed out, failed) left unfinished, newest last.
     ended: dict[str, Pending] = field(default_factory=dict)
     ended_memory: int = 1000
+    #: Deliveries of one item whose calls may be lost with their actor before its run fails (a poison event).
+    max_deliveries: int = 3
+    #: Seconds an actor has to answer before rayflow stops it (grace after a step timeout).
+    grace_s: float = 2.0
 
     def pending(self, run_id: str) -> Pending | None:
         """The run's unfinished work (scans the queues: for snapshots, not for routing); None: unknown run."""
         run = self.runs.get(run_id)
         if run is None:
             return self.ended.get(run_id)
-        items = [(call.step, item) for call in self.calls.values() for item in call.items if item.run_id == run_id]
+        collecting = run.delivered  # a collecting step's delivered items (running or done) rebuild its buffers
+        items = [(name, item) for name, log in collecting.items() for item in log]
+        items.extend(
+            (call.step, item)
+            for call in self.calls.values()
+            if call.step not in collecting
+            for item in call.items
+            if item.run_id == run_id
+        )
+        items.extend((name, item) for name, item in run.delayed.values())
         for name, pool in self.pools.items():
             queues = [pool.queue, *(slot.queue for slot in pool.actors.values())]
             items.extend((name, item) for queue in queues for item in queue if item.run_id == run_id)
@@ -138,6 +162,8 @@ class DispatcherState:
         batch_target_s: float = 0.02,
         first_batch: int = 8,
         ended_memory: int = 1000,
+        max_deliveries: int = 3,
+        grace_s: float = 2.0,
     ) -> DispatcherState:
         pools = {name: Pool(route) for name, route in routing.steps.items()}
         return cls(
@@ -148,4 +174,6 @@ class DispatcherState:
             batch_target_s=batch_target_s,
             first_batch=first_batch,
             ended_memory=ended_memory,
+            max_deliveries=max_deliveries,
+            grace_s=grace_s,
         )

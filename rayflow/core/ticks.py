@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope, Failure, Waiter
 from rayflow.core.state import Pending
 
@@ -55,6 +56,14 @@ class ItemDone:
     step: str | None = None
     #: Set when the step paused in ``ctx.wait_for_event``: what it waits for.
     waiting: Waiter | None = None
+    #: Set when the step failed and its retry policy retries: the item to deliver again (to ``step``, or the step
+    #: called) after ``retry_after`` seconds.
+    retry: WorkItem | None = None
+    retry_after: float = 0.0
+    #: The item did not run (its actor is retiring): deliver it again as it was.
+    requeue: bool = False
+    #: For a collecting step: whether the actor still holds collect buffers of this run for the step afterwards.
+    holding: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +74,10 @@ class CallFinished:
     results: list[ItemDone] = field(default_factory=list)
     #: Seconds the actor spent on the call (sizes the step's next batches).
     elapsed: float = 0.0
-    #: Set when the call itself failed (the actor died): the items are failed with this message.
+    #: Set when the call itself failed (the actor died): its items are delivered again, to a live actor.
     lost: str | None = None
+    #: Set when the actor must be replaced after this call (a stopped step left a thread blocked): why.
+    retire: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +131,29 @@ class RequirementsChecked:
     held: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class CallOverdue:
+    """A call of a step with a timeout is not back in time (see WatchCall): its step is blocked."""
+
+    call_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActorUnresponsive:
+    """An actor did not answer within the grace period after a run it was running ended (see ConfirmStopped)."""
+
+    step: str
+    actor: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDue:
+    """A failed item's retry wait is over (see ArmRetry)."""
+
+    run_id: str
+    number: int
+
+
 Tick = (
     WarmUp
     | RunStarted
@@ -132,4 +166,7 @@ Tick = (
     | CancelRequested
     | WaiterTimedOut
     | RequirementsChecked
+    | CallOverdue
+    | ActorUnresponsive
+    | RetryDue
 )

@@ -22,15 +22,19 @@ from ray.exceptions import RayActorError
 
 from rayflow.config import settings
 from rayflow.core.commands import (
+    ArmRetry,
     ArmTimeout,
     ArmWaiterTimeout,
     CallStep,
     CheckRequirements,
     Command,
+    ConfirmStopped,
     EndRun,
     Outcome,
     Publish,
     StartActor,
+    StopActor,
+    WatchCall,
 )
 from rayflow.core.envelope import Envelope
 from rayflow.core.reducer import reduce
@@ -39,10 +43,13 @@ from rayflow.core.state import DispatcherState, Pending
 from rayflow.core.ticks import (
     ActorStarted,
     ActorStartFailed,
+    ActorUnresponsive,
     CallFinished,
+    CallOverdue,
     CancelRequested,
     EventsEmitted,
     RequirementsChecked,
+    RetryDue,
     RunResumed,
     RunStarted,
     Tick,
@@ -83,6 +90,8 @@ class _Dispatcher:
             batch_target_s=config.batch_target_s,
             first_batch=config.first_batch,
             ended_memory=config.ended_snapshots,
+            max_deliveries=config.max_deliveries,
+            grace_s=config.shutdown_grace_s,
         )
         self._wait_timers: dict[str, list[asyncio.TimerHandle]] = {}
         self._blob = workflow_blob
@@ -175,6 +184,16 @@ class _Dispatcher:
             self._timers[command.run_id] = loop.call_later(
                 delay, self._apply, TimeoutReached(command.run_id, command.at)
             )
+        elif isinstance(command, StopActor):
+            self._stop_actor(command)
+        elif isinstance(command, WatchCall):
+            asyncio.get_running_loop().call_later(command.after, self._apply, CallOverdue(command.call_id))
+        elif isinstance(command, ArmRetry):
+            retry = RetryDue(command.run_id, command.number)
+            asyncio.get_running_loop().call_later(command.after, self._apply, retry)
+        elif isinstance(command, ConfirmStopped):
+            for step, actor in command.actors:
+                self._spawn(self._confirm_stopped(command.run_id, step, actor))
 
     def _start_actor(self, step: str, index: int) -> None:
         worker = StepWorker.start(
@@ -234,14 +253,34 @@ class _Dispatcher:
 
     async def _await_call(self, call_id: int, ref: Any) -> None:
         try:
-            results, elapsed = await ref
+            results, elapsed, retire = await ref
         except RayActorError as err:
-            self._apply(CallFinished(call_id, lost=f"the step actor died: {err}"))
+            self._apply(CallFinished(call_id, lost=f"the step actor died: {_first_line(err)}"))
             return
         except Exception as err:  # the call itself failed (a step's own errors come back as results): never a hang
-            self._apply(CallFinished(call_id, lost=f"the step call failed: {type(err).__name__}: {err}"))
+            self._apply(CallFinished(call_id, lost=f"the step call failed: {type(err).__name__}: {_first_line(err)}"))
             return
-        self._apply(CallFinished(call_id, results, elapsed))
+        self._apply(CallFinished(call_id, results, elapsed, retire=retire))
+
+    def _stop_actor(self, command: StopActor) -> None:
+        """End a step actor that left its pool (dead, blocked, or retiring): killed, since it may be blocked."""
+        worker = self._workers.pop((command.step, command.actor), None)
+        if worker is None:
+            return
+        print(f"rayflow: replacing actor {command.actor} of step {command.step!r}: {command.reason}", flush=True)
+        ray.kill(worker.handle, no_restart=True)
+
+    async def _confirm_stopped(self, run_id: str, step: str, actor: int) -> None:
+        """Have an actor stop a run that ended; one that cannot answer within the grace period is blocked."""
+        worker = self._workers.get((step, actor))
+        if worker is None:
+            return
+        try:
+            await asyncio.wait_for(worker.end_run(run_id), settings().shutdown_grace_s)
+        except TimeoutError:
+            self._apply(ActorUnresponsive(step, actor))
+        except RayActorError:
+            pass  # dead already: its call comes back lost
 
     async def _check(self, command: CheckRequirements) -> None:
         """Have a step actor read the event's fields against the waits' requirements; an actor that cannot
@@ -261,6 +300,11 @@ class _Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 class Dispatcher:

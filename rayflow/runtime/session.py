@@ -25,7 +25,7 @@ from ray import cloudpickle
 from rayflow.context.context import Context, WaitOptions, face_of
 from rayflow.context.state_store import DictState, StateStore
 from rayflow.core.commands import EndRun, Outcome
-from rayflow.core.envelope import Envelope, Kind
+from rayflow.core.envelope import START_ID, Envelope, Kind
 from rayflow.core.state import Pending
 from rayflow.errors import (
     ContextStateError,
@@ -189,7 +189,8 @@ class WorkflowSession:
                 await dispatcher.resume_run(run_id, face.ctx_id, resume, self._timeout)
             else:
                 assert start is not None
-                await dispatcher.start_run(run_id, face.ctx_id, codec.encode(start), self._timeout)
+                start_envelope = codec.encode(start, event_id=START_ID)
+                await dispatcher.start_run(run_id, face.ctx_id, start_envelope, self._timeout)
             pending, face.pending = face.pending, None
             if pending:
                 dispatcher.emit(run_id, pending)
@@ -283,12 +284,12 @@ class _DriverFace:
             raise ContextStateError("send_event() called before workflow started. Call workflow.run() first.")
         if step is not None:
             self.spec.check_target(step, event)
-        self._emit(self.spec.codec.encode(event, target=step))
+        self._emit(self.spec.codec.encode(event, target=step, event_id=uuid.uuid4().bytes))
 
     def write_event_to_stream(self, event: Event) -> None:
         if not self.running:
             raise ContextStateError("write_event_to_stream() called before workflow started.")
-        self._emit(self.spec.codec.encode(event, kind=Kind.STREAM))
+        self._emit(self.spec.codec.encode(event, kind=Kind.STREAM, event_id=uuid.uuid4().bytes))
 
     def _emit(self, envelope: Envelope) -> None:
         dispatcher = self.session.runtime.dispatcher

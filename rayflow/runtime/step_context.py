@@ -12,15 +12,15 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from rayflow.context.context import WaitOptions
 from rayflow.context.state_store import StateStore
 from rayflow.core.collect import CollectBuffers
-from rayflow.core.commands import WorkItem
-from rayflow.core.envelope import Envelope, Kind, Waiter
+from rayflow.core.commands import Tries, WorkItem
+from rayflow.core.envelope import Envelope, Kind, Waiter, derive_id
 from rayflow.errors import WorkflowRuntimeError
 from rayflow.events import Event
 from rayflow.retry_policy import RetryInfo
@@ -66,39 +66,79 @@ class StepCode:
 
 @dataclass
 class Attempts:
-    """One invocation's attempts at its step so far: what the retry policy is asked, and ``ctx.retry_info()``."""
+    """A work item's attempts at its step before this one, and when the first began: what the retry policy is asked,
+    and ``ctx.retry_info()``. Retries are new deliveries of the item, so this travels with it (``Tries``) between
+    actors; times are wall-clock seconds."""
 
-    started: float = 0.0
     runs: int = 0
+    first: float = field(default_factory=time.time)
     last_error: Exception | None = None
     last_failed_at: datetime | None = None
 
-    def begin(self) -> None:
-        if not self.runs:
-            self.started = time.monotonic()
-        self.runs += 1
+    @classmethod
+    def of(cls, tries: Tries, load: Callable[[Any], Any]) -> Attempts:
+        """The attempts ``tries`` records (``load`` unpickles its last error)."""
+        if not tries.runs:
+            return cls()
+        error = None
+        if tries.error is not None:
+            try:
+                error = load(tries.error)
+            except Exception:
+                error = None
+        if not isinstance(error, Exception):
+            error = WorkflowRuntimeError(tries.message)
+        failed_at = None if tries.failed_at is None else datetime.fromtimestamp(tries.failed_at, timezone.utc)
+        return cls(tries.runs, tries.first, error, failed_at)
+
+    @property
+    def number(self) -> int:
+        """This attempt's number, from 1: what a retry policy counts once it fails."""
+        return self.runs + 1
 
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def failed(self, error: Exception) -> None:
-        self.last_error = error
-        self.last_failed_at = datetime.now(timezone.utc)
+        return max(time.time() - self.first, 0.0)
 
     def info(self) -> RetryInfo:
-        retries = max(self.runs - 1, 0)
-        return RetryInfo(retries, self.elapsed() if retries else 0.0, self.last_error, self.last_failed_at)
+        return RetryInfo(self.runs, self.elapsed() if self.runs else 0.0, self.last_error, self.last_failed_at)
+
+    def failed(self, error: Exception, dumps: Callable[[Any], Any]) -> Tries:
+        """What the item carries to its retry after this attempt failed with ``error``."""
+        try:
+            pickled = dumps(error)
+        except Exception:
+            pickled = None
+        return Tries(self.number, self.first, pickled, f"{type(error).__name__}: {error}", time.time())
 
 
 class Outbox:
-    """Events one invocation emits, sent to the dispatcher in batches while the step still runs."""
+    """Events one invocation emits, sent to the dispatcher in batches while the step still runs.
 
-    def __init__(self, host: StepHost, run_id: str, step: str) -> None:
+    It also names them: the n-th event an invocation emits gets an id derived from the event it handles, the step,
+    the attempt and rerun, and n (``rayflow.core.envelope.derive_id``), so running the same body again for the same
+    delivery names its events the same way and the dispatcher routes them once.
+    """
+
+    def __init__(self, host: StepHost, item: WorkItem, step: str) -> None:
         self._host = host
-        self._run_id = run_id
+        self._run_id = item.run_id
         self._step = step
+        self._parent = item.envelope.event_id
+        self._attempt = item.tries.runs
+        self._rerun = len(item.resolved)
+        self._emitted = 0
         self._items: list[Envelope] = []
         self._scheduled = False
+
+    def next_id(self) -> bytes:
+        """The id of the next event this invocation emits."""
+        position = self._emitted
+        self._emitted += 1
+        return derive_id(self._parent, self._step, self._attempt, self._rerun, position)
+
+    def returned_id(self) -> bytes:
+        """The id of the event the invocation returns."""
+        return derive_id(self._parent, self._step, self._attempt, self._rerun, -1)
 
     def add(self, envelope: Envelope) -> None:
         self._items.append(envelope)
@@ -146,10 +186,11 @@ class StepFace:
             raise WorkflowRuntimeError(f"Step {name!r} sent a {type(event).__name__}, which is not an Event")
         if step is not None:
             spec.check_target(step, event)
-        self._outbox.add(spec.codec.encode(event, target=step, step=name))
+        self._outbox.add(spec.codec.encode(event, target=step, step=name, event_id=self._outbox.next_id()))
 
     def write_event_to_stream(self, event: Event) -> None:
-        self._outbox.add(self._host.spec.codec.encode(event, kind=Kind.STREAM, step=self._code.name))
+        outbox, codec = self._outbox, self._host.spec.codec
+        outbox.add(codec.encode(event, kind=Kind.STREAM, step=self._code.name, event_id=outbox.next_id()))
 
     def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None:
         name, config = self._code.name, self._code.config

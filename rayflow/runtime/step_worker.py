@@ -21,6 +21,7 @@ import inspect
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -34,7 +35,7 @@ from rayflow.core.collect import CollectBuffers
 from rayflow.core.commands import Checks, WorkItem
 from rayflow.core.envelope import Envelope, Failure, Kind
 from rayflow.core.ticks import ItemDone
-from rayflow.errors import WorkflowRuntimeError
+from rayflow.errors import StepTimeoutError, WorkflowRuntimeError
 from rayflow.events import Event, StepFailedEvent
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.resources import ResourceResolver
@@ -86,6 +87,8 @@ class _StepWorker:
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._pending: list[Any] = []
         self._gate: asyncio.Semaphore | None = None
+        #: Set once a stopped step left a thread running here: why this actor must be replaced.
+        self._retire: str | None = None
         self._loop: asyncio.AbstractEventLoop
         self._host: StepHost
 
@@ -104,18 +107,23 @@ class _StepWorker:
         self._gate = asyncio.Semaphore(1)
         return self._label
 
-    async def run(self, items: list[WorkItem], loans: tuple[str, ...] = ()) -> tuple[list[ItemDone], float]:
-        """Run the step for each item, one at a time; one ``ItemDone`` per item, in order, and the seconds taken.
+    async def run(self, items: list[WorkItem], loans: tuple[str, ...] = ()) -> tuple[list[ItemDone], float, str | None]:
+        """Run the step for each item, one at a time; one ``ItemDone`` per item, in order, the seconds taken, and why
+        this actor must be replaced (None: it need not).
 
         An event a step returns that only this step accepts (a loop), or only a step in ``loans`` (slots the
         dispatcher lent to this call), runs here at once, up to ``RAYFLOW_LOCAL_HOPS`` times, instead of a round
-        trip through the dispatcher.
+        trip through the dispatcher. Once a stopped step has left a thread running here, the call's remaining items
+        go back unrun and the actor asks to be replaced.
         """
         assert self._gate is not None
         async with self._gate:
             began = time.perf_counter()
             results = []
             for item in items:
+                if self._retire is not None:
+                    results.append(ItemDone(item.run_id, requeue=True))
+                    continue
                 done = await self._invoke_tracked(item, self._own)
                 hops = self._local_hops
                 while hops and done.output is not None:
@@ -124,11 +132,13 @@ class _StepWorker:
                         break
                     hops -= 1
                     done = await self._invoke_tracked(WorkItem(item.run_id, item.ctx_id, done.output), code)
+                if self._own.config.collects:
+                    done = replace(done, holding=self._collect.holds(item.run_id, self._step))
                 results.append(done)
             if self._pending:
                 pending, self._pending = self._pending, []
                 await asyncio.gather(*pending)
-            return results, time.perf_counter() - began
+            return results, time.perf_counter() - began, self._retire
 
     def _runs_here(self, envelope: Envelope, loans: tuple[str, ...]) -> StepCode | None:
         """The step to run ``envelope`` here next: the one step accepting it, if it is this step or lent."""
@@ -189,38 +199,31 @@ class _StepWorker:
         return StateStore(ctx_id, actor)
 
     async def _invoke(self, item: WorkItem, code: StepCode) -> ItemDone:
+        """One attempt at ``item``: decode its event, build the step's arguments (resources), run the body within
+        its timeout. Any failure on the way is the attempt's: the retry policy may retry it (a new delivery after
+        the policy's wait, off this actor), else it fails the step, for ``@catch_error`` to see."""
         name = code.name
-        event = self._codec.loads(item.envelope.payload)
-        outbox = Outbox(self._host, item.run_id, name)
-        attempts = Attempts()
-        ctx = step_context(item.ctx_id, StepFace(self._host, item, outbox, code, attempts))
-        kwargs = await self._arguments(ctx, event, code.config)
-        if self._verbose:
-            print(f"Running step {name}", flush=True)
-        while True:
-            attempts.begin()
-            try:
-                if code.is_async:
-                    result = await code.fn(**kwargs)
-                else:
-                    result = await self._loop.run_in_executor(None, lambda: code.fn(**kwargs))
-                break
-            except asyncio.CancelledError:
-                raise
-            except Paused as paused:
-                outbox.flush()
-                return ItemDone(item.run_id, waiting=paused.waiter, step=None if name == self._step else name)
-            except Exception as err:
-                attempts.failed(err)
-                try:
-                    delay = self._retry_delay(code.config, attempts, err)
-                except Exception as policy_err:  # a user's retry condition or wait that raised fails the step
-                    err = policy_err
-                    delay = None
-                if delay is None:
-                    outbox.flush()
-                    return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts))
-                await asyncio.sleep(delay)
+        codec = self._codec
+        attempts = Attempts.of(item.tries, codec.loads)
+        outbox = Outbox(self._host, item, name)
+        event: Event | None = None
+        try:
+            if item.timed_out is not None:  # this attempt already ran, past its time, on an actor now replaced
+                raise self._timed_out(name, item)
+            event = codec.loads(item.envelope.payload)
+            ctx = step_context(item.ctx_id, StepFace(self._host, item, outbox, code, attempts))
+            kwargs = await self._arguments(ctx, event, code.config)
+            if self._verbose:
+                print(f"Running step {name}", flush=True)
+            result = await self._body(code, kwargs, item)
+        except asyncio.CancelledError:
+            raise
+        except Paused as paused:
+            outbox.flush()
+            return ItemDone(item.run_id, waiting=paused.waiter, step=None if name == self._step else name)
+        except Exception as err:
+            outbox.flush()
+            return self._failed(item, code, err, event, attempts)
         outbox.flush()
         if self._verbose:
             produced = "no event" if result is None else f"event {type(result).__name__}"
@@ -233,10 +236,50 @@ class _StepWorker:
             )
             return ItemDone(item.run_id, failure=self._failure(name, wrong, event, attempts))
         try:
-            output = self._codec.encode(result, step=name)
+            output = codec.encode(result, step=name, event_id=outbox.returned_id())
         except Exception as err:
             return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts))
         return ItemDone(item.run_id, output=output, step=None if name == self._step else name)
+
+    async def _body(self, code: StepCode, kwargs: dict[str, Any], item: WorkItem) -> Any:
+        """Run the step's body, within its timeout. A sync body runs in a thread, which nothing can stop: one still
+        running after its invocation was stopped (timed out, or its run ended) retires this actor."""
+        timeout = code.config.timeout
+        thread = None if code.is_async else self._loop.run_in_executor(None, lambda: code.fn(**kwargs))
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                return await (code.fn(**kwargs) if thread is None else asyncio.shield(thread))
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the step's own TimeoutError
+            if thread is not None and not thread.done():
+                self._retire = f"step {code.name!r} ran past its timeout of {timeout} s in a thread that cannot stop"
+            raise self._timed_out(code.name, item) from None
+        except asyncio.CancelledError:
+            if thread is not None and not thread.done():
+                self._retire = f"step {code.name!r} was stopped while running in a thread that cannot stop"
+            raise
+
+    def _timed_out(self, step: str, item: WorkItem) -> StepTimeoutError:
+        timeout = item.timed_out or self._steps[step].config.timeout
+        return StepTimeoutError(
+            f"Step {step!r} ran past its timeout of {timeout} s handling a {item.envelope.type_name} event"
+        )
+
+    def _failed(
+        self, item: WorkItem, code: StepCode, err: Exception, event: Event | None, attempts: Attempts
+    ) -> ItemDone:
+        """The attempt failed with ``err``: a retry after the policy's wait, or the step's failure."""
+        step = None if code.name == self._step else code.name
+        try:
+            delay = self._retry_delay(code.config, attempts, err)
+        except Exception as policy_err:  # a user's retry condition or wait that raised fails the step
+            err, delay = policy_err, None
+        if delay is None:
+            return ItemDone(item.run_id, failure=self._failure(code.name, err, event, attempts), step=step)
+        retry = replace(item, tries=attempts.failed(err, self._codec.dumps), timed_out=None, deliveries=0)
+        return ItemDone(item.run_id, retry=retry, retry_after=delay, step=step)
 
     async def _arguments(self, ctx: Context[Any], event: Event, config: StepConfig) -> dict[str, Any]:
         kwargs: dict[str, Any] = {config.event_name: event}
@@ -252,9 +295,9 @@ class _StepWorker:
         policy = config.retry_policy
         if policy is None:
             return None
-        return policy.next(attempts.elapsed(), attempts.runs, error)
+        return policy.next(attempts.elapsed(), attempts.number, error)
 
-    def _failure(self, step: str, err: Exception, event: Event, attempts: Attempts) -> Failure:
+    def _failure(self, step: str, err: Exception, event: Event | None, attempts: Attempts) -> Failure:
         """The step failed for good after ``attempts``: its error and the ``StepFailedEvent`` for ``@catch_error``."""
         message = f"{type(err).__name__}: {err}"
         elapsed = attempts.elapsed()
@@ -266,7 +309,7 @@ class _StepWorker:
             step_name=step,
             input_event=event,
             exception=err,
-            attempts=attempts.runs,
+            attempts=attempts.number,
             elapsed_seconds=elapsed,
             failed_at=datetime.now(timezone.utc),
         )
@@ -274,7 +317,7 @@ class _StepWorker:
             failed_envelope: Envelope | None = self._codec.encode(failed, step=step)
         except Exception:
             failed_envelope = None
-        return Failure(step, error, message, failed_envelope, attempts.runs, elapsed)
+        return Failure(step, error, message, failed_envelope, attempts.number, elapsed)
 
 
 class StepWorker:
@@ -310,12 +353,12 @@ class StepWorker:
         await self._handle.ready.remote()
 
     def run(self, items: list[WorkItem], loans: tuple[str, ...] = ()) -> Any:
-        """Start a call running ``items``; await the result for ``([ItemDone, ...], seconds)``."""
+        """Start a call running ``items``; await the result for ``([ItemDone, ...], seconds, retire reason)``."""
         return self._handle.run.remote(items, loans) if loans else self._handle.run.remote(items)
 
-    def end_run(self, run_id: str) -> None:
-        """Tell the actor the run is over (its invocation there is cancelled); does not wait."""
-        self._handle.end_run.remote(run_id)
+    def end_run(self, run_id: str) -> Any:
+        """Tell the actor the run is over (its invocation there is cancelled); the ref answers once it has."""
+        return self._handle.end_run.remote(run_id)
 
     async def collect_status(self, run_id: str) -> list[str]:
         """What the actor's collect buffers of ``run_id`` still wait for, a line each."""

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from rayflow.core.commands import (
-    CallStep,
-    StartActor,
-)
+from rayflow.core.commands import CallStep, EndRun, StartActor
 from rayflow.core.envelope import Envelope, Kind
 from rayflow.core.reducer import reduce
 from rayflow.core.routing import RoutingTable, StepRoute
@@ -34,3 +31,7 @@ def started(state: DispatcherState, run: str = "r1", timeout: float | None = Non
 
 def calls(commands: list) -> list[CallStep]:
     return [c for c in commands if isinstance(c, CallStep)]
+
+
+def ends(commands: list) -> list[EndRun]:
+    return [c for c in commands if isinstance(c, EndRun)]

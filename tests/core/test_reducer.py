@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from driving import calls, env, started, state_of
+from driving import calls, ends, env, started, state_of
 
 from rayflow.core.commands import (
     ArmTimeout,
@@ -106,7 +106,7 @@ def test_timeout_names_the_active_steps():
     commands = started(state, timeout=2.0)
     (arm,) = [c for c in commands if isinstance(c, ArmTimeout)]
     assert arm.at == 102.0
-    (end,) = reduce(state, TimeoutReached("r1", now=102.0))
+    (end,) = ends(reduce(state, TimeoutReached("r1", now=102.0)))
     assert end.outcome is Outcome.TIMED_OUT
     assert end.message == "Operation timed out after 2.0 seconds. Currently active steps: start"
     assert end.active_steps == ("start",)
@@ -115,7 +115,7 @@ def test_timeout_names_the_active_steps():
 def test_cancel_ends_the_run():
     state = state_of(StepRoute("start", frozenset({"Start"})))
     started(state)
-    (end,) = reduce(state, CancelRequested("r1"))
+    (end,) = ends(reduce(state, CancelRequested("r1")))
     assert end.outcome is Outcome.CANCELLED
 
 
@@ -129,7 +129,7 @@ def test_send_event_to_a_named_step_only():
     out = reduce(state, EventsEmitted("r1", "start", [env("X", target="b2")]))
     assert [c.step for c in calls(out)] == ["b2"]
     out = reduce(state, EventsEmitted("r1", "start", [env("X", target="nope")]))
-    assert [c.outcome for c in out] == [Outcome.FAILED]
+    assert [c.outcome for c in ends(out)] == [Outcome.FAILED]
 
 
 def test_pool_grows_toward_num_workers_only_while_events_wait():
@@ -226,13 +226,6 @@ def test_failure_without_handler_fails_the_run_with_the_error():
     (call,) = calls(started(state))
     out = reduce(state, CallFinished(call.call_id, [ItemDone("r1", failure=Failure("start", b"err", "boom"))]))
     assert [(c.outcome, c.payload, c.step) for c in out] == [(Outcome.FAILED, b"err", "start")]
-
-
-def test_lost_actor_fails_its_runs():
-    state = state_of(StepRoute("start", frozenset({"Start"})))
-    (call,) = calls(started(state))
-    (end,) = reduce(state, CallFinished(call.call_id, lost="the step actor died"))
-    assert end.outcome is Outcome.FAILED and end.message == "the step actor died"
 
 
 def test_pool_that_cannot_start_fails_the_runs_waiting_on_it():
