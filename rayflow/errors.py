@@ -7,6 +7,7 @@ __all__ = [
     "ContextStateError",
     "EventSerializationError",
     "RayflowError",
+    "StateLockLost",
     "WorkflowCancelledByUser",
     "WorkflowConfigurationError",
     "WorkflowDone",
@@ -64,3 +65,7 @@ class WorkflowStuckError(WorkflowTimeoutError, WorkflowRuntimeError):
 
 class EventSerializationError(WorkflowRuntimeError):
     """An event could not be pickled to travel between steps; names the step and the event type."""
+
+
+class StateLockLost(ContextStateError):
+    """An ``edit_state`` block lost its lock (its lease ran out, or its holder was released): nothing was saved."""
