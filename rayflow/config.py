@@ -47,6 +47,9 @@ class Settings:
     dispatcher_max_concurrency: int = field(default_factory=lambda: _int("RAYFLOW_DISPATCHER_MAX_CONCURRENCY", 10_000))
     #: Seconds a workflow's actors stay alive with no run before they are released.
     idle_release_s: float = field(default_factory=lambda: _float("RAYFLOW_IDLE_RELEASE_S", 600.0))
+    #: Seconds an ``edit_state`` lock may go without renewal before the context actor takes it back (a live
+    #: editor renews it every third of this; only a dead holder, or one blocking its event loop, lets it run out).
+    state_lock_lease_s: float = field(default_factory=lambda: _float("RAYFLOW_STATE_LOCK_LEASE_S", 300.0))
     #: Seconds a closing workflow waits for its actors to stop before killing them.
     shutdown_grace_s: float = field(default_factory=lambda: _float("RAYFLOW_SHUTDOWN_GRACE_S", 2.0))
     #: CPUs reserved by each step actor (0 lets many pools share a small machine).
