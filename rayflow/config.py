@@ -49,6 +49,9 @@ class Settings:
     idle_release_s: float = field(default_factory=lambda: _float("RAYFLOW_IDLE_RELEASE_S", 600.0))
     #: Times one event may be delivered to a step whose actor then dies before its run fails (a poison event).
     max_deliveries: int = field(default_factory=lambda: _int("RAYFLOW_MAX_DELIVERIES", 3))
+    #: Seconds an ``edit_state`` lock may go without renewal before the context actor takes it back (a live
+    #: editor renews it every third of this; only a dead holder, or one blocking its event loop, lets it run out).
+    state_lock_lease_s: float = field(default_factory=lambda: _float("RAYFLOW_STATE_LOCK_LEASE_S", 300.0))
     #: Seconds a closing workflow waits for its actors to stop before killing them; also what a step actor has,
     #: past a step's timeout or a run's end, to stop an invocation before it is replaced.
     shutdown_grace_s: float = field(default_factory=lambda: _float("RAYFLOW_SHUTDOWN_GRACE_S", 2.0))

@@ -7,6 +7,7 @@ __all__ = [
     "ContextStateError",
     "EventSerializationError",
     "RayflowError",
+    "StateLockLost",
     "StepTimeoutError",
     "WorkflowCancelledByUser",
     "WorkflowConfigurationError",
@@ -69,3 +70,7 @@ class EventSerializationError(WorkflowRuntimeError):
 
 class StepTimeoutError(WorkflowRuntimeError, TimeoutError):
     """A step invocation ran past its ``@step(timeout=...)``; it was stopped (its actor replaced if it was blocked)."""
+
+
+class StateLockLost(ContextStateError):
+    """An ``edit_state`` block lost its lock (its lease ran out, or its holder was released): nothing was saved."""

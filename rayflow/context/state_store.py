@@ -58,15 +58,11 @@ class StateStore(Generic[StateT]):
 
     @asynccontextmanager
     async def edit_state(self) -> AsyncIterator[StateT]:
-        """Edit the state atomically: no other step reads or writes it until the block ends.
+        """Edit the state atomically: no other step writes it until the block ends (reads see the state before it).
 
-        The edited state is written back when the block ends; if the block raises, nothing changes.
+        The edited state is written back when the block ends; if the block raises or is cancelled, nothing changes.
+        The lock is held for this process and given back if it dies (see ``rayflow.runtime.context_actor``); a block
+        that lost its lock that way raises ``StateLockLost`` at its end and saves nothing.
         """
-        actor = await self._actor()
-        state = await actor.edit_begin(self._ctx_id)
-        try:
+        async with (await self._actor()).edit(self._ctx_id) as state:
             yield state
-        except BaseException:
-            await actor.edit_abort(self._ctx_id)
-            raise
-        await actor.edit_end(self._ctx_id, state)

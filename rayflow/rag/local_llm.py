@@ -205,22 +205,17 @@ class LocalLLM(LLM):
 
 
 def shutdown_llms() -> list[str]:
-    """End every local LLM actor in the cluster (all namespaces) and return their names; no Ray: nothing.
+    """End every local LLM actor of rayflow's namespace (``RAYFLOW_NAMESPACE``) and return their names; no Ray:
+    nothing. Actors of other namespaces are left alone, whatever their names.
 
     Clients built before keep working: their next call starts a new actor.
     """
     import ray
 
-    from rayflow.runtime.actors import stop_actors_sync
+    from rayflow.runtime.actors import own_named_actors, stop_actors_sync
 
     if not ray.is_initialized():
         return []
-    found: dict[str, Any] = {}
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry["name"].startswith(ACTOR_PREFIX):
-            try:
-                found[entry["name"]] = ray.get_actor(entry["name"], namespace=entry["namespace"])
-            except ValueError:  # already gone
-                continue
+    found = own_named_actors(ACTOR_PREFIX)
     stop_actors_sync(list(found.values()))
     return sorted(found)

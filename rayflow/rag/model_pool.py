@@ -31,7 +31,7 @@ from ray.exceptions import RayActorError
 from rayflow.config import settings
 from rayflow.rag.batching import pick_replica, plan_chunks
 from rayflow.rag.model_replica import ModelPoolError, ModelReplicaActor, ReplicaRetired
-from rayflow.runtime.actors import stop_actors_sync
+from rayflow.runtime.actors import own_named_actors, stop_actors_sync
 from rayflow.runtime.cluster import ensure_ray
 
 __all__ = ["ModelPool", "ModelPoolError", "replica_name", "shutdown_model_pools"]
@@ -286,15 +286,10 @@ def _pool_from_spec(spec: _PoolSpec) -> ModelPool:
 
 
 def shutdown_model_pools() -> None:
-    """Stop every model pool replica in the cluster (all namespaces) and forget this process's pool clients."""
+    """Stop every model pool replica of rayflow's namespace (``RAYFLOW_NAMESPACE``) and forget this process's pool
+    clients; actors of other namespaces are left alone, whatever their names."""
     ensure_ray()
-    handles = []
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry["name"].startswith(ACTOR_PREFIX):
-            try:
-                handles.append(ray.get_actor(entry["name"], namespace=entry["namespace"]))
-            except ValueError:
-                continue
+    handles = list(own_named_actors(ACTOR_PREFIX).values())
     stop_actors_sync(handles, before="stop")
     with ModelPool._cache_lock:
         ModelPool._cache.clear()

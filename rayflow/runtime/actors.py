@@ -19,7 +19,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from rayflow.config import settings
 
-__all__ = ["stop_actors", "stop_actors_sync"]
+__all__ = ["own_named_actors", "stop_actors", "stop_actors_sync"]
 
 
 async def _settled(ref: Any) -> None:
@@ -66,3 +66,19 @@ def stop_actors_sync(handles: Sequence[Any], *, before: str | None = None) -> No
             ray.get(ref, timeout=grace)
         except (RayActorError, GetTimeoutError):
             pass  # gone, or killed above and not yet marked dead
+
+
+def own_named_actors(prefix: str) -> dict[str, Any]:
+    """rayflow's live named actors whose name starts with ``prefix``, by name: those of rayflow's namespace
+    (``RAYFLOW_NAMESPACE``) only. A shared cluster may hold same-named actors of other namespaces (another
+    application, another rayflow configured apart); they are not ours to stop."""
+    namespace = settings().namespace
+    found: dict[str, Any] = {}
+    # Listed across namespaces and filtered: the caller's own namespace need not be rayflow's.
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == namespace and entry["name"].startswith(prefix):
+            try:
+                found[entry["name"]] = ray.get_actor(entry["name"], namespace=namespace)
+            except ValueError:  # gone since it was listed
+                continue
+    return found

@@ -3,13 +3,28 @@
 ``ContextActor`` is its typed client, used by the driver and by step actors alike.
 
 One actor per workflow instance holds one state object per context id; runs started with the same
-``Context`` share it. Edits through ``edit_state`` are atomic: a per-context lock is held from
-``edit_begin`` to ``edit_end`` or ``edit_abort``. Values cross processes as copies.
+``Context`` share it. Values cross processes as copies.
+
+Edits through ``edit_state`` are atomic: each context has a lock (``rayflow.runtime.state_lock``), held from
+``edit_begin`` to ``edit_end`` or ``edit_abort``, that ``set``, ``set_state`` and ``clear`` also take; ``get`` and
+``get_state`` read without it (they see the state before the edit in progress). The lock is a lease held by a token,
+for a named holder (the editing process's Ray actor name, or ``"driver"``), so it cannot outlive its editor:
+
+- an editor cancelled while its ``edit_begin`` is in flight aborts its token; the grant, when it comes, is dropped;
+- ``release_holder(name)`` drops every lock a process holds or waits for; the dispatcher calls it for a step actor
+  that died, before it starts the replacement (which may bear the same name);
+- as a last resort, a lease not renewed for ``RAYFLOW_STATE_LOCK_LEASE_S`` (300 s) is taken back with a warning when
+  another editor waits. Editors renew from a background task while their block is open, so a slow edit keeps its
+  lock; only a dead holder nobody released, or one that blocks its own event loop that long, loses it. An edit that
+  lost its lock raises ``StateLockLost`` at its end and saves nothing: atomicity is never traded for liveness.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import ray
@@ -19,13 +34,21 @@ from ray.exceptions import RayTaskError
 from rayflow.config import settings
 from rayflow.context.state_store import DictState
 from rayflow.core.paths import PathNotFound, get_path, set_path
+from rayflow.errors import StateLockLost
+from rayflow.runtime.state_lock import LeasedLock, LockStatus
+
+__all__ = ["ContextActor", "LockStatus", "holder_name"]
+
+#: The holder name of every lock the context actor takes for itself (``set``, ``set_state``, ``clear``).
+_SELF = "context actor"
 
 
 class _ContextActor:
-    def __init__(self) -> None:
+    def __init__(self, lease_s: float) -> None:
+        self._lease_s = lease_s
         self._states: dict[str, Any] = {}
         self._types: dict[str, type[Any]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, LeasedLock] = {}
 
     def _state(self, ctx_id: str, state_type: type[Any] | None = None) -> Any:
         state = self._states.get(ctx_id)
@@ -53,7 +76,7 @@ class _ContextActor:
             return False, None
 
     async def set(self, ctx_id: str, path: str, value: Any) -> None:
-        async with self._lock(ctx_id):
+        async with self._locked(ctx_id):
             state = self._state(ctx_id)
             set_path(state, path, value)
             if isinstance(state, BaseModel) and type(state).model_config.get("validate_assignment"):
@@ -63,35 +86,75 @@ class _ContextActor:
         return self._state(ctx_id)
 
     async def set_state(self, ctx_id: str, state: Any) -> None:
-        async with self._lock(ctx_id):
+        async with self._locked(ctx_id):
             self._states[ctx_id] = state
 
     async def clear(self, ctx_id: str) -> None:
-        async with self._lock(ctx_id):
+        async with self._locked(ctx_id):
             self._states[ctx_id] = type(self._state(ctx_id))()
 
-    async def edit_begin(self, ctx_id: str) -> Any:
-        await self._lock(ctx_id).acquire()
-        return self._state(ctx_id)
+    async def edit_begin(self, ctx_id: str, token: str, holder: str) -> tuple[Any, float] | None:
+        """Take the context's lock for ``token``: the state and the lease's seconds, or None if the token was
+        aborted before its turn."""
+        if not await self._lock(ctx_id).acquire(token, holder):
+            return None
+        return self._state(ctx_id), self._lease_s
 
-    async def edit_end(self, ctx_id: str, state: Any) -> None:
+    async def edit_renew(self, ctx_id: str, token: str) -> bool:
+        return self._lock(ctx_id).renew(token)
+
+    async def edit_end(self, ctx_id: str, token: str, state: Any) -> None:
+        lock = self._lock(ctx_id)
+        if not lock.holds(token):
+            raise StateLockLost(
+                f"context {ctx_id!r}: this edit_state block no longer holds the state's lock (its lease of "
+                f"{self._lease_s} s ran out, or its holder was released); its changes were not saved"
+            )
         self._states[ctx_id] = state
-        self._lock(ctx_id).release()
+        lock.release(token)
 
-    async def edit_abort(self, ctx_id: str) -> None:
-        self._lock(ctx_id).release()
+    async def edit_abort(self, ctx_id: str, token: str) -> None:
+        self._lock(ctx_id).abort(token)
+
+    async def release_holder(self, holder: str) -> int:
+        """Drop every lock ``holder`` holds or waits for, in every context; how many."""
+        return sum(lock.release_holder(holder) for lock in self._locks.values())
+
+    async def lock_status(self, ctx_id: str) -> LockStatus:
+        return self._lock(ctx_id).status()
 
     async def release(self, ctx_id: str) -> None:
         """Forget a context (its driver-side ``Context`` object is gone)."""
         self._states.pop(ctx_id, None)
         self._types.pop(ctx_id, None)
-        self._locks.pop(ctx_id, None)
+        lock = self._locks.pop(ctx_id, None)
+        if lock is not None:
+            lock.fail_waiters("the context was released")
 
-    def _lock(self, ctx_id: str) -> asyncio.Lock:
+    def _lock(self, ctx_id: str) -> LeasedLock:
         lock = self._locks.get(ctx_id)
         if lock is None:
-            lock = self._locks[ctx_id] = asyncio.Lock()
+            lock = self._locks[ctx_id] = LeasedLock(f"the state lock of context {ctx_id!r}", self._lease_s)
         return lock
+
+    @asynccontextmanager
+    async def _locked(self, ctx_id: str) -> AsyncIterator[None]:
+        lock = self._lock(ctx_id)
+        token = uuid.uuid4().hex
+        await lock.acquire(token, _SELF)
+        try:
+            yield
+        finally:
+            lock.release(token)
+
+
+def holder_name() -> str:
+    """The name this process holds state locks under: its Ray actor name (its id when unnamed), else ``"driver"``."""
+    runtime = ray.get_runtime_context()
+    actor_id = runtime.get_actor_id()  # None outside an actor (asking a driver for its actor name logs a warning)
+    if actor_id is None:
+        return "driver"
+    return runtime.get_actor_name() or actor_id
 
 
 def _cause(err: RayTaskError) -> BaseException:
@@ -112,14 +175,16 @@ class ContextActor:
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
+        self._lease_s = settings().state_lock_lease_s  # the actor's own, once an edit began
 
     @classmethod
-    def start(cls, name: str) -> ContextActor:
-        """Create the context actor ``name`` (the dispatcher does, and owns it)."""
+    def start(cls, name: str, *, lease_s: float | None = None) -> ContextActor:
+        """Create the context actor ``name`` (the dispatcher does, and owns it); its state locks are leased for
+        ``lease_s`` seconds (default ``RAYFLOW_STATE_LOCK_LEASE_S``)."""
         actor = ray.remote(_ContextActor).options(
             name=name, num_cpus=0, max_concurrency=settings().actor_max_concurrency
         )
-        return cls(actor.remote())
+        return cls(actor.remote(settings().state_lock_lease_s if lease_s is None else lease_s))
 
     @property
     def handle(self) -> Any:
@@ -153,14 +218,73 @@ class ContextActor:
     async def clear(self, ctx_id: str) -> None:
         await _answer(self._handle.clear.remote(ctx_id))
 
-    async def edit_begin(self, ctx_id: str) -> Any:
-        return await _answer(self._handle.edit_begin.remote(ctx_id))
+    @asynccontextmanager
+    async def edit(self, ctx_id: str) -> AsyncIterator[Any]:
+        """Hold the context's lock for one edit (``edit_state``): yields the state; on a clean exit it is written
+        back and the lock released, on an error (or a cancel) the lock is released and nothing changes. The lease
+        is renewed in the background while the block is open."""
+        token = uuid.uuid4().hex
+        state = await self.edit_begin(ctx_id, token)
+        renewing = asyncio.get_running_loop().create_task(self._renew(ctx_id, token))
+        try:
+            yield state
+        except BaseException:
+            renewing.cancel()
+            await self.edit_abort(ctx_id, token)
+            raise
+        renewing.cancel()
+        await self.edit_end(ctx_id, token, state)
 
-    async def edit_end(self, ctx_id: str, state: Any) -> None:
-        await _answer(self._handle.edit_end.remote(ctx_id, state))
+    async def edit_begin(self, ctx_id: str, token: str, holder: str | None = None) -> Any:
+        """Wait for the context's lock, to be held by ``token`` (unique per edit) for ``holder`` (default: this
+        process, ``holder_name()``), and return the state to edit.
 
-    async def edit_abort(self, ctx_id: str) -> None:
-        await _answer(self._handle.edit_abort.remote(ctx_id))
+        A caller that stops waiting (cancelled, or the call failed on the way) aborts the token, so a grant that
+        comes later is given back at once instead of holding the lock for nobody.
+        """
+        ref = self._handle.edit_begin.remote(ctx_id, token, holder or holder_name())
+        try:
+            answer = await _answer(ref)
+        except BaseException:
+            self._handle.edit_abort.remote(ctx_id, token)
+            raise
+        if answer is None:
+            raise StateLockLost(f"context {ctx_id!r}: the edit was aborted before it got the state's lock")
+        state, self._lease_s = answer
+        return state
+
+    async def edit_renew(self, ctx_id: str, token: str) -> bool:
+        """Extend ``token``'s lease; False if it lost the lock."""
+        return await _answer(self._handle.edit_renew.remote(ctx_id, token))
+
+    async def edit_end(self, ctx_id: str, token: str, state: Any) -> None:
+        """Write ``state`` back and release ``token``'s lock; ``StateLockLost`` (nothing written) if it lost it."""
+        await _answer(self._handle.edit_end.remote(ctx_id, token, state))
+
+    async def edit_abort(self, ctx_id: str, token: str) -> None:
+        """Drop ``token``, held or still on its way: nothing is written, the lock goes to the next editor."""
+        await _answer(self._handle.edit_abort.remote(ctx_id, token))
+
+    async def release_holder(self, holder: str) -> int:
+        """Drop every lock ``holder`` (a Ray actor name) holds or waits for, in every context; how many.
+
+        For a process that died holding an edit: the dispatcher calls it when it replaces a dead step actor.
+        """
+        return await _answer(self._handle.release_holder.remote(holder))
+
+    async def lock_status(self, ctx_id: str) -> LockStatus:
+        """Who holds the context's lock and who waits for it (for diagnostics)."""
+        return await _answer(self._handle.lock_status.remote(ctx_id))
+
+    async def _renew(self, ctx_id: str, token: str) -> None:
+        """Renew ``token``'s lease every third of it until it is cancelled or the lock is lost."""
+        try:
+            while True:
+                await asyncio.sleep(self._lease_s / 3)
+                if not await self.edit_renew(ctx_id, token):
+                    return
+        except Exception:  # the context actor is gone: the edit's end will say so
+            return
 
     def release(self, ctx_id: str) -> None:
         self._handle.release.remote(ctx_id)

@@ -99,7 +99,8 @@ def test_events_emitted_again_by_a_step_body_run_twice_are_routed_once():
     assert sum(len(c.items) for c in calls(first)) + state.pools["w"].waiting == 3
     assert calls(again) == [] and state.pools["w"].waiting == len(xs) - sum(len(c.items) for c in calls(first))
     streamed = replace(env("S", kind=Kind.STREAM), event_id=b"s1")
-    assert len([c for c in reduce(state, EventsEmitted("r1", "w", [streamed, streamed])) if isinstance(c, Publish)]) == 1
+    out = reduce(state, EventsEmitted("r1", "w", [streamed, streamed]))
+    assert len([c for c in out if isinstance(c, Publish)]) == 1
 
 
 def test_an_event_that_kills_its_actor_every_time_fails_its_run_naming_step_and_event():

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import sys
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import openai_server
 import pytest
+import ray
 from openai_server import OpenAIServer, start_openai_server
 
 from rayflow import Context, Event, StartEvent, StopEvent, Workflow, step
@@ -244,3 +247,25 @@ async def test_local_llm_generates_streams_and_loads_faster_from_its_cache(ray_e
         )
     finally:
         shutdown_llms()
+
+
+class Bystander:
+    """An actor named like a local LLM's."""
+
+    def ping(self) -> str:
+        return "alive"
+
+
+def test_shutdown_llms_ends_the_llm_actors_of_rayflows_namespace_only(ray_env: None) -> None:
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    name = f"rayflow.llm.test-{uuid.uuid4().hex[:8]}"
+    ours = ray.remote(Bystander).options(name=name).remote()  # the driver's namespace is rayflow's
+    theirs = ray.remote(Bystander).options(name=name, namespace=f"elsewhere-{uuid.uuid4().hex[:8]}").remote()
+    try:
+        assert ray.get([ours.ping.remote(), theirs.ping.remote()], timeout=60) == ["alive", "alive"]
+        ended = shutdown_llms()
+        assert name in ended
+        assert name not in ray.util.list_named_actors()
+        assert ray.get(theirs.ping.remote(), timeout=60) == "alive"
+    finally:
+        ray.kill(theirs)

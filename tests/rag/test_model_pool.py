@@ -177,9 +177,24 @@ def test_an_idle_replica_exits_by_itself_and_the_pool_recovers(rag_env: None) ->
     assert pool.call([2])[0][0] == 2
 
 
-def test_shutdown_model_pools_stops_every_replica(ray_cluster: None) -> None:
+class Bystander:
+    """Another application's actor on the same cluster."""
+
+    def ping(self) -> str:
+        return "alive"
+
+
+def test_shutdown_model_pools_stops_every_replica_of_rayflows_namespace_only(ray_cluster: None) -> None:
     _pool("cleanup-a").call([1])
     _pool("cleanup-b", num_replicas=2).call([1, 2])
     assert len([n for n in ray.util.list_named_actors() if "cleanup" in n]) == 3
-    shutdown_model_pools()
-    assert not [n for n in ray.util.list_named_actors() if n.startswith("rayflow.model.")]
+    # Same name as a replica above, in another namespace: not rayflow's to stop.
+    same_name = replica_name("test", "cleanup-a", 0.0, 0)
+    other = ray.remote(Bystander).options(name=same_name, namespace=f"elsewhere-{uuid.uuid4().hex[:8]}").remote()
+    try:
+        assert ray.get(other.ping.remote(), timeout=60) == "alive"
+        shutdown_model_pools()
+        assert not [n for n in ray.util.list_named_actors() if n.startswith("rayflow.model.")]
+        assert ray.get(other.ping.remote(), timeout=60) == "alive"
+    finally:
+        ray.kill(other)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ray.exceptions import RayError
 
 from rayflow.context.state_store import DictState, StateStore
+from rayflow.errors import StateLockLost
 from rayflow.runtime.actors import stop_actors
 from rayflow.runtime.context_actor import ContextActor
 
@@ -133,9 +134,10 @@ async def test_an_error_raised_in_the_actor_comes_out_as_itself(context: Context
     assert "count" in str(invalid.value)
     assert await context.get("s", "count") == (True, 0)
 
-    with pytest.raises(RuntimeError) as unlocked:
-        await context.edit_end("s", Strict(count=5))  # no edit_begin: the context's lock is not held
-    assert type(unlocked.value) is RuntimeError
+    with pytest.raises(StateLockLost) as unlocked:
+        await context.edit_end("s", "no-such-edit", Strict(count=5))  # no edit_begin: the token holds no lock
+    assert type(unlocked.value) is StateLockLost
+    assert await context.get("s", "count") == (True, 0)
 
     # The blocking read (the driver's snapshot) unwraps too.
     with pytest.raises(ValidationError) as missing:
