@@ -37,6 +37,11 @@ class Envelope:
     def type_name(self) -> str:
         return self.type_keys[0] if self.type_keys else "?"
 
+    @property
+    def class_name(self) -> str:
+        """The event's class name, for messages (its type key without the module)."""
+        return self.type_name.rsplit(".", 1)[-1]
+
 
 @dataclass(frozen=True, slots=True)
 class Failure:

@@ -373,7 +373,7 @@ def _call_lost(step: _Step, call: Call, reason: str) -> None:
         elif item.deliveries + 1 >= state.max_deliveries:
             message = (
                 f"Step {call.step!r} lost its actor {item.deliveries + 1} times while handling a "
-                f"{item.envelope.type_name} event (does this event crash the process?). Last: {reason}"
+                f"{item.envelope.class_name} event (does this event crash the process?). Last: {reason}"
             )
             _end(step, run, Outcome.FAILED, message=message, step_name=call.step)
         else:

@@ -269,6 +269,16 @@ class _Dispatcher:
             return
         print(f"rayflow: replacing actor {command.actor} of step {command.step!r}: {command.reason}", flush=True)
         ray.kill(worker.handle, no_restart=True)
+        self._spawn(self._release_locks(f"{self._label}.{command.step}.{command.actor}"))
+
+    async def _release_locks(self, holder: str) -> None:
+        """Free the store locks an ended step actor held or waited for (its ``edit_state`` will never end)."""
+        try:
+            released = await self._context.release_holder(holder)
+        except RayActorError:
+            return  # the context actor is gone too: its locks with it
+        if released:
+            print(f"rayflow: released {released} store lock(s) held by {holder}", flush=True)
 
     async def _confirm_stopped(self, run_id: str, step: str, actor: int) -> None:
         """Have an actor stop a run that ended; one that cannot answer within the grace period is blocked."""

@@ -264,7 +264,7 @@ class _StepWorker:
     def _timed_out(self, step: str, item: WorkItem) -> StepTimeoutError:
         timeout = item.timed_out or self._steps[step].config.timeout
         return StepTimeoutError(
-            f"Step {step!r} ran past its timeout of {timeout} s handling a {item.envelope.type_name} event"
+            f"Step {step!r} ran past its timeout of {timeout} s handling a {item.envelope.class_name} event"
         )
 
     def _failed(
