@@ -7,6 +7,7 @@ __all__ = [
     "ContextStateError",
     "EventSerializationError",
     "RayflowError",
+    "WorkflowActorDiedError",
     "WorkflowCancelledByUser",
     "WorkflowConfigurationError",
     "WorkflowDone",
@@ -64,3 +65,7 @@ class WorkflowStuckError(WorkflowTimeoutError, WorkflowRuntimeError):
 
 class EventSerializationError(WorkflowRuntimeError):
     """An event could not be pickled to travel between steps; names the step and the event type."""
+
+
+class WorkflowActorDiedError(WorkflowRuntimeError):
+    """An actor of the workflow instance died (its dispatcher or its context actor): every run it served fails."""
