@@ -7,6 +7,7 @@
 from rayflow.context import Context
 from rayflow.decorators import catch_error, step
 from rayflow.errors import (
+    WorkflowActorDiedError,
     WorkflowCancelledByUser,
     WorkflowConfigurationError,
     WorkflowRuntimeError,
@@ -45,6 +46,7 @@ __all__ = [
     "StepFailedEvent",
     "StopEvent",
     "Workflow",
+    "WorkflowActorDiedError",
     "WorkflowCancelledByUser",
     "WorkflowCancelledEvent",
     "WorkflowConfigurationError",

@@ -9,6 +9,7 @@ __all__ = [
     "RayflowError",
     "StateLockLost",
     "StepTimeoutError",
+    "WorkflowActorDiedError",
     "WorkflowCancelledByUser",
     "WorkflowConfigurationError",
     "WorkflowDone",
@@ -74,3 +75,7 @@ class StepTimeoutError(WorkflowRuntimeError, TimeoutError):
 
 class StateLockLost(ContextStateError):
     """An ``edit_state`` block lost its lock (its lease ran out, or its holder was released): nothing was saved."""
+
+
+class WorkflowActorDiedError(WorkflowRuntimeError):
+    """An actor of the workflow instance died (its dispatcher or its context actor): every run it served fails."""

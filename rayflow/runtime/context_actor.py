@@ -29,7 +29,7 @@ from typing import Any
 
 import ray
 from pydantic import BaseModel
-from ray.exceptions import RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 
 from rayflow.config import settings
 from rayflow.context.state_store import DictState
@@ -146,6 +146,30 @@ class _ContextActor:
             yield
         finally:
             lock.release(token)
+
+    #: Set by ``unwatch``; made by the first ``watch``.
+    _unwatched: asyncio.Event | None = None
+
+    async def watch(self) -> None:
+        """Answers only after ``unwatch``: until then the call fails when this actor dies, which is how its owner
+        learns of it. (Ray lets a running call finish before an actor exits, so stopping it calls ``unwatch`` first.)"""
+        if self._unwatched is None:
+            self._unwatched = asyncio.Event()
+        await self._unwatched.wait()
+
+    async def unwatch(self) -> None:
+        """End every ``watch`` call: this actor is about to be stopped."""
+        if self._unwatched is None:
+            self._unwatched = asyncio.Event()
+        self._unwatched.set()
+
+    async def states(self, ctx_ids: list[str]) -> dict[str, Any]:
+        """The states of those of ``ctx_ids`` this actor holds (to keep them across a release of the actors)."""
+        return {ctx_id: self._states[ctx_id] for ctx_id in ctx_ids if ctx_id in self._states}
+
+    async def count(self) -> int:
+        """How many contexts this actor holds a state for."""
+        return len(self._states)
 
 
 def holder_name() -> str:
@@ -288,3 +312,26 @@ class ContextActor:
 
     def release(self, ctx_id: str) -> None:
         self._handle.release.remote(ctx_id)
+
+    async def watch(self) -> bool:
+        """Wait until the context actor is gone (True: it died or was killed) or ``unwatch`` was called (False)."""
+        try:
+            await self.watching()
+        except RayActorError:
+            return True
+        return False
+
+    def watching(self) -> Any:
+        """A Ray object ref that is ready once the context actor is gone (with an error) or ``unwatch`` was called:
+        a liveness check that costs no call (``ray.wait([ref], timeout=0)``)."""
+        return self._handle.watch.remote()
+
+    def unwatch(self) -> None:
+        """End the watches of this actor before it is stopped (a watch going on would hold up its exit)."""
+        self._handle.unwatch.remote()
+
+    async def states(self, ctx_ids: list[str]) -> dict[str, Any]:
+        return await _answer(self._handle.states.remote(ctx_ids))
+
+    async def count(self) -> int:
+        return await _answer(self._handle.count.remote())

@@ -20,6 +20,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
+from rayflow.codec import EventCodec
 from rayflow.config import settings
 from rayflow.core.commands import (
     ArmRetry,
@@ -57,6 +58,7 @@ from rayflow.core.ticks import (
     WaiterTimedOut,
     WarmUp,
 )
+from rayflow.errors import WorkflowActorDiedError
 from rayflow.runtime.actors import stop_actors, stop_actors_sync
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.step_worker import StepWorker
@@ -114,6 +116,7 @@ class _Dispatcher:
         await asyncio.gather(*self._starting)
         self._starting.clear()
         self._warming = False
+        self._spawn(self._watch_context())
         return self._context
 
     async def start_run(self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None) -> None:
@@ -148,6 +151,7 @@ class _Dispatcher:
         """Stop every actor this dispatcher started and wait until they are gone."""
         handles = [*(worker.handle for worker in self._workers.values()), self._context.handle]
         self._workers.clear()
+        self._context.unwatch()
         await stop_actors(handles)
 
     async def release(self) -> None:
@@ -310,6 +314,17 @@ class _Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def _watch_context(self) -> None:
+        """Once the context actor is gone, fail every run: the state of their contexts went with it."""
+        if await self._context.watch():
+            self._fail_every_run(f"The context actor of workflow {self._label} died: the state of its contexts is lost")
+
+    def _fail_every_run(self, message: str) -> None:
+        """End every run whose stream the driver still reads with ``WorkflowActorDiedError(message)``."""
+        error = EventCodec({}).dumps(WorkflowActorDiedError(message))
+        for run_id in list(self._streams):
+            self._end_run(EndRun(run_id, Outcome.FAILED, payload=error, message=message))
 
 
 def _first_line(err: BaseException) -> str:

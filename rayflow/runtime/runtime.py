@@ -4,6 +4,11 @@ The dispatcher (and through it the step pools and the context actor) starts on t
 caller's first ``ctx.store`` call) and stays warm for later and concurrent runs. It is released by ``close()``,
 when the workflow object is garbage-collected, when the instance has had no run for ``RAYFLOW_IDLE_RELEASE_S``
 seconds (a later run starts it again), and at interpreter exit. Killing the dispatcher also ends the actors it owns.
+
+When the dispatcher or the context actor dies, the driver forgets that set of actors (``died``) and stops what is
+left of it in a helper thread; the next run starts a new set, under new names (``<label>-<n>.dispatcher``, ...): Ray
+may hold a dead actor's name a while.
+Before an idle release, ``keep`` reads what the caller's live contexts need to find again in the next set.
 """
 
 from __future__ import annotations
@@ -13,13 +18,15 @@ import atexit
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 from ray.exceptions import RayActorError
 
 from rayflow.config import settings
+from rayflow.runtime.actors import stop_actors_sync
 from rayflow.runtime.cluster import ensure_ray
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.dispatcher import Dispatcher
@@ -31,12 +38,42 @@ _live: weakref.WeakSet[WorkflowRuntime] = weakref.WeakSet()
 _releasing: list[Any] = []
 
 
-def _release(holder: list[Dispatcher | None]) -> None:
+@dataclass(frozen=True)
+class _Actors:
+    """One started set of an instance's actors, as the driver holds it."""
+
+    dispatcher: Dispatcher
+    context: ContextActor
+    #: Ready once the context actor is gone (with an error) or no longer watched; it goes when the dispatcher goes.
+    watch: Any
+
+    def gone(self) -> bool:
+        return bool(ray.wait([self.watch], timeout=0)[0])
+
+
+def _release(holder: list[_Actors | None]) -> None:
     """Finalizer of a collected workflow: its dispatcher stops its actors, then itself (no waiting here)."""
-    dispatcher = holder[0]
+    actors = holder[0]
     holder[0] = None
-    if dispatcher is not None and ray.is_initialized():
-        _releasing.append(dispatcher.release())
+    if actors is not None and ray.is_initialized():
+        _releasing.append(actors.dispatcher.release())
+
+
+def _retire(actors: _Actors) -> None:
+    """Stop a set of actors one of which died: the dispatcher, then any of its actors still alive (those it owned
+    die with it in Ray, but not at once, and a context actor's death leaves the dispatcher and its step actors)."""
+    if not ray.is_initialized():
+        return
+    actors.dispatcher.close_sync()
+    prefix = f"{actors.dispatcher.label}."
+    handles = []
+    for name in ray.util.list_named_actors():
+        if name.startswith(prefix):
+            try:
+                handles.append(ray.get_actor(name))
+            except ValueError:
+                pass  # gone in the meantime
+    stop_actors_sync(handles)
 
 
 async def released() -> None:
@@ -52,16 +89,28 @@ async def released() -> None:
 class WorkflowRuntime:
     """The driver's handle on one workflow instance's actors."""
 
-    def __init__(self, owner: object, spec: WorkflowSpec, label: str, blob: Callable[[], bytes], verbose: bool) -> None:
+    def __init__(
+        self,
+        owner: object,
+        spec: WorkflowSpec,
+        label: str,
+        blob: Callable[[], bytes],
+        verbose: bool,
+        keep: Callable[[ContextActor], Awaitable[None]] | None = None,
+    ) -> None:
+        """``keep(context)`` runs before an idle release stops the context actor ``context``."""
         # No reference to the owner is kept (``blob`` pickles it through a weak reference): its garbage
         # collection is what releases the actors.
         self.label = label
         self._spec = spec
         self._blob = blob
         self._verbose = verbose
+        self._keep = keep
         self._lock = threading.Lock()
-        self._holder: list[Dispatcher | None] = [None]
-        self._context: ContextActor | None = None
+        self._holder: list[_Actors | None] = [None]
+        #: Threads stopping sets of actors that died (``close`` waits for them), and how many sets died.
+        self._retiring: list[threading.Thread] = []
+        self._deaths = 0
         self._active = 0
         self._closing: asyncio.Future[None] | None = None
         self._last_end = time.monotonic()
@@ -70,17 +119,31 @@ class WorkflowRuntime:
 
     @property
     def dispatcher(self) -> Dispatcher | None:
-        return self._holder[0]
+        actors = self._holder[0]
+        return None if actors is None else actors.dispatcher
+
+    @property
+    def context(self) -> ContextActor | None:
+        actors = self._holder[0]
+        return None if actors is None else actors.context
 
     @property
     def started(self) -> bool:
         return self._holder[0] is not None
 
     async def start(self) -> tuple[Dispatcher, ContextActor]:
-        """The running dispatcher and context actor, starting them (and Ray) if needed."""
-        dispatcher, context = self._holder[0], self._context
-        if dispatcher is not None and context is not None:
-            return dispatcher, context
+        """The running dispatcher and context actor, starting them (and Ray) if needed.
+
+        A set found dead (it died while the instance had no run) is replaced; a release on the way is waited for.
+        """
+        closing = self._closing
+        if closing is not None and not closing.done() and closing.get_loop() is asyncio.get_running_loop():
+            await asyncio.shield(closing)
+        actors = self._holder[0]
+        if actors is not None:
+            if not actors.gone():
+                return actors.dispatcher, actors.context
+            self.died(actors.dispatcher)
         # Ray is started on this thread, not in the helper thread below: Ray ties the processes of a
         # local cluster to the thread that started them, and the helper thread ends with its event loop.
         ensure_ray()
@@ -88,14 +151,14 @@ class WorkflowRuntime:
 
     def start_blocking(self) -> tuple[Dispatcher, ContextActor]:
         with self._lock:
-            dispatcher = self._holder[0]
-            if dispatcher is None or self._context is None:
+            actors = self._holder[0]
+            if actors is None:
                 ensure_ray()
-                dispatcher = Dispatcher.create(self._blob(), list(self._spec.routes), self.label, self._verbose)
-                self._context = dispatcher.ready_sync()
-                self._holder[0] = dispatcher
-            assert self._context is not None
-            return dispatcher, self._context
+                label = f"{self.label}-{self._deaths}" if self._deaths else self.label
+                dispatcher = Dispatcher.create(self._blob(), list(self._spec.routes), label, self._verbose)
+                context = dispatcher.ready_sync()
+                actors = self._holder[0] = _Actors(dispatcher, context, context.watching())
+            return actors.dispatcher, actors.context
 
     def run_started(self) -> None:
         self._active += 1
@@ -110,22 +173,66 @@ class WorkflowRuntime:
             except RuntimeError:
                 pass
 
+    def died(self, dispatcher: Dispatcher) -> None:
+        """One of ``dispatcher``'s set of actors died: forget the set (if it is still this instance's) and stop what
+        is left of it, without waiting here."""
+        with self._lock:
+            actors = self._holder[0]
+            if actors is None or actors.dispatcher is not dispatcher:
+                return  # already forgotten (by another run of the set, or by close())
+            self._holder[0] = None
+            self._deaths += 1
+            retiring = threading.Thread(target=_retire, args=(actors,), name=f"{self.label}.retire", daemon=True)
+            self._retiring.append(retiring)
+        retiring.start()
+
+    def _join_retiring(self) -> None:
+        while self._retiring:
+            self._retiring.pop().join()
+
     def _release_if_idle(self, idle: float) -> None:
         if self._active == 0 and time.monotonic() - self._last_end >= idle * 0.99 and self.started:
-            self._closing = asyncio.ensure_future(self.close())
+            self._closing = asyncio.ensure_future(self._release())
+
+    async def settled(self) -> None:
+        """Wait until an idle release on the way is done (its actors gone)."""
+        closing = self._closing
+        if closing is not None:
+            await asyncio.shield(closing)
+
+    async def _release(self) -> None:
+        """The idle release: what the caller's contexts need is kept (``keep``), then every actor is stopped."""
+        with self._lock:
+            actors, self._holder[0] = self._holder[0], None
+        if actors is None or not ray.is_initialized():
+            return
+        if self._keep is not None:
+            await self._keep(actors.context)
+        await actors.dispatcher.close()
 
     async def close(self) -> None:
         """Stop every actor of this instance and wait until they are gone."""
+        closing = self._closing
+        if closing is not None and not closing.done() and closing.get_loop() is asyncio.get_running_loop():
+            await asyncio.shield(closing)
         with self._lock:
-            dispatcher, self._holder[0], self._context = self._holder[0], None, None
-        if dispatcher is not None and ray.is_initialized():
-            await dispatcher.close()
+            actors, self._holder[0] = self._holder[0], None
+        if actors is not None and ray.is_initialized():
+            await actors.dispatcher.close()
+        await asyncio.to_thread(self._join_retiring)
 
     def close_sync(self) -> None:
         with self._lock:
-            dispatcher, self._holder[0], self._context = self._holder[0], None, None
-        if dispatcher is not None and ray.is_initialized():
-            dispatcher.close_sync()
+            actors, self._holder[0] = self._holder[0], None
+        if actors is not None and ray.is_initialized():
+            actors.dispatcher.close_sync()
+        self._join_retiring()
+
+    def forget_context(self, ctx_id: str) -> None:
+        """Drop a context's state from the context actor (its ``Context`` is gone); safe from a garbage collection."""
+        actors = self._holder[0]
+        if actors is not None and ray.is_initialized():
+            actors.context.release(ctx_id)
 
 
 @atexit.register

@@ -7,6 +7,11 @@ dispatcher, then reads the run's stream into the handler until the run ends, tur
 StopEvent or the error ``await handler`` raises. The session is the ``ContextHost`` of the instance:
 ``Context(workflow)`` gets its caller's face here (``DriverFace``), which reaches the store through the
 context actor and sends events into the running run.
+
+A dead dispatcher or context actor fails the runs it served with ``WorkflowActorDiedError`` (the dispatcher's
+death is seen here, the context actor's by the dispatcher), and the next run starts a new set of actors. A
+context's state lives in the context actor while its ``Context`` lives: it is dropped when the ``Context`` is
+garbage-collected, and kept on the face (as its seed) across an idle release of the actors.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ import asyncio
 import sys
 import types
 import uuid
+import warnings
 import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from ray import cloudpickle
+from ray.exceptions import RayActorError
 
 from rayflow.context.context import Context, WaitOptions, face_of
 from rayflow.context.state_store import DictState, StateStore
@@ -29,6 +36,7 @@ from rayflow.core.envelope import START_ID, Envelope, Kind
 from rayflow.core.state import Pending
 from rayflow.errors import (
     ContextStateError,
+    WorkflowActorDiedError,
     WorkflowCancelledByUser,
     WorkflowRuntimeError,
     WorkflowStuckError,
@@ -44,6 +52,7 @@ from rayflow.events import (
 )
 from rayflow.retry_policy import RetryInfo
 from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.dispatcher import Dispatcher
 from rayflow.runtime.runtime import WorkflowRuntime
 from rayflow.spec import WorkflowSpec
 
@@ -112,8 +121,10 @@ class WorkflowSession:
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
+        #: The caller's faces of the live ``Context`` objects of this instance.
+        self._faces: weakref.WeakSet[_DriverFace] = weakref.WeakSet()
         label = f"rayflow.{spec.name}.{uuid.uuid4().hex[:8]}"
-        self.runtime = WorkflowRuntime(workflow, spec, label, lambda: self._blob(owner), verbose)
+        self.runtime = WorkflowRuntime(workflow, spec, label, lambda: self._blob(owner), verbose, self._keep_states)
 
     def _blob(self, owner: weakref.ReferenceType[object]) -> bytes:
         workflow = owner()
@@ -129,7 +140,16 @@ class WorkflowSession:
         workflow = self._owner()
         if workflow is None:
             raise ContextStateError("The workflow of this context was garbage-collected")
-        return _DriverFace(self, ctx_id, workflow)
+        face = _DriverFace(self, ctx_id, workflow)
+        self._faces.add(face)
+        # The finalizer holds the session, never the face; at interpreter exit it does not run (Ray may be gone).
+        weakref.finalize(face, self._forget_context, ctx_id).atexit = False
+        return face
+
+    def _forget_context(self, ctx_id: str) -> None:
+        """A ``Context`` was garbage-collected: its state goes, unless another live ``Context`` has its id."""
+        if not any(face.ctx_id == ctx_id for face in self._faces):
+            self.runtime.forget_context(ctx_id)
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -166,12 +186,43 @@ class WorkflowSession:
             dispatcher.cancel(run_id)
 
     async def context_actor(self, face: _DriverFace) -> ContextActor:
-        """The context actor, started if needed, with ``face``'s context seeded (its state type, a snapshot's state)."""
+        """The context actor, started if needed, with ``face``'s context seeded (its state type, and the state it
+        starts from: a snapshot's, or the one kept across an idle release)."""
         _, context = await self.runtime.start()
-        if not face.seeded:
-            await context.seed(face.ctx_id, self._spec.state_type, face.seed)
-            face.seed, face.seeded = None, True
+        if face.seeded_into is not context:
+            if face.seeded_into is not None and face.seed is None:
+                warnings.warn(
+                    f"rayflow: the state of context {face.ctx_id} was lost with the actors of workflow "
+                    f"{self.runtime.label}, which died; it starts again empty",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            # Marked seeded before the call: a call made meanwhile reaches the actor after the seed.
+            seed, face.seed, face.seeded_into = face.seed, None, context
+            try:
+                await context.seed(face.ctx_id, self._spec.state_type, seed)
+            except RayActorError as err:
+                face.seed, face.seeded_into = seed, None
+                raise self.context_died(context, err) from err
         return context
+
+    def context_died(self, context: ContextActor, err: RayActorError) -> WorkflowActorDiedError:
+        """``context`` did not answer: forget its set of actors (if still this instance's); the error to raise."""
+        dispatcher = self.runtime.dispatcher
+        if dispatcher is not None and self.runtime.context is context:
+            self.runtime.died(dispatcher)
+        return WorkflowActorDiedError(
+            f"The context actor of workflow {self.runtime.label} died: the state of its contexts is lost "
+            f"({_first_line(err)})"
+        )
+
+    def _dispatcher_died(self, dispatcher: Dispatcher, err: RayActorError) -> WorkflowActorDiedError:
+        """``dispatcher`` did not answer: forget its set of actors; the error to raise."""
+        self.runtime.died(dispatcher)
+        return WorkflowActorDiedError(
+            f"The dispatcher of workflow {self.runtime.label} died: its runs and the state of its contexts are lost "
+            f"({_first_line(err)})"
+        )
 
     async def _drive(
         self, run_id: str, face: _DriverFace, start: StartEvent | None, started: asyncio.Event, publish: Publish
@@ -182,27 +233,25 @@ class WorkflowSession:
             await slots.acquire()
         runtime.run_started()
         try:
-            dispatcher, _ = await runtime.start()
-            await self.context_actor(face)
-            resume, face.resume = face.resume, None
-            if resume is not None:  # a context from a snapshot: its unfinished work, not a new start
-                await dispatcher.resume_run(run_id, face.ctx_id, resume, self._timeout)
-            else:
-                assert start is not None
-                start_envelope = codec.encode(start, event_id=START_ID)
-                await dispatcher.start_run(run_id, face.ctx_id, start_envelope, self._timeout)
-            pending, face.pending = face.pending, None
-            if pending:
-                dispatcher.emit(run_id, pending)
-            started.set()
-            while True:
-                for item in await dispatcher.next_items(run_id):
-                    if isinstance(item, EndRun):
-                        return self._finish(item, publish)
-                    event = codec.loads(item)
-                    if self._verbose:
-                        print(f"Streamed {type(event).__name__}")
-                    publish(event)
+            try:
+                dispatcher = await self._begin(run_id, face, start)
+            except WorkflowActorDiedError as error:
+                raise self._failed(error, face, publish) from None
+            try:
+                pending, face.pending = face.pending, None
+                if pending:
+                    dispatcher.emit(run_id, pending)
+                started.set()
+                while True:
+                    for item in await dispatcher.next_items(run_id):
+                        if isinstance(item, EndRun):
+                            return self._finish(item, dispatcher, face, publish)
+                        event = codec.loads(item)
+                        if self._verbose:
+                            print(f"Streamed {type(event).__name__}")
+                        publish(event)
+            except RayActorError as err:
+                raise self._failed(self._dispatcher_died(dispatcher, err), face, publish) from err
         finally:
             started.set()
             face.running, face.pending = False, None
@@ -210,7 +259,40 @@ class WorkflowSession:
             if slots is not None:
                 slots.release()
 
-    def _finish(self, end: EndRun, publish: Publish) -> StopEvent:
+    async def _begin(self, run_id: str, face: _DriverFace, start: StartEvent | None) -> Dispatcher:
+        """Start the run (or resume a snapshot's) on the dispatcher, seeding its context first. Actors found dead on
+        the way (they died while the instance had no run) are replaced once: the run had not begun."""
+        retried = False
+        while True:
+            dispatcher, _ = await self.runtime.start()
+            seeded = face.seed, face.seeded_into
+            try:
+                await self.context_actor(face)
+                if face.resume is not None:  # a context from a snapshot: its unfinished work, not a new start
+                    await dispatcher.resume_run(run_id, face.ctx_id, face.resume, self._timeout)
+                    face.resume = None
+                else:
+                    assert start is not None
+                    await dispatcher.start_run(
+                        run_id, face.ctx_id, self._spec.codec.encode(start, event_id=START_ID), self._timeout
+                    )
+                return dispatcher
+            except RayActorError as err:
+                error = self._dispatcher_died(dispatcher, err)
+            except WorkflowActorDiedError as died:
+                error = died
+            face.seed, face.seeded_into = seeded  # seeded into the dead set: that lost nothing of this run's
+            if retried:
+                raise error
+            retried = True
+
+    def _failed(self, error: WorkflowActorDiedError, face: _DriverFace, publish: Publish) -> WorkflowActorDiedError:
+        """A run whose actors died: its failure published; ``face``'s context starts anew (it was told)."""
+        face.seed, face.seeded_into = None, None
+        publish(WorkflowFailedEvent(step_name="", exception=error))
+        return error
+
+    def _finish(self, end: EndRun, dispatcher: Dispatcher, face: _DriverFace, publish: Publish) -> StopEvent:
         """The run's StopEvent, published last; or, published, the event of how it failed, and its error raised."""
         codec = self._spec.codec
         if end.outcome is Outcome.DONE:
@@ -228,6 +310,9 @@ class WorkflowSession:
             error = WorkflowStuckError(end.message)
         else:
             error = codec.loads(end.payload) if end.payload is not None else WorkflowRuntimeError(end.message)
+        if isinstance(error, WorkflowActorDiedError):  # the dispatcher saw its context actor die
+            self.runtime.died(dispatcher)
+            raise self._failed(error, face, publish)
         publish(
             WorkflowFailedEvent(
                 step_name=end.step or "", exception=error, attempts=end.attempts, elapsed_seconds=end.elapsed
@@ -239,14 +324,46 @@ class WorkflowSession:
 
     def read_pending(self, run_id: str) -> Pending | None:
         dispatcher = self.runtime.dispatcher
-        return None if dispatcher is None else dispatcher.snapshot_sync(run_id)
+        if dispatcher is None:
+            return None
+        try:
+            return dispatcher.snapshot_sync(run_id)
+        except RayActorError as err:
+            raise self._dispatcher_died(dispatcher, err) from err
 
     def read_state(self, ctx_id: str) -> Any:
         if not self.runtime.started:
             state_type = self._spec.state_type
             return state_type() if state_type is not None else DictState()
         _, context = self.runtime.start_blocking()
-        return context.get_state_sync(ctx_id)
+        try:
+            return context.get_state_sync(ctx_id)
+        except RayActorError as err:
+            raise self.context_died(context, err) from err
+
+    async def _keep_states(self, context: ContextActor) -> None:
+        """Before an idle release stops ``context``: the state of each live ``Context`` seeded there becomes its
+        face's seed, so its next run finds it in the next context actor. A state that cannot be read is said loudly."""
+        faces = [face for face in list(self._faces) if face.seeded_into is context]
+        if not faces:
+            return
+        try:
+            states = await context.states([face.ctx_id for face in faces])
+        except Exception as err:
+            states, reason = {}, f"{type(err).__name__}: {err}"
+        else:
+            reason = "the context actor no longer held it"
+        for face in faces:
+            face.seeded_into = None
+            if face.ctx_id in states:
+                face.seed = states[face.ctx_id]
+            else:
+                warnings.warn(
+                    f"rayflow: the state of context {face.ctx_id} could not be kept across the idle release of "
+                    f"workflow {self.runtime.label}'s actors ({reason}); its next run starts from an empty state",
+                    RuntimeWarning,
+                    stacklevel=1,
+                )
 
     async def close(self) -> None:
         await self.runtime.close()
@@ -267,15 +384,17 @@ class _DriverFace:
         self.running = False
         #: Events sent before the run reached the dispatcher; None once it has.
         self.pending: list[Envelope] | None = None
-        #: The state a snapshot starts from, until the context actor has it (``seeded``).
+        #: The state the context starts from (a snapshot's, or one kept across an idle release), until the context
+        #: actor has it (``seeded_into``).
         self.seed: Any = None
-        self.seeded = False
+        #: The context actor this context was seeded into (a new one after a release or a death needs seeding).
+        self.seeded_into: ContextActor | None = None
         #: A snapshot's unfinished work, until a run resumes it.
         self.resume: Pending | None = None
 
     def store(self, ctx_id: str) -> StateStore[Any]:
-        async def actor() -> ContextActor:
-            return await self.session.context_actor(self)
+        async def actor() -> Any:
+            return _Guarded(await self.session.context_actor(self), self.session)
 
         return StateStore(ctx_id, actor)
 
@@ -319,3 +438,28 @@ class _DriverFace:
 
     def read_pending(self) -> Pending | None:
         return None if self.run_id is None else self.session.read_pending(self.run_id)
+
+
+class _Guarded:
+    """The context actor's client as the caller's ``ctx.store`` uses it: a dead actor raises
+    ``WorkflowActorDiedError``, never a Ray error."""
+
+    def __init__(self, client: ContextActor, session: WorkflowSession) -> None:
+        self._client = client
+        self._session = session
+
+    def __getattr__(self, name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+        method = getattr(self._client, name)
+
+        async def call(*args: Any) -> Any:
+            try:
+                return await method(*args)
+            except RayActorError as err:
+                raise self._session.context_died(self._client, err) from err
+
+        return call
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
