@@ -22,7 +22,8 @@ import types
 import uuid
 import warnings
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -447,6 +448,15 @@ class _Guarded:
     def __init__(self, client: ContextActor, session: WorkflowSession) -> None:
         self._client = client
         self._session = session
+
+    @asynccontextmanager
+    async def edit(self, ctx_id: str) -> AsyncIterator[Any]:
+        """``ContextActor.edit``, guarded the same way."""
+        try:
+            async with self._client.edit(ctx_id) as state:
+                yield state
+        except RayActorError as err:
+            raise self._session.context_died(self._client, err) from err
 
     def __getattr__(self, name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
         method = getattr(self._client, name)

@@ -25,6 +25,7 @@ from rayflow import (
     WorkflowHandler,
     step,
 )
+from rayflow.runtime.context_actor import ContextActor
 from tests.conftest import live_rayflow_actors
 
 pytestmark = pytest.mark.usefixtures("ray_env")
@@ -130,7 +131,8 @@ async def test_actors_that_died_between_runs_are_replaced_by_the_next_run() -> N
         dispatcher = _actor(wf, "dispatcher")
         ray.kill(dispatcher, no_restart=True)
         with pytest.raises(ray.exceptions.RayActorError):
-            ray.get(dispatcher.__ray_ready__.remote())  # Ray knows it is gone
+            while True:  # a call sent just after the kill may still be answered: until Ray knows it is gone
+                ray.get(dispatcher.__ray_ready__.remote())
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a new context lost nothing: no warning
             assert await wf.run(n=3) == 6
@@ -144,7 +146,10 @@ async def test_a_store_call_of_the_caller_waiting_on_a_dying_context_actor_raise
         handler = wf.run(ctx=ctx, n=1, lock=True)
         stream = await _until_started(handler)
         waiting = asyncio.ensure_future(ctx.store.set("seen", 2))  # waits for the step's edit to end
-        ray.kill(_actor(wf, "context"), no_restart=True)
+        context = ContextActor(_actor(wf, "context"))
+        while not (await context.lock_status(ctx._ctx_id)).queued:  # each check is a round trip: no sleep needed
+            pass
+        ray.kill(context.handle, no_restart=True)
         with pytest.raises(WorkflowActorDiedError, match=f"^The context actor of workflow {label} died: "):
             await waiting
         await _fails(handler, stream)
