@@ -167,6 +167,9 @@ def _run_resumed(step: _Step, tick: RunResumed) -> None:
         _enqueue(step, run, name, item.envelope, item.resolved)
     for name, waiter in pending.waits:
         _wait(step, run, name, waiter)
+    # These events were routed before the snapshot: a step that runs again and emits them again is routed once.
+    triggers = (*(item.envelope for _, item in pending.items), *(waiter.trigger for _, waiter in pending.waits))
+    run.seen.update(envelope.event_id for envelope in triggers if envelope.event_id)
 
 
 def _warm(step: _Step) -> None:
