@@ -17,9 +17,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from rayflow.codec import qualified_name
 from rayflow.context.serializers import BaseSerializer, JsonSerializer
-from rayflow.context.snapshot import pending_from_data, pending_to_data
+from rayflow.context.snapshot import SNAPSHOT_VERSION, pending_from_data, snapshot_data
 from rayflow.context.state_store import DictState, StateStore
 from rayflow.core.state import Pending
 from rayflow.errors import ContextSerdeError, ContextStateError
@@ -32,7 +31,6 @@ __all__ = ["Context", "ContextHost", "DriverFace", "Face", "WaitOptions", "bind_
 StateT = TypeVar("StateT", bound=BaseModel)
 EventT = TypeVar("EventT", bound=Event)
 _MISSING: Any = object()
-_SNAPSHOT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -202,15 +200,7 @@ class Context(Generic[StateT]):
         serializer = serializer or JsonSerializer()
         state = driver.seed if driver.seed is not None else driver.read_state()
         pending = driver.resume if driver.resume is not None else driver.read_pending()
-        return {
-            "version": _SNAPSHOT_VERSION,
-            "state": {
-                "state_type": qualified_name(type(state)) if state is not None else None,
-                "state_data": serializer.serialize_value(state) if state is not None else None,
-            },
-            "is_running": self.is_running or pending is not None,
-            "pending": None if pending is None else pending_to_data(pending, serializer, driver.spec.codec),
-        }
+        return snapshot_data(state, pending, self.is_running, serializer, driver.spec.codec)
 
     @classmethod
     def from_dict(cls, workflow: Any, data: dict[str, Any], serializer: BaseSerializer | None = None) -> Context[Any]:
@@ -218,10 +208,10 @@ class Context(Generic[StateT]):
         serializer = serializer or JsonSerializer()
         try:
             version = data.get("version")
-            if not isinstance(version, int) or version > _SNAPSHOT_VERSION:
+            if not isinstance(version, int) or version > SNAPSHOT_VERSION:
                 raise ContextSerdeError(
                     f"Cannot load serialized workflow context with version={version!r}; rayflow supports up to "
-                    f"version {_SNAPSHOT_VERSION}. The payload was likely written by a newer version."
+                    f"version {SNAPSHOT_VERSION}. The payload was likely written by a newer version."
                 )
             raw = data["state"]["state_data"]
         except (KeyError, TypeError, AttributeError) as err:

@@ -1,7 +1,8 @@
-"""A run's unfinished work in a context snapshot: ``Pending`` to the JSON of ``ctx.to_dict()`` and back.
+"""A context snapshot as data: a run's state and unfinished work (``Pending``) to the JSON of ``ctx.to_dict()``
+and back. ``ctx.to_dict()`` and a journal's checkpoints (``rayflow.journal``) both write it with ``snapshot_data``.
 
-Events are written with the snapshot's serializer (the default ``JsonSerializer`` rebuilds only the workflow's own
-event classes), so loading a snapshot never imports a class the data names.
+Events and state are written with the snapshot's serializer (the default ``JsonSerializer`` rebuilds only the
+workflow's own event and state classes), so loading a snapshot never imports a class the data names.
 """
 
 from __future__ import annotations
@@ -9,13 +10,32 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from rayflow.codec import EventCodec
+from rayflow.codec import EventCodec, qualified_name
 from rayflow.context.serializers import BaseSerializer
 from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope, Kind, Resolved, Waiter
 from rayflow.core.state import Pending
 
-__all__ = ["pending_from_data", "pending_to_data"]
+__all__ = ["SNAPSHOT_VERSION", "pending_from_data", "pending_to_data", "snapshot_data"]
+
+#: The version of the snapshot format ``snapshot_data`` writes; a loader refuses a newer one.
+SNAPSHOT_VERSION = 1
+
+
+def snapshot_data(
+    state: Any, pending: Pending | None, is_running: bool, serializer: BaseSerializer, codec: EventCodec
+) -> dict[str, Any]:
+    """A snapshot of a context whose store holds ``state`` and whose run left ``pending`` (None: no run, or one that
+    finished): JSON-compatible with the default serializer; ``Context.from_dict`` loads it."""
+    return {
+        "version": SNAPSHOT_VERSION,
+        "state": {
+            "state_type": qualified_name(type(state)) if state is not None else None,
+            "state_data": serializer.serialize_value(state) if state is not None else None,
+        },
+        "is_running": is_running or pending is not None,
+        "pending": None if pending is None else pending_to_data(pending, serializer, codec),
+    }
 
 
 def pending_to_data(pending: Pending, serializer: BaseSerializer, codec: EventCodec) -> dict[str, Any]:
