@@ -18,10 +18,10 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel
 
 from rayflow.context.serializers import BaseSerializer, JsonSerializer
-from rayflow.context.snapshot import SNAPSHOT_VERSION, pending_from_data, snapshot_data
-from rayflow.context.state_store import DictState, StateStore
+from rayflow.context.snapshot import snapshot_data, snapshot_from_data
+from rayflow.context.state_store import StateStore
 from rayflow.core.state import Pending
-from rayflow.errors import ContextSerdeError, ContextStateError
+from rayflow.errors import ContextStateError
 from rayflow.events import Event
 from rayflow.retry_policy import RetryInfo
 from rayflow.spec import WorkflowSpec
@@ -205,29 +205,11 @@ class Context(Generic[StateT]):
     @classmethod
     def from_dict(cls, workflow: Any, data: dict[str, Any], serializer: BaseSerializer | None = None) -> Context[Any]:
         """A context that resumes from ``data``; only the workflow's own state types are rebuilt."""
-        serializer = serializer or JsonSerializer()
-        try:
-            version = data.get("version")
-            if not isinstance(version, int) or version > SNAPSHOT_VERSION:
-                raise ContextSerdeError(
-                    f"Cannot load serialized workflow context with version={version!r}; rayflow supports up to "
-                    f"version {SNAPSHOT_VERSION}. The payload was likely written by a newer version."
-                )
-            raw = data["state"]["state_data"]
-        except (KeyError, TypeError, AttributeError) as err:
-            raise ContextSerdeError(f"Not a rayflow context snapshot: missing {err}") from err
-        spec = _host_of(workflow).spec
-        serializer = serializer.with_types(DictState, *spec.state_types, *spec.event_keys)
+        state, pending = snapshot_from_data(data, serializer or JsonSerializer(), _host_of(workflow).spec)
         ctx: Context[Any] = cls(workflow)
         driver = ctx._driver
         assert driver is not None
-        driver.seed = serializer.deserialize_value(raw) if raw is not None else None
-        pending = data.get("pending")
-        if pending:
-            try:
-                driver.resume = pending_from_data(pending, serializer, spec.codec)
-            except (KeyError, TypeError, ValueError) as err:
-                raise ContextSerdeError(f"The snapshot's unfinished work cannot be read: {err}") from err
+        driver.seed, driver.resume = state, pending
         return ctx
 
 

@@ -12,11 +12,14 @@ from typing import Any
 
 from rayflow.codec import EventCodec, qualified_name
 from rayflow.context.serializers import BaseSerializer
+from rayflow.context.state_store import DictState
 from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope, Kind, Resolved, Waiter
 from rayflow.core.state import Pending
+from rayflow.errors import ContextSerdeError
+from rayflow.spec import WorkflowSpec
 
-__all__ = ["SNAPSHOT_VERSION", "pending_from_data", "pending_to_data", "snapshot_data"]
+__all__ = ["SNAPSHOT_VERSION", "pending_from_data", "pending_to_data", "snapshot_data", "snapshot_from_data"]
 
 #: The version of the snapshot format ``snapshot_data`` writes; a loader refuses a newer one.
 SNAPSHOT_VERSION = 1
@@ -36,6 +39,33 @@ def snapshot_data(
         "is_running": is_running or pending is not None,
         "pending": None if pending is None else pending_to_data(pending, serializer, codec),
     }
+
+
+def snapshot_from_data(
+    data: dict[str, Any], serializer: BaseSerializer, spec: WorkflowSpec
+) -> tuple[Any, Pending | None]:
+    """The state and the unfinished work of a snapshot of a ``spec`` workflow's context; only the workflow's own
+    state and event types are rebuilt (and what ``serializer`` allows besides). ``ContextSerdeError`` if it is not
+    one."""
+    try:
+        version = data.get("version")
+        if not isinstance(version, int) or version > SNAPSHOT_VERSION:
+            raise ContextSerdeError(
+                f"Cannot load serialized workflow context with version={version!r}; rayflow supports up to "
+                f"version {SNAPSHOT_VERSION}. The payload was likely written by a newer version."
+            )
+        raw = data["state"]["state_data"]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ContextSerdeError(f"Not a rayflow context snapshot: missing {err}") from err
+    serializer = serializer.with_types(DictState, *spec.state_types, *spec.event_keys)
+    state = serializer.deserialize_value(raw) if raw is not None else None
+    pending = data.get("pending")
+    if not pending:
+        return state, None
+    try:
+        return state, pending_from_data(pending, serializer, spec.codec)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ContextSerdeError(f"The snapshot's unfinished work cannot be read: {err}") from err
 
 
 def pending_to_data(pending: Pending, serializer: BaseSerializer, codec: EventCodec) -> dict[str, Any]:
