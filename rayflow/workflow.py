@@ -119,6 +119,7 @@ class Workflow:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_session", None)  # the driver's side stays with the driver
+        state.pop("_journal", None)  # and so does the journal (its filesystem may not pickle)
         return state
 
     # -- runs ----------------------------------------------------------------------------------
@@ -166,8 +167,10 @@ class Workflow:
 
     @property
     def journal(self) -> Journal | None:
-        """Where this instance's runs record their progress (``Workflow(journal=...)``), if anywhere."""
-        return self._journal
+        """Where this instance's runs record their progress (``Workflow(journal=...)``), if anywhere (None in a step
+        actor: the journal stays with the driver)."""
+        journal: Journal | None = getattr(self, "_journal", None)
+        return journal
 
     def resume(self, run_id: str) -> WorkflowHandler:
         """The handler of run ``run_id`` of this workflow's journal (call from a running event loop).

@@ -248,3 +248,19 @@ async def test_a_snapshot_taken_mid_collect_and_cancelled_resumes_with_exactly_i
         restored = Context.from_dict(wf, data)
         await restored.store.set("hold", False)
         assert await wf.run(ctx=restored) == list(range(10))
+
+
+class Holds(Workflow):
+    @step
+    async def hold(self, ev: StartEvent) -> StopEvent:
+        await asyncio.Event().wait()
+        return StopEvent()
+
+
+async def test_a_run_whose_checkpoint_cannot_be_written_stops_with_a_journal_error(tmp_path: Path) -> None:
+    async with Holds(timeout=60, journal=tmp_path) as wf:
+        handler = wf.run(thing={1, 2})  # a set: pickles, but JSON cannot hold it
+        with pytest.raises(JournalError, match=f"^Run {handler.run_id} could not be journaled in {tmp_path}, so it"):
+            await handler
+        record = Journal(tmp_path).read(handler.run_id)
+        assert record.status is RunStatus.FAILED and record.error_type == "JournalError"
