@@ -138,6 +138,18 @@ async def test_a_journaled_run_goes_on_from_its_checkpoint_when_its_dispatcher_o
     assert not [name for name in live_rayflow_actors() if name.startswith(label)]
 
 
+async def test_every_journaled_run_of_a_dead_dispatcher_goes_on_on_one_new_set_of_actors(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, interval_s=0.05)
+    async with Gather(timeout=120, journal=journal) as wf:
+        label = wf._session.runtime.label
+        handlers = [wf.run(n=n, delay=0.05) for n in (30, 40)]
+        for handler in handlers:
+            await _checkpoint_with(journal, handler.run_id, 3)
+        ray.kill(_actor(wf, "dispatcher"), no_restart=True)
+        assert await asyncio.gather(*handlers) == [list(range(30)), list(range(40))]
+        assert wf._session.runtime.dispatcher.label == f"{label}-1"
+
+
 async def test_a_run_recovered_in_place_streams_each_event_once(tmp_path: Path) -> None:
     journal = Journal(tmp_path, interval_s=0.05)
     async with Gather(timeout=120, journal=journal) as wf:
