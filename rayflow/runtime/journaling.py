@@ -78,12 +78,11 @@ class RunJournal:
         while True:
             try:
                 taken = await take()
+                if taken is None:
+                    return
+                await asyncio.to_thread(self._write_checkpoint, *taken)
             except RayActorError:
                 return  # the run's actors died: the stream's reader sees it and recovers
-            if taken is None:
-                return
-            try:
-                await asyncio.to_thread(self._write_checkpoint, *taken)
             except Exception as err:
                 self.failure = JournalError(
                     f"Run {self.run_id} could not be journaled in {self.journal.location}, so it was stopped: "
