@@ -15,6 +15,11 @@ sequential actor calls. LlamaIndex's fan-in is quadratic, so it only runs sizes 
 
     python benchmarks/fanout.py                      # sizes 1000,5000,10000,100000, 4 workers, 2000 hops
     python benchmarks/fanout.py --quick              # a smoke run in well under a minute
+    python benchmarks/fanout.py --engines rayflow --journal --chain 0   # rayflow's fan-out with and without a journal
+
+``--journal`` also times rayflow's fan-out with a journal (``Workflow(journal=...)`` in a temporary local directory:
+a checkpoint at the start of each run and every ``--journal-interval`` seconds, the final record at its end),
+alternating with the same workflow without one at each size, and prints the ratio.
 """
 
 # No `from __future__ import annotations` here on purpose: the workflow classes are built inside a function,
@@ -29,6 +34,7 @@ import math
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -191,6 +197,52 @@ async def bench_workflows(
     return result
 
 
+@dataclass
+class JournalResult:
+    """rayflow's fan-out events per second by size, without and with a journal."""
+
+    plain: dict[int, float] = field(default_factory=dict)
+    journaled: dict[int, float] = field(default_factory=dict)
+
+
+async def bench_journal(
+    api: ModuleType, sizes: Sequence[int], workers: int, repeat: int, interval_s: float | None
+) -> JournalResult:
+    """Time rayflow's fan-out at each size without a journal, then with one (a temporary local directory), after a
+    warm-up run of each; the two instances alternate per size, so both see the machine in the same state."""
+    fanout_cls, _ = build_workflows(api, workers)
+    result = JournalResult()
+    with tempfile.TemporaryDirectory(prefix="rayflow-journal-") as where:
+        plain = fanout_cls(timeout=None)
+        journaled = fanout_cls(timeout=None, journal=api.Journal(where, interval_s=interval_s))
+        try:
+            warm = min(1000, *sizes) if sizes else 1000
+            _log(f"[journal] warm-up: fan-out of {warm}, without and with a journal in {where}")
+            for wf in (plain, journaled):
+                await _timed(lambda wf=wf: wf.run(n=warm), warm, 1)
+            for n in sizes:
+                for wf, rates, label in ((plain, result.plain, "without"), (journaled, result.journaled, "with")):
+                    seconds = await _timed(lambda wf=wf, n=n: wf.run(n=n), n, repeat)
+                    rates[n] = n / seconds
+                    rate = f"{n / seconds:10,.0f} events/s"
+                    _log(f"[journal] fan-out {n:>7,} {label:>7} a journal: {seconds:8.2f} s  {rate}")
+        finally:
+            await plain.close()
+            await journaled.close()
+    return result
+
+
+def render_journal(result: JournalResult, sizes: Sequence[int]) -> str:
+    lines = [
+        "| size | rayflow events/s | with a journal | journaled / plain |",
+        "|---:|---:|---:|---:|",
+    ]
+    for n in sizes:
+        a, b = result.plain.get(n), result.journaled.get(n)
+        lines.append(f"| {n:,} | {_fmt(a)} | {_fmt(b)} | {_ratio(b, a)} |")
+    return "\n".join(lines)
+
+
 def bench_raw_ray(sizes: Sequence[int], workers: int, hops: int, repeat: int) -> Result:
     """N small objects through a pool of ``workers`` actors in batches of 100; a chain of sequential calls."""
     import ray
@@ -314,6 +366,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per measurement; the best is kept")
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}")
     parser.add_argument("--quick", action="store_true", help="sizes 1000,5000, LlamaIndex to 1000, 200 hops")
+    parser.add_argument("--journal", action="store_true", help="also time rayflow's fan-out with a journal")
+    parser.add_argument(
+        "--journal-interval", type=float, default=None, help="seconds between checkpoints (RAYFLOW_JOURNAL_INTERVAL_S)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.llama_max, args.chain = "1000,5000", 1000, 200
@@ -361,6 +417,13 @@ async def main(argv: Sequence[str] | None = None) -> int:
         llama_sizes = [n for n in args.sizes if n <= args.llama_max]
         results["llama"] = await bench_workflows(api, "LlamaIndex", llama_sizes, args.workers, args.chain, args.repeat)
     print(render(results, args.sizes, args.chain))
+    if args.journal:
+        import rayflow
+
+        connect_ray()
+        journal = await bench_journal(rayflow, args.sizes, args.workers, args.repeat, args.journal_interval)
+        print()
+        print(render_journal(journal, args.sizes))
     return 0
 
 

@@ -7,6 +7,7 @@
 from rayflow.context import Context
 from rayflow.decorators import catch_error, step
 from rayflow.errors import (
+    JournalError,
     WorkflowActorDiedError,
     WorkflowCancelledByUser,
     WorkflowConfigurationError,
@@ -27,6 +28,7 @@ from rayflow.events import (
     WorkflowTimedOutEvent,
 )
 from rayflow.handler import WorkflowHandler
+from rayflow.journal import Journal
 from rayflow.resource import Resource, ResourceConfig
 from rayflow.retry_policy import ConstantDelayRetryPolicy, ExponentialBackoffRetryPolicy, RetryPolicy
 from rayflow.runtime.cluster import init
@@ -39,6 +41,8 @@ __all__ = [
     "ExponentialBackoffRetryPolicy",
     "HumanResponseEvent",
     "InputRequiredEvent",
+    "Journal",
+    "JournalError",
     "Resource",
     "ResourceConfig",
     "RetryPolicy",

@@ -49,6 +49,10 @@ class Settings:
     idle_release_s: float = field(default_factory=lambda: _float("RAYFLOW_IDLE_RELEASE_S", 600.0))
     #: Times one event may be delivered to a step whose actor then dies before its run fails (a poison event).
     max_deliveries: int = field(default_factory=lambda: _int("RAYFLOW_MAX_DELIVERIES", 3))
+    #: Seconds between two checkpoints of a journaled run (``Workflow(journal=...)``), after the one taken at its start.
+    journal_interval_s: float = field(default_factory=lambda: _float("RAYFLOW_JOURNAL_INTERVAL_S", 1.0))
+    #: Times a journaled run is resumed from its last checkpoint after its dispatcher or context actor died.
+    journal_recoveries: int = field(default_factory=lambda: _int("RAYFLOW_JOURNAL_RECOVERIES", 3))
     #: Seconds an ``edit_state`` lock may go without renewal before the context actor takes it back (a live
     #: editor renews it every third of this; only a dead holder, or one blocking its event loop, lets it run out).
     state_lock_lease_s: float = field(default_factory=lambda: _float("RAYFLOW_STATE_LOCK_LEASE_S", 300.0))

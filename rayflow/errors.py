@@ -6,6 +6,7 @@ __all__ = [
     "ContextSerdeError",
     "ContextStateError",
     "EventSerializationError",
+    "JournalError",
     "RayflowError",
     "StateLockLost",
     "StepTimeoutError",
@@ -79,3 +80,7 @@ class StateLockLost(ContextStateError):
 
 class WorkflowActorDiedError(WorkflowRuntimeError):
     """An actor of the workflow instance died (its dispatcher or its context actor): every run it served fails."""
+
+
+class JournalError(RayflowError):
+    """A run journal could not be read or written, or holds no record of the run asked for."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from rayflow.context.context import bind_host, face_of
 from rayflow.errors import WorkflowRuntimeError, WorkflowValidationError
 from rayflow.events import Event, StartEvent, StopEvent
 from rayflow.handler import WorkflowHandler
+from rayflow.journal import Journal
 from rayflow.runtime.session import WorkflowSession
 from rayflow.spec import WorkflowSpec, add_free_step, config_of, free_steps
 from rayflow.validation import validate_graph, validate_resources
@@ -36,6 +38,10 @@ class Workflow:
     ``timeout`` (seconds, None for none) bounds each run; ``disable_validation`` skips the event-graph
     check of the first run; ``verbose`` prints each step as it runs; ``num_concurrent_runs`` caps the runs
     of this instance going on at once (the others wait for a slot).
+
+    ``journal`` (rayflow's own, beyond LlamaIndex: a directory path, an fsspec URL, or a ``Journal``) makes runs
+    durable: each run records its progress there, goes on from its last checkpoint when its dispatcher or context
+    actor dies, and can be resumed by ``resume(run_id)``, from another process too (see the README's "Durable runs").
     """
 
     def __init__(
@@ -44,6 +50,7 @@ class Workflow:
         disable_validation: bool = False,
         verbose: bool = False,
         num_concurrent_runs: int | None = None,
+        journal: Journal | str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
         if num_concurrent_runs is not None and (
@@ -57,8 +64,14 @@ class Workflow:
         self._disable_validation = disable_validation
         self._verbose = verbose
         self._validated = False
+        self._journal = journal if journal is None or isinstance(journal, Journal) else Journal(journal)
         self._session = WorkflowSession(
-            self, self._spec, timeout=timeout, verbose=verbose, num_concurrent_runs=num_concurrent_runs
+            self,
+            self._spec,
+            timeout=timeout,
+            verbose=verbose,
+            num_concurrent_runs=num_concurrent_runs,
+            journal=self._journal,
         )
         bind_host(self, self._session)
 
@@ -106,6 +119,7 @@ class Workflow:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_session", None)  # the driver's side stays with the driver
+        state.pop("_journal", None)  # and so does the journal (its filesystem may not pickle)
         return state
 
     # -- runs ----------------------------------------------------------------------------------
@@ -149,6 +163,30 @@ class Workflow:
                 "workflow.run() needs a running event loop: call it from async code (asyncio.run(main()))"
             ) from err
         run = self._session.begin(ctx, event)
+        return WorkflowHandler(ctx, run.run_id, run.drive, run.cancel)
+
+    @property
+    def journal(self) -> Journal | None:
+        """Where this instance's runs record their progress (``Workflow(journal=...)``), if anywhere (None in a step
+        actor: the journal stays with the driver)."""
+        journal: Journal | None = getattr(self, "_journal", None)
+        return journal
+
+    def resume(self, run_id: str) -> WorkflowHandler:
+        """The handler of run ``run_id`` of this workflow's journal (call from a running event loop).
+
+        A run still running there (its driver died, or this is another process) goes on from its last checkpoint on
+        this instance's actors, under the same id, and keeps journaling; for a finished run, ``await handler`` gives
+        its stored result or raises its stored error as ``WorkflowRuntimeError``. ``JournalError`` when the journal
+        has no such run of this workflow class.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError as err:
+            raise WorkflowRuntimeError(
+                "workflow.resume() needs a running event loop: call it from async code (asyncio.run(main()))"
+            ) from err
+        ctx, run = self._session.resume(run_id)
         return WorkflowHandler(ctx, run.run_id, run.drive, run.cancel)
 
     # -- lifetime ------------------------------------------------------------------------------

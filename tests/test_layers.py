@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "rayflow.codec",
             "rayflow.spec",
             "rayflow.context",
+            "rayflow.journal",
         ),
     ),
     ("runtime", ("rayflow.runtime",)),

@@ -17,12 +17,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from rayflow.codec import qualified_name
 from rayflow.context.serializers import BaseSerializer, JsonSerializer
-from rayflow.context.snapshot import pending_from_data, pending_to_data
-from rayflow.context.state_store import DictState, StateStore
+from rayflow.context.snapshot import snapshot_data, snapshot_from_data
+from rayflow.context.state_store import StateStore
 from rayflow.core.state import Pending
-from rayflow.errors import ContextSerdeError, ContextStateError
+from rayflow.errors import ContextStateError
 from rayflow.events import Event
 from rayflow.retry_policy import RetryInfo
 from rayflow.spec import WorkflowSpec
@@ -32,7 +31,6 @@ __all__ = ["Context", "ContextHost", "DriverFace", "Face", "WaitOptions", "bind_
 StateT = TypeVar("StateT", bound=BaseModel)
 EventT = TypeVar("EventT", bound=Event)
 _MISSING: Any = object()
-_SNAPSHOT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -202,42 +200,16 @@ class Context(Generic[StateT]):
         serializer = serializer or JsonSerializer()
         state = driver.seed if driver.seed is not None else driver.read_state()
         pending = driver.resume if driver.resume is not None else driver.read_pending()
-        return {
-            "version": _SNAPSHOT_VERSION,
-            "state": {
-                "state_type": qualified_name(type(state)) if state is not None else None,
-                "state_data": serializer.serialize_value(state) if state is not None else None,
-            },
-            "is_running": self.is_running or pending is not None,
-            "pending": None if pending is None else pending_to_data(pending, serializer, driver.spec.codec),
-        }
+        return snapshot_data(state, pending, self.is_running, serializer, driver.spec.codec)
 
     @classmethod
     def from_dict(cls, workflow: Any, data: dict[str, Any], serializer: BaseSerializer | None = None) -> Context[Any]:
         """A context that resumes from ``data``; only the workflow's own state types are rebuilt."""
-        serializer = serializer or JsonSerializer()
-        try:
-            version = data.get("version")
-            if not isinstance(version, int) or version > _SNAPSHOT_VERSION:
-                raise ContextSerdeError(
-                    f"Cannot load serialized workflow context with version={version!r}; rayflow supports up to "
-                    f"version {_SNAPSHOT_VERSION}. The payload was likely written by a newer version."
-                )
-            raw = data["state"]["state_data"]
-        except (KeyError, TypeError, AttributeError) as err:
-            raise ContextSerdeError(f"Not a rayflow context snapshot: missing {err}") from err
-        spec = _host_of(workflow).spec
-        serializer = serializer.with_types(DictState, *spec.state_types, *spec.event_keys)
+        state, pending = snapshot_from_data(data, serializer or JsonSerializer(), _host_of(workflow).spec)
         ctx: Context[Any] = cls(workflow)
         driver = ctx._driver
         assert driver is not None
-        driver.seed = serializer.deserialize_value(raw) if raw is not None else None
-        pending = data.get("pending")
-        if pending:
-            try:
-                driver.resume = pending_from_data(pending, serializer, spec.codec)
-            except (KeyError, TypeError, ValueError) as err:
-                raise ContextSerdeError(f"The snapshot's unfinished work cannot be read: {err}") from err
+        driver.seed, driver.resume = state, pending
         return ctx
 
 

@@ -1,7 +1,8 @@
-"""A run's unfinished work in a context snapshot: ``Pending`` to the JSON of ``ctx.to_dict()`` and back.
+"""A context snapshot as data: a run's state and unfinished work (``Pending``) to the JSON of ``ctx.to_dict()``
+and back. ``ctx.to_dict()`` and a journal's checkpoints (``rayflow.journal``) both write it with ``snapshot_data``.
 
-Events are written with the snapshot's serializer (the default ``JsonSerializer`` rebuilds only the workflow's own
-event classes), so loading a snapshot never imports a class the data names.
+Events and state are written with the snapshot's serializer (the default ``JsonSerializer`` rebuilds only the
+workflow's own event and state classes), so loading a snapshot never imports a class the data names.
 """
 
 from __future__ import annotations
@@ -9,13 +10,62 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from rayflow.codec import EventCodec
+from rayflow.codec import EventCodec, qualified_name
 from rayflow.context.serializers import BaseSerializer
+from rayflow.context.state_store import DictState
 from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope, Kind, Resolved, Waiter
 from rayflow.core.state import Pending
+from rayflow.errors import ContextSerdeError
+from rayflow.spec import WorkflowSpec
 
-__all__ = ["pending_from_data", "pending_to_data"]
+__all__ = ["SNAPSHOT_VERSION", "pending_from_data", "pending_to_data", "snapshot_data", "snapshot_from_data"]
+
+#: The version of the snapshot format ``snapshot_data`` writes; a loader refuses a newer one.
+SNAPSHOT_VERSION = 1
+
+
+def snapshot_data(
+    state: Any, pending: Pending | None, is_running: bool, serializer: BaseSerializer, codec: EventCodec
+) -> dict[str, Any]:
+    """A snapshot of a context whose store holds ``state`` and whose run left ``pending`` (None: no run, or one that
+    finished): JSON-compatible with the default serializer; ``Context.from_dict`` loads it."""
+    return {
+        "version": SNAPSHOT_VERSION,
+        "state": {
+            "state_type": qualified_name(type(state)) if state is not None else None,
+            "state_data": serializer.serialize_value(state) if state is not None else None,
+        },
+        "is_running": is_running or pending is not None,
+        "pending": None if pending is None else pending_to_data(pending, serializer, codec),
+    }
+
+
+def snapshot_from_data(
+    data: dict[str, Any], serializer: BaseSerializer, spec: WorkflowSpec
+) -> tuple[Any, Pending | None]:
+    """The state and the unfinished work of a snapshot of a ``spec`` workflow's context; only the workflow's own
+    state and event types are rebuilt (and what ``serializer`` allows besides). ``ContextSerdeError`` if it is not
+    one."""
+    try:
+        version = data.get("version")
+        if not isinstance(version, int) or version > SNAPSHOT_VERSION:
+            raise ContextSerdeError(
+                f"Cannot load serialized workflow context with version={version!r}; rayflow supports up to "
+                f"version {SNAPSHOT_VERSION}. The payload was likely written by a newer version."
+            )
+        raw = data["state"]["state_data"]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ContextSerdeError(f"Not a rayflow context snapshot: missing {err}") from err
+    serializer = serializer.with_types(DictState, *spec.state_types, *spec.event_keys)
+    state = serializer.deserialize_value(raw) if raw is not None else None
+    pending = data.get("pending")
+    if not pending:
+        return state, None
+    try:
+        return state, pending_from_data(pending, serializer, spec.codec)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ContextSerdeError(f"The snapshot's unfinished work cannot be read: {err}") from err
 
 
 def pending_to_data(pending: Pending, serializer: BaseSerializer, codec: EventCodec) -> dict[str, Any]:

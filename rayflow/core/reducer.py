@@ -163,6 +163,9 @@ def _run_resumed(fx: Effects, tick: RunResumed) -> None:
         enqueue(fx, run, name, item.envelope, item.resolved)
     for name, waiter in pending.waits:
         pause(fx, run, name, waiter)
+    # These events were routed before the snapshot: a step that runs again and emits them again is routed once.
+    triggers = (*(item.envelope for _, item in pending.items), *(waiter.trigger for _, waiter in pending.waits))
+    run.seen.update(envelope.event_id for envelope in triggers if envelope.event_id)
 
 
 def _warm(fx: Effects) -> None:

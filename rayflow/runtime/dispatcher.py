@@ -8,7 +8,7 @@ step actors, put events on run streams and end runs. It knows the workflow by it
 pool settings) and holds the pickled workflow only as bytes to hand to the step actors it starts: it never
 unpickles an event or the workflow, so it loads no user code (when an event's field must be read, for
 ``wait_for_event`` requirements, a step actor reads it). The driver reads a run's stream by long polling
-``next_items``.
+``next_items``: the envelopes written to the stream (with their ids), and last the run's ``EndRun``.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ class _Dispatcher:
         elif isinstance(command, Publish):
             stream = self._streams.get(command.run_id)
             if stream is not None:
-                stream.put(command.envelope.payload)
+                stream.put(command.envelope)  # with its id: a driver resuming the run streams an event once
         elif isinstance(command, StartActor):
             self._start_actor(command.step, command.actor)
         elif isinstance(command, EndRun):
@@ -358,6 +358,11 @@ class Dispatcher:
 
     async def resume_run(self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None) -> None:
         await self._handle.resume_run.remote(run_id, ctx_id, pending, timeout)
+
+    async def snapshot(self, run_id: str) -> Pending | None:
+        """The run's unfinished work (None: a run that ended with a StopEvent, or an unknown one)."""
+        pending: Pending | None = await self._handle.snapshot.remote(run_id)
+        return pending
 
     def snapshot_sync(self, run_id: str) -> Pending | None:
         pending: Pending | None = ray.get(self._handle.snapshot.remote(run_id))

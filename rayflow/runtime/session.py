@@ -12,6 +12,10 @@ A dead dispatcher or context actor fails the runs it served with ``WorkflowActor
 death is seen here, the context actor's by the dispatcher), and the next run starts a new set of actors. A
 context's state lives in the context actor while its ``Context`` lives: it is dropped when the ``Context`` is
 garbage-collected, and kept on the face (as its seed) across an idle release of the actors.
+
+With a journal (``Workflow(journal=...)``) each run records its progress (``rayflow.runtime.journaling``), and a run
+whose dispatcher or context actor died goes on from its last checkpoint on a new set of actors, under the same run
+id, up to ``RAYFLOW_JOURNAL_RECOVERIES`` times; ``resume`` picks up a journaled run from another driver.
 """
 
 from __future__ import annotations
@@ -30,13 +34,17 @@ from typing import Any
 from ray import cloudpickle
 from ray.exceptions import RayActorError
 
+from rayflow.codec import qualified_name
+from rayflow.config import settings
 from rayflow.context.context import Context, WaitOptions, face_of
+from rayflow.context.snapshot import snapshot_from_data
 from rayflow.context.state_store import DictState, StateStore
 from rayflow.core.commands import EndRun, Outcome
 from rayflow.core.envelope import START_ID, Envelope, Kind
 from rayflow.core.state import Pending
 from rayflow.errors import (
     ContextStateError,
+    JournalError,
     WorkflowActorDiedError,
     WorkflowCancelledByUser,
     WorkflowRuntimeError,
@@ -51,9 +59,11 @@ from rayflow.events import (
     WorkflowFailedEvent,
     WorkflowTimedOutEvent,
 )
+from rayflow.journal import Journal, RunRecord, RunStatus
 from rayflow.retry_policy import RetryInfo
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.dispatcher import Dispatcher
+from rayflow.runtime.journaling import RunJournal
 from rayflow.runtime.runtime import WorkflowRuntime
 from rayflow.spec import WorkflowSpec
 
@@ -112,6 +122,7 @@ class WorkflowSession:
         timeout: float | None,
         verbose: bool,
         num_concurrent_runs: int | None,
+        journal: Journal | None = None,
     ) -> None:
         owner = weakref.ref(workflow)
         self._owner = owner
@@ -119,6 +130,10 @@ class WorkflowSession:
         self._timeout = timeout
         self._verbose = verbose
         self._num_concurrent_runs = num_concurrent_runs
+        self._journal = journal
+        self._workflow_name = qualified_name(type(workflow))
+        #: Ids of the runs this session drives now.
+        self._running: set[str] = set()
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
@@ -154,21 +169,67 @@ class WorkflowSession:
 
     # -- runs ----------------------------------------------------------------------------------
 
-    def begin(self, ctx: Context[Any], start: StartEvent | None) -> RunStart:
-        """Claim ``ctx`` for a new run (``start`` None: the context resumes a snapshot's run)."""
+    def begin(self, ctx: Context[Any], start: StartEvent | None, record: RunRecord | None = None) -> RunStart:
+        """Claim ``ctx`` for a new run (``start`` None: the context resumes a snapshot's run; ``record``: the run of
+        this journal record, under its id)."""
         face = face_of(ctx)
         if not isinstance(face, _DriverFace) or face.session is not self:
             raise WorkflowRuntimeError("run(ctx=...) needs a context made with Context(workflow) of this workflow")
         if face.running:
             raise WorkflowRuntimeError("This context already has a run going on")
-        run_id = uuid.uuid4().hex
+        run_id = uuid.uuid4().hex if record is None else record.run_id
+        if run_id in self._running:
+            raise WorkflowRuntimeError(f"Run {run_id} is going on in this process already")
+        journaling = None
+        if self._journal is not None:
+            journaling = RunJournal(self._journal, run_id, self._spec, self._workflow_name, record)
+        self._running.add(run_id)
         face.run_id, face.running, face.pending = run_id, True, []
         started = asyncio.Event()
         return RunStart(
             run_id,
-            lambda publish: self._drive(run_id, face, start, started, publish),
+            lambda publish: self._drive(run_id, face, start, started, publish, journaling),
             lambda: asyncio.ensure_future(self._cancel(run_id, started)),
         )
+
+    def resume(self, run_id: str) -> tuple[Context[Any], RunStart]:
+        """The run ``run_id`` of this session's journal: a run still running goes on from its last checkpoint on this
+        instance's actors; a finished one gives its stored end. ``JournalError`` if the journal cannot give it."""
+        journal = self._journal
+        if journal is None:
+            raise WorkflowRuntimeError("resume(run_id) needs a journal: Workflow(journal=path)")
+        workflow = self._owner()
+        if workflow is None:
+            raise WorkflowRuntimeError("The workflow was garbage-collected")
+        record = journal.read(run_id)
+        if record.workflow != self._workflow_name:
+            raise JournalError(
+                f"Run {run_id} in the journal {journal.location} is a run of {record.workflow}, not of "
+                f"{self._workflow_name}"
+            )
+        if record.finished:
+            return Context(workflow), self._replay(record)
+        if record.checkpoint is None:
+            raise JournalError(f"Run {run_id} in the journal {journal.location} has no checkpoint to resume from")
+        ctx: Context[Any] = Context.from_dict(workflow, record.checkpoint, journal.serializer)
+        return ctx, self.begin(ctx, None, record)
+
+    def _replay(self, record: RunRecord) -> RunStart:
+        """A finished run's end as its journal recorded it: its StopEvent, or its error as ``WorkflowRuntimeError``."""
+        assert self._journal is not None
+        stop = self._journal.stop_event(record, self._spec) if record.status is RunStatus.DONE else None
+
+        async def drive(publish: Publish) -> StopEvent:
+            if stop is not None:
+                publish(stop)
+                return stop
+            error = WorkflowRuntimeError(
+                f"Run {record.run_id} ended {record.status.value}: {record.error_type}: {record.error}"
+            )
+            publish(WorkflowFailedEvent(step_name="", exception=error))
+            raise error
+
+        return RunStart(record.run_id, drive, lambda: None)
 
     def _run_slots(self) -> asyncio.Semaphore | None:
         """The semaphore that caps concurrent runs (``num_concurrent_runs``) on the running event loop."""
@@ -226,46 +287,135 @@ class WorkflowSession:
         )
 
     async def _drive(
-        self, run_id: str, face: _DriverFace, start: StartEvent | None, started: asyncio.Event, publish: Publish
+        self,
+        run_id: str,
+        face: _DriverFace,
+        start: StartEvent | None,
+        started: asyncio.Event,
+        publish: Publish,
+        journaling: RunJournal | None,
     ) -> StopEvent:
-        runtime, codec = self.runtime, self._spec.codec
+        runtime = self.runtime
         slots = self._run_slots()
         if slots is not None:
             await slots.acquire()
         runtime.run_started()
         try:
-            try:
-                dispatcher = await self._begin(run_id, face, start)
-            except WorkflowActorDiedError as error:
-                raise self._failed(error, face, publish) from None
-            try:
-                pending, face.pending = face.pending, None
-                if pending:
-                    dispatcher.emit(run_id, pending)
-                started.set()
-                while True:
-                    for item in await dispatcher.next_items(run_id):
-                        if isinstance(item, EndRun):
-                            return self._finish(item, dispatcher, face, publish)
-                        event = codec.loads(item)
-                        if self._verbose:
-                            print(f"Streamed {type(event).__name__}")
-                        publish(event)
-            except RayActorError as err:
-                raise self._failed(self._dispatcher_died(dispatcher, err), face, publish) from err
+            while True:
+                try:
+                    dispatcher, context = await self._begin(run_id, face, start)
+                    end = await self._follow(run_id, face, dispatcher, context, started, publish, journaling)
+                except WorkflowActorDiedError as error:
+                    if journaling is not None and self._recover(run_id, face, journaling, error):
+                        continue
+                    if journaling is not None:
+                        await journaling.ended(RunStatus.FAILED, error)
+                    raise self._failed(error, face, publish) from None
+                return await self._end(end, face, publish, journaling)
         finally:
             started.set()
+            self._running.discard(run_id)
             face.running, face.pending = False, None
             runtime.run_ended()
             if slots is not None:
                 slots.release()
 
-    async def _begin(self, run_id: str, face: _DriverFace, start: StartEvent | None) -> Dispatcher:
+    async def _follow(
+        self,
+        run_id: str,
+        face: _DriverFace,
+        dispatcher: Dispatcher,
+        context: ContextActor,
+        started: asyncio.Event,
+        publish: Publish,
+        journaling: RunJournal | None,
+    ) -> EndRun:
+        """Read the started run's stream into ``publish`` (checkpointing it, if journaled) until its end;
+        ``WorkflowActorDiedError`` if its dispatcher or context actor died."""
+        codec = self._spec.codec
+        try:
+            pending, face.pending = face.pending, None
+            if pending:
+                dispatcher.emit(run_id, pending)
+            started.set()
+            if journaling is not None:
+                journaling.keep(
+                    lambda: self._take(run_id, face.ctx_id, dispatcher, context), lambda: dispatcher.cancel(run_id)
+                )
+            while True:
+                for item in await dispatcher.next_items(run_id):
+                    if isinstance(item, EndRun):
+                        died = self._death(item)
+                        if died is not None:  # the dispatcher saw its context actor die
+                            self.runtime.died(dispatcher)
+                            raise died
+                        return item
+                    if journaling is not None and not journaling.first_time(item):
+                        continue  # streamed before a recovery
+                    event = codec.loads(item.payload)
+                    if self._verbose:
+                        print(f"Streamed {type(event).__name__}")
+                    publish(event)
+        except RayActorError as err:
+            raise self._dispatcher_died(dispatcher, err) from err
+        finally:
+            if journaling is not None:
+                await journaling.stop()
+
+    async def _take(
+        self, run_id: str, ctx_id: str, dispatcher: Dispatcher, context: ContextActor
+    ) -> tuple[Pending, Any] | None:
+        """A checkpoint of a run: its unfinished work first, then its context's state (a step finishing in between
+        runs again on resume; it never goes lost). None once the run ended."""
+        pending = await dispatcher.snapshot(run_id)
+        if pending is None:
+            return None
+        return pending, await context.get_state(ctx_id)
+
+    def _recover(self, run_id: str, face: _DriverFace, journaling: RunJournal, error: WorkflowActorDiedError) -> bool:
+        """Make ``face`` resume the run from its last checkpoint, if it has one and recoveries are left."""
+        limit = settings().journal_recoveries
+        if journaling.checkpoint is None or journaling.recoveries >= limit:
+            return False
+        journaling.recoveries += 1
+        state, pending = snapshot_from_data(journaling.checkpoint, journaling.journal.serializer, self._spec)
+        face.seed, face.seeded_into, face.resume, face.pending = state, None, pending, []
+        print(
+            f"rayflow: run {run_id} goes on from its last checkpoint (recovery {journaling.recoveries} of {limit}) "
+            f"after: {error}",
+            flush=True,
+        )
+        return True
+
+    def _death(self, end: EndRun) -> WorkflowActorDiedError | None:
+        """The error of a run ended because an actor of its set died, else None."""
+        if end.outcome is not Outcome.FAILED or end.payload is None:
+            return None
+        error = self._spec.codec.loads(end.payload)
+        return error if isinstance(error, WorkflowActorDiedError) else None
+
+    async def _end(self, end: EndRun, face: _DriverFace, publish: Publish, journaling: RunJournal | None) -> StopEvent:
+        """The run's StopEvent (its final record written first, if journaled), or its error raised."""
+        if journaling is None:
+            return self._finish(end, publish)
+        if journaling.failure is not None and end.outcome is Outcome.CANCELLED:
+            await journaling.ended(RunStatus.FAILED, journaling.failure)
+            publish(WorkflowFailedEvent(step_name="", exception=journaling.failure))
+            raise journaling.failure
+        try:
+            stop = self._finish(end, publish)
+        except BaseException as error:
+            await journaling.ended(_STATUS[end.outcome], error)
+            raise
+        await journaling.done(stop)
+        return stop
+
+    async def _begin(self, run_id: str, face: _DriverFace, start: StartEvent | None) -> tuple[Dispatcher, ContextActor]:
         """Start the run (or resume a snapshot's) on the dispatcher, seeding its context first. Actors found dead on
         the way (they died while the instance had no run) are replaced once: the run had not begun."""
         retried = False
         while True:
-            dispatcher, _ = await self.runtime.start()
+            dispatcher, context = await self.runtime.start()
             seeded = face.seed, face.seeded_into
             try:
                 await self.context_actor(face)
@@ -277,7 +427,7 @@ class WorkflowSession:
                     await dispatcher.start_run(
                         run_id, face.ctx_id, self._spec.codec.encode(start, event_id=START_ID), self._timeout
                     )
-                return dispatcher
+                return dispatcher, context
             except RayActorError as err:
                 error = self._dispatcher_died(dispatcher, err)
             except WorkflowActorDiedError as died:
@@ -293,7 +443,7 @@ class WorkflowSession:
         publish(WorkflowFailedEvent(step_name="", exception=error))
         return error
 
-    def _finish(self, end: EndRun, dispatcher: Dispatcher, face: _DriverFace, publish: Publish) -> StopEvent:
+    def _finish(self, end: EndRun, publish: Publish) -> StopEvent:
         """The run's StopEvent, published last; or, published, the event of how it failed, and its error raised."""
         codec = self._spec.codec
         if end.outcome is Outcome.DONE:
@@ -311,9 +461,6 @@ class WorkflowSession:
             error = WorkflowStuckError(end.message)
         else:
             error = codec.loads(end.payload) if end.payload is not None else WorkflowRuntimeError(end.message)
-        if isinstance(error, WorkflowActorDiedError):  # the dispatcher saw its context actor die
-            self.runtime.died(dispatcher)
-            raise self._failed(error, face, publish)
         publish(
             WorkflowFailedEvent(
                 step_name=end.step or "", exception=error, attempts=end.attempts, elapsed_seconds=end.elapsed
@@ -468,6 +615,16 @@ class _Guarded:
                 raise self._session.context_died(self._client, err) from err
 
         return call
+
+
+#: The status a journal records for a run that ended without its StopEvent.
+_STATUS = {
+    Outcome.FAILED: RunStatus.FAILED,
+    Outcome.STUCK: RunStatus.FAILED,
+    Outcome.CANCELLED: RunStatus.CANCELLED,
+    Outcome.TIMED_OUT: RunStatus.TIMED_OUT,
+    Outcome.DONE: RunStatus.FAILED,  # a StopEvent that could not be read
+}
 
 
 def _first_line(err: BaseException) -> str:

@@ -134,6 +134,17 @@ def test_a_resumed_run_starts_from_its_unfinished_work_not_a_start_event():
     assert not [c for c in reduce(state, CallFinished(call.call_id, [ItemDone("r2")])) if isinstance(c, EndRun)]
 
 
+def test_a_resumed_run_routes_once_an_event_of_its_snapshot_that_a_step_running_again_emits_again():
+    state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("b", frozenset({"X"})))
+    queued = Envelope(("X", "Event"), b"x", event_id=b"x-of-start")
+    pending = Pending(items=(("start", WorkItem("old", "c0", env("Start"))), ("b", WorkItem("old", "c0", queued))))
+    reduce(state, RunResumed("r2", "c2", pending, None, now=0.0))
+    reduce(state, EventsEmitted("r2", "start", [queued, Envelope(("X", "Event"), b"y", event_id=b"y-of-start")]))
+    after = state.pending("r2")
+    assert after is not None
+    assert sorted(item.envelope.event_id for name, item in after.items if name == "b") == [b"x-of-start", b"y-of-start"]
+
+
 def test_a_snapshot_for_steps_the_workflow_lacks_fails_the_resumed_run_naming_them():
     state = state_of(StepRoute("start", frozenset({"Start"})))
     pending = Pending(items=(("gone", WorkItem("old", "c0", env("X"))),))

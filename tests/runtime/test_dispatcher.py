@@ -64,15 +64,15 @@ async def _start(dispatcher: Dispatcher, run_id: str, event: StartEvent) -> None
 
 
 async def _stream(dispatcher: Dispatcher, run_id: str, until_end: bool = True) -> tuple[list[Any], EndRun | None]:
-    """A run's stream items as the driver reads them: the decoded events, and the ``EndRun`` that came last (None
-    with ``until_end=False``: only the first batch is read)."""
+    """A run's stream items as the driver reads them: the decoded events of the envelopes, and the ``EndRun`` that
+    came last (None with ``until_end=False``: only the first batch is read)."""
     events: list[Any] = []
     while True:
         items = await asyncio.wait_for(dispatcher.next_items(run_id), timeout=60)
         assert items, "next_items answers only with items"
         end = items.pop() if isinstance(items[-1], EndRun) else None
         assert not [item for item in items if isinstance(item, EndRun)], "the EndRun comes last"
-        events.extend(SPEC.codec.loads(item) for item in items)
+        events.extend(SPEC.codec.loads(item.payload) for item in items)
         if end is not None or not until_end:
             return events, end
 
