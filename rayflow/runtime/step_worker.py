@@ -245,6 +245,8 @@ class _StepWorker:
         """Run the step's body, within its timeout. A sync body runs in a thread, which nothing can stop: one still
         running after its invocation was stopped (timed out, or its run ended) retires this actor."""
         timeout = code.config.timeout
+        if code.is_async and timeout is None:
+            return await code.fn(**kwargs)  # the common case: no deadline to keep, no thread to watch
         thread = None if code.is_async else self._loop.run_in_executor(None, lambda: code.fn(**kwargs))
         deadline = asyncio.timeout(timeout)
         try:
