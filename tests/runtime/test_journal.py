@@ -162,7 +162,9 @@ async def test_a_run_recovered_in_place_streams_each_event_once(tmp_path: Path) 
                     await _checkpoint_with(journal, handler.run_id, 10)
                     ray.kill(_actor(wf, "dispatcher"), no_restart=True)
         assert await handler == list(range(30))
-        assert sorted(streamed) == sorted(set(streamed)) and len(streamed) == 29  # the last one ends the collect
+        # Each Progress once. Which event completes the collect (and streams no Progress) can change: events after
+        # the checkpoint run again, maybe in another order, so one already streamed may be the last collected now.
+        assert len(streamed) == len(set(streamed)) and set(streamed) <= set(range(30)) and len(streamed) >= 29
 
 
 async def test_resume_gives_a_finished_run_its_stored_result_from_a_new_instance(tmp_path: Path) -> None:
