@@ -5,8 +5,8 @@ coroutine the session gives it: the run waits for a slot (``num_concurrent_runs`
 actors if needed (``WorkflowRuntime``), seeds its context's state, starts (or resumes) the run on the
 dispatcher, then reads the run's stream into the handler until the run ends, turning the end into the
 StopEvent or the error ``await handler`` raises. The session is the ``ContextHost`` of the instance:
-``Context(workflow)`` gets its caller's face here (``DriverFace``), which reaches the store through the
-context actor and sends events into the running run.
+``Context(workflow)`` gets its caller's face here (``rayflow.runtime.caller_face``), which reaches the store through
+the context actor and sends events into the running run.
 
 A dead dispatcher or context actor fails the runs it served with ``WorkflowActorDiedError`` (the dispatcher's
 death is seen here, the context actor's by the dispatcher), and the next run starts a new set of actors. A
@@ -21,26 +21,22 @@ id, up to ``RAYFLOW_JOURNAL_RECOVERIES`` times; ``resume`` picks up a journaled 
 from __future__ import annotations
 
 import asyncio
-import sys
-import types
 import uuid
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from ray import cloudpickle
 from ray.exceptions import RayActorError
 
 from rayflow.codec import qualified_name
 from rayflow.config import settings
-from rayflow.context.context import Context, WaitOptions, face_of
+from rayflow.context.context import Context, face_of
 from rayflow.context.snapshot import snapshot_from_data
-from rayflow.context.state_store import DictState, StateStore
+from rayflow.context.state_store import DictState
 from rayflow.core.commands import EndRun, Outcome
-from rayflow.core.envelope import START_ID, Envelope, Kind
+from rayflow.core.envelope import START_ID
 from rayflow.core.state import Pending
 from rayflow.errors import (
     ContextStateError,
@@ -60,7 +56,8 @@ from rayflow.events import (
     WorkflowTimedOutEvent,
 )
 from rayflow.journal import Journal, RunRecord, RunStatus
-from rayflow.retry_policy import RetryInfo
+from rayflow.runtime.blob import workflow_blob
+from rayflow.runtime.caller_face import CallerFace
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.dispatcher import Dispatcher
 from rayflow.runtime.journaling import RunJournal
@@ -81,34 +78,6 @@ class RunStart:
     run_id: str
     drive: Callable[[Publish], Coroutine[Any, Any, StopEvent]]
     cancel: Callable[[], object]
-
-
-def _user_modules(classes: list[type]) -> list[types.ModuleType]:
-    """Modules of ``classes`` that a Ray worker may not import: the user's files and modules made in memory."""
-    found = []
-    for name in sorted({c.__module__ for c in classes}):
-        module = sys.modules.get(name)
-        if module is None or name == "__main__" or name.split(".")[0] == "rayflow" or name in sys.builtin_module_names:
-            continue  # (cloudpickle sends ``__main__``'s classes by value already)
-        path = getattr(module, "__file__", None) or ""
-        if path and ("site-packages" in path or "dist-packages" in path or path.startswith(sys.base_prefix)):
-            continue  # installed: workers import it
-        found.append(module)  # a file of the user's, or a module made in memory (no file at all)
-    return found
-
-
-def workflow_blob(workflow: object, spec: WorkflowSpec) -> bytes:
-    """The spec and the workflow instance as step actors receive them.
-
-    Modules of the workflow's classes that a Ray worker may not import (a script, a test module) are
-    registered to travel by value from this process, for good: state models and results defined there
-    cross between actors too.
-    """
-    registered = cloudpickle.list_registry_pickle_by_value()
-    for module in _user_modules([*type(workflow).__mro__, *spec.event_keys]):
-        if module.__name__ not in registered:
-            cloudpickle.register_pickle_by_value(module)
-    return cloudpickle.dumps((spec, workflow))
 
 
 class WorkflowSession:
@@ -138,7 +107,7 @@ class WorkflowSession:
             weakref.WeakKeyDictionary()
         )
         #: The caller's faces of the live ``Context`` objects of this instance.
-        self._faces: weakref.WeakSet[_DriverFace] = weakref.WeakSet()
+        self._faces: weakref.WeakSet[CallerFace] = weakref.WeakSet()
         label = f"rayflow.{spec.name}.{uuid.uuid4().hex[:8]}"
         self.runtime = WorkflowRuntime(workflow, spec, label, lambda: self._blob(owner), verbose, self._keep_states)
 
@@ -152,11 +121,11 @@ class WorkflowSession:
     def spec(self) -> WorkflowSpec:
         return self._spec
 
-    def driver_face(self, ctx_id: str) -> _DriverFace:
+    def driver_face(self, ctx_id: str) -> CallerFace:
         workflow = self._owner()
         if workflow is None:
             raise ContextStateError("The workflow of this context was garbage-collected")
-        face = _DriverFace(self, ctx_id, workflow)
+        face = CallerFace(self, ctx_id, workflow)
         self._faces.add(face)
         # The finalizer holds the session, never the face; at interpreter exit it does not run (Ray may be gone).
         weakref.finalize(face, self._forget_context, ctx_id).atexit = False
@@ -173,7 +142,7 @@ class WorkflowSession:
         """Claim ``ctx`` for a new run (``start`` None: the context resumes a snapshot's run; ``record``: the run of
         this journal record, under its id)."""
         face = face_of(ctx)
-        if not isinstance(face, _DriverFace) or face.session is not self:
+        if not isinstance(face, CallerFace) or face.session is not self:
             raise WorkflowRuntimeError("run(ctx=...) needs a context made with Context(workflow) of this workflow")
         if face.running:
             raise WorkflowRuntimeError("This context already has a run going on")
@@ -247,7 +216,7 @@ class WorkflowSession:
         if dispatcher is not None:
             dispatcher.cancel(run_id)
 
-    async def context_actor(self, face: _DriverFace) -> ContextActor:
+    async def context_actor(self, face: CallerFace) -> ContextActor:
         """The context actor, started if needed, with ``face``'s context seeded (its state type, and the state it
         starts from: a snapshot's, or the one kept across an idle release)."""
         _, context = await self.runtime.start()
@@ -289,7 +258,7 @@ class WorkflowSession:
     async def _drive(
         self,
         run_id: str,
-        face: _DriverFace,
+        face: CallerFace,
         start: StartEvent | None,
         started: asyncio.Event,
         publish: Publish,
@@ -323,7 +292,7 @@ class WorkflowSession:
     async def _follow(
         self,
         run_id: str,
-        face: _DriverFace,
+        face: CallerFace,
         dispatcher: Dispatcher,
         context: ContextActor,
         started: asyncio.Event,
@@ -372,7 +341,7 @@ class WorkflowSession:
             return None
         return pending, await context.get_state(ctx_id)
 
-    def _recover(self, run_id: str, face: _DriverFace, journaling: RunJournal, error: WorkflowActorDiedError) -> bool:
+    def _recover(self, run_id: str, face: CallerFace, journaling: RunJournal, error: WorkflowActorDiedError) -> bool:
         """Make ``face`` resume the run from its last checkpoint, if it has one and recoveries are left."""
         limit = settings().journal_recoveries
         if journaling.checkpoint is None or journaling.recoveries >= limit:
@@ -394,7 +363,7 @@ class WorkflowSession:
         error = self._spec.codec.loads(end.payload)
         return error if isinstance(error, WorkflowActorDiedError) else None
 
-    async def _end(self, end: EndRun, face: _DriverFace, publish: Publish, journaling: RunJournal | None) -> StopEvent:
+    async def _end(self, end: EndRun, face: CallerFace, publish: Publish, journaling: RunJournal | None) -> StopEvent:
         """The run's StopEvent (its final record written first, if journaled), or its error raised."""
         if journaling is None:
             return self._finish(end, publish)
@@ -410,7 +379,7 @@ class WorkflowSession:
         await journaling.done(stop)
         return stop
 
-    async def _begin(self, run_id: str, face: _DriverFace, start: StartEvent | None) -> tuple[Dispatcher, ContextActor]:
+    async def _begin(self, run_id: str, face: CallerFace, start: StartEvent | None) -> tuple[Dispatcher, ContextActor]:
         """Start the run (or resume a snapshot's) on the dispatcher, seeding its context first. Actors found dead on
         the way (they died while the instance had no run) are replaced once: the run had not begun."""
         retried = False
@@ -437,7 +406,7 @@ class WorkflowSession:
                 raise error
             retried = True
 
-    def _failed(self, error: WorkflowActorDiedError, face: _DriverFace, publish: Publish) -> WorkflowActorDiedError:
+    def _failed(self, error: WorkflowActorDiedError, face: CallerFace, publish: Publish) -> WorkflowActorDiedError:
         """A run whose actors died: its failure published; ``face``'s context starts anew (it was told)."""
         face.seed, face.seeded_into = None, None
         publish(WorkflowFailedEvent(step_name="", exception=error))
@@ -515,106 +484,6 @@ class WorkflowSession:
 
     async def close(self) -> None:
         await self.runtime.close()
-
-
-class _DriverFace:
-    """The caller's side of one ``Context``: the store through the context actor, events into its run.
-
-    It holds its workflow: a context (and so a handler) keeps the workflow, and its actors, alive.
-    """
-
-    def __init__(self, session: WorkflowSession, ctx_id: str, workflow: object) -> None:
-        self.session = session
-        self.workflow = workflow
-        self.ctx_id = ctx_id
-        self.spec = session.spec
-        self.run_id: str | None = None
-        self.running = False
-        #: Events sent before the run reached the dispatcher; None once it has.
-        self.pending: list[Envelope] | None = None
-        #: The state the context starts from (a snapshot's, or one kept across an idle release), until the context
-        #: actor has it (``seeded_into``).
-        self.seed: Any = None
-        #: The context actor this context was seeded into (a new one after a release or a death needs seeding).
-        self.seeded_into: ContextActor | None = None
-        #: A snapshot's unfinished work, until a run resumes it.
-        self.resume: Pending | None = None
-
-    def store(self, ctx_id: str) -> StateStore[Any]:
-        async def actor() -> Any:
-            return _Guarded(await self.session.context_actor(self), self.session)
-
-        return StateStore(ctx_id, actor)
-
-    def send_event(self, event: Event, step: str | None) -> None:
-        if not self.running:
-            raise ContextStateError("send_event() called before workflow started. Call workflow.run() first.")
-        if step is not None:
-            self.spec.check_target(step, event)
-        self._emit(self.spec.codec.encode(event, target=step, event_id=uuid.uuid4().bytes))
-
-    def write_event_to_stream(self, event: Event) -> None:
-        if not self.running:
-            raise ContextStateError("write_event_to_stream() called before workflow started.")
-        self._emit(self.spec.codec.encode(event, kind=Kind.STREAM, event_id=uuid.uuid4().bytes))
-
-    def _emit(self, envelope: Envelope) -> None:
-        dispatcher = self.session.runtime.dispatcher
-        if self.pending is not None or dispatcher is None or self.run_id is None:
-            assert self.pending is not None
-            self.pending.append(envelope)  # sent as soon as the run has reached the dispatcher
-        else:
-            dispatcher.emit(self.run_id, [envelope])
-
-    def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None:
-        raise ContextStateError("collect_events only works inside a step")
-
-    async def wait_for_event(self, event_type: type[Event], options: WaitOptions) -> Event:
-        raise ContextStateError("wait_for_event only works inside a step")
-
-    def retry_info(self) -> RetryInfo:
-        if self.run_id is None:
-            raise ContextStateError("retry_info() needs a running workflow: call workflow.run() first")
-        raise ContextStateError("retry_info() only works inside a step: it describes the running step's retries")
-
-    @property
-    def is_running(self) -> bool:
-        return self.running
-
-    def read_state(self) -> Any:
-        return self.session.read_state(self.ctx_id)
-
-    def read_pending(self) -> Pending | None:
-        return None if self.run_id is None else self.session.read_pending(self.run_id)
-
-
-class _Guarded:
-    """The context actor's client as the caller's ``ctx.store`` uses it: a dead actor raises
-    ``WorkflowActorDiedError``, never a Ray error."""
-
-    def __init__(self, client: ContextActor, session: WorkflowSession) -> None:
-        self._client = client
-        self._session = session
-
-    @asynccontextmanager
-    async def edit(self, ctx_id: str) -> AsyncIterator[Any]:
-        """``ContextActor.edit``, guarded the same way."""
-        try:
-            async with self._client.edit(ctx_id) as state:
-                yield state
-        except RayActorError as err:
-            raise self._session.context_died(self._client, err) from err
-
-    def __getattr__(self, name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
-        method = getattr(self._client, name)
-
-        async def call(*args: Any) -> Any:
-            try:
-                return await method(*args)
-            except RayActorError as err:
-                raise self._session.context_died(self._client, err) from err
-
-        return call
 
 
 #: The status a journal records for a run that ended without its StopEvent.

@@ -15,9 +15,9 @@ import pytest
 from rayflow import Context, Event, StartEvent, StopEvent, Workflow, step
 from rayflow.core.commands import EndRun, Outcome
 from rayflow.core.envelope import Envelope, Kind
+from rayflow.runtime.blob import workflow_blob
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.dispatcher import Dispatcher
-from rayflow.runtime.session import workflow_blob
 from rayflow.spec import WorkflowSpec
 from tests.conftest import live_rayflow_actors
 

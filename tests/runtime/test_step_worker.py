@@ -19,8 +19,8 @@ from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope, Kind
 from rayflow.core.ticks import ItemDone
 from rayflow.runtime.actors import stop_actors
+from rayflow.runtime.blob import workflow_blob
 from rayflow.runtime.context_actor import ContextActor
-from rayflow.runtime.session import workflow_blob
 from rayflow.runtime.step_worker import StepWorker
 from rayflow.spec import WorkflowSpec
 

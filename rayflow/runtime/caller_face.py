@@ -1,0 +1,140 @@
+"""The caller's face of a ``Context`` (``Context(workflow)``, ``handler.ctx``): the store through the context actor,
+events sent into the running run, and what a snapshot starts from. Its session (``rayflow.runtime.session``) is the
+``FaceHost`` it asks for the context actor and the dispatcher; a dead context actor reaches the caller as
+``WorkflowActorDiedError`` (``GuardedContext``), never as a Ray error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from ray.exceptions import RayActorError
+
+from rayflow.context.context import WaitOptions
+from rayflow.context.state_store import StateStore
+from rayflow.core.envelope import Envelope, Kind
+from rayflow.core.state import Pending
+from rayflow.errors import ContextStateError, WorkflowActorDiedError
+from rayflow.events import Event
+from rayflow.retry_policy import RetryInfo
+from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.runtime import WorkflowRuntime
+from rayflow.spec import WorkflowSpec
+
+__all__ = ["CallerFace", "FaceHost", "GuardedContext"]
+
+
+class FaceHost(Protocol):
+    """What a caller's face uses of its session."""
+
+    @property
+    def spec(self) -> WorkflowSpec: ...
+    @property
+    def runtime(self) -> WorkflowRuntime: ...
+    async def context_actor(self, face: CallerFace) -> ContextActor: ...
+    def context_died(self, context: ContextActor, err: RayActorError) -> WorkflowActorDiedError: ...
+    def read_state(self, ctx_id: str) -> Any: ...
+    def read_pending(self, run_id: str) -> Pending | None: ...
+
+
+class CallerFace:
+    """The caller's side of one ``Context``: the store through the context actor, events into its run.
+
+    It holds its workflow: a context (and so a handler) keeps the workflow, and its actors, alive.
+    """
+
+    def __init__(self, session: FaceHost, ctx_id: str, workflow: object) -> None:
+        self.session = session
+        self.workflow = workflow
+        self.ctx_id = ctx_id
+        self.spec = session.spec
+        self.run_id: str | None = None
+        self.running = False
+        #: Events sent before the run reached the dispatcher; None once it has.
+        self.pending: list[Envelope] | None = None
+        #: The state the context starts from (a snapshot's, or one kept across an idle release), until the context
+        #: actor has it (``seeded_into``).
+        self.seed: Any = None
+        #: The context actor this context was seeded into (a new one after a release or a death needs seeding).
+        self.seeded_into: ContextActor | None = None
+        #: A snapshot's unfinished work, until a run resumes it.
+        self.resume: Pending | None = None
+
+    def store(self, ctx_id: str) -> StateStore[Any]:
+        async def actor() -> Any:
+            return GuardedContext(await self.session.context_actor(self), self.session)
+
+        return StateStore(ctx_id, actor)
+
+    def send_event(self, event: Event, step: str | None) -> None:
+        if not self.running:
+            raise ContextStateError("send_event() called before workflow started. Call workflow.run() first.")
+        if step is not None:
+            self.spec.check_target(step, event)
+        self._emit(self.spec.codec.encode(event, target=step, event_id=uuid.uuid4().bytes))
+
+    def write_event_to_stream(self, event: Event) -> None:
+        if not self.running:
+            raise ContextStateError("write_event_to_stream() called before workflow started.")
+        self._emit(self.spec.codec.encode(event, kind=Kind.STREAM, event_id=uuid.uuid4().bytes))
+
+    def _emit(self, envelope: Envelope) -> None:
+        dispatcher = self.session.runtime.dispatcher
+        if self.pending is not None or dispatcher is None or self.run_id is None:
+            assert self.pending is not None
+            self.pending.append(envelope)  # sent as soon as the run has reached the dispatcher
+        else:
+            dispatcher.emit(self.run_id, [envelope])
+
+    def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None:
+        raise ContextStateError("collect_events only works inside a step")
+
+    async def wait_for_event(self, event_type: type[Event], options: WaitOptions) -> Event:
+        raise ContextStateError("wait_for_event only works inside a step")
+
+    def retry_info(self) -> RetryInfo:
+        if self.run_id is None:
+            raise ContextStateError("retry_info() needs a running workflow: call workflow.run() first")
+        raise ContextStateError("retry_info() only works inside a step: it describes the running step's retries")
+
+    @property
+    def is_running(self) -> bool:
+        return self.running
+
+    def read_state(self) -> Any:
+        return self.session.read_state(self.ctx_id)
+
+    def read_pending(self) -> Pending | None:
+        return None if self.run_id is None else self.session.read_pending(self.run_id)
+
+
+class GuardedContext:
+    """The context actor's client as the caller's ``ctx.store`` uses it: a dead actor raises
+    ``WorkflowActorDiedError``, never a Ray error."""
+
+    def __init__(self, client: ContextActor, session: FaceHost) -> None:
+        self._client = client
+        self._session = session
+
+    @asynccontextmanager
+    async def edit(self, ctx_id: str) -> AsyncIterator[Any]:
+        """``ContextActor.edit``, guarded the same way."""
+        try:
+            async with self._client.edit(ctx_id) as state:
+                yield state
+        except RayActorError as err:
+            raise self._session.context_died(self._client, err) from err
+
+    def __getattr__(self, name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+        method = getattr(self._client, name)
+
+        async def call(*args: Any) -> Any:
+            try:
+                return await method(*args)
+            except RayActorError as err:
+                raise self._session.context_died(self._client, err) from err
+
+        return call
