@@ -21,7 +21,7 @@ import pytest
 from rayflow import Journal, Workflow
 from tests.elsewhere import SOURCE_ROOT
 
-pytestmark = pytest.mark.usefixtures("ray_env")
+pytestmark = [pytest.mark.usefixtures("ray_env"), pytest.mark.slow]  # two drivers, each with a Ray of its own: ~25 s
 
 FLOWS = """
 import asyncio
