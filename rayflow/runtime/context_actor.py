@@ -326,9 +326,14 @@ class ContextActor:
         a liveness check that costs no call (``ray.wait([ref], timeout=0)``)."""
         return self._handle.watch.remote()
 
-    def unwatch(self) -> None:
-        """End the watches of this actor before it is stopped (a watch going on would hold up its exit)."""
-        self._handle.unwatch.remote()
+    async def unwatch(self) -> None:
+        """End the watches of this actor before it is stopped (a watch going on would hold up its exit); returns once
+        they are ended, or at once if the actor is gone. Awaited: Ray may run the stop of an async actor before a
+        call sent just ahead of it, and the stop then waits for the watches until it is killed."""
+        try:
+            await asyncio.wait_for(self._handle.unwatch.remote(), settings().shutdown_grace_s)
+        except (RayActorError, TimeoutError):
+            pass  # gone, or not answering: the stop kills it after the grace period
 
     async def states(self, ctx_ids: list[str]) -> dict[str, Any]:
         return await _answer(self._handle.states.remote(ctx_ids))

@@ -151,7 +151,7 @@ class _Dispatcher:
         """Stop every actor this dispatcher started and wait until they are gone."""
         handles = [*(worker.handle for worker in self._workers.values()), self._context.handle]
         self._workers.clear()
-        self._context.unwatch()
+        await self._context.unwatch()
         await stop_actors(handles)
 
     async def release(self) -> None:
