@@ -67,9 +67,10 @@ class EventCodec:
         target: str | None = None,
         step: str | None = None,
         event_id: bytes = b"",
+        state_version: int = -1,
     ) -> Envelope:
-        """Pickle ``event`` into an envelope (named ``event_id``); an event that cannot pickle fails naming ``step``
-        and its type."""
+        """Pickle ``event`` into an envelope (named ``event_id``, carrying ``state_version``); an event that cannot
+        pickle fails naming ``step`` and its type."""
         cls = type(event)
         if kind is None:
             kind = (
@@ -79,7 +80,7 @@ class EventCodec:
                 if isinstance(event, InputRequiredEvent)
                 else Kind.EVENT
             )
-        return Envelope(self.keys_of(cls), self.dumps(event, step=step), kind, target, event_id)
+        return Envelope(self.keys_of(cls), self.dumps(event, step=step), kind, target, event_id, state_version)
 
     def dumps(self, obj: Any, *, step: str | None = None) -> bytes:
         buffer = io.BytesIO()

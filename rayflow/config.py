@@ -33,10 +33,20 @@ class Settings:
     batch_target_s: float = field(default_factory=lambda: _float("RAYFLOW_BATCH_TARGET_S", 0.02))
     #: Step calls queued on one actor beyond the running one (hides the call round trip).
     actor_pipeline: int = field(default_factory=lambda: _int("RAYFLOW_ACTOR_PIPELINE", 1))
+    #: Calls one step actor runs at once, each of another run (a step awaiting I/O for one run does not hold its
+    #: actor from the others); the calls of one run on an actor run one after the other.
+    actor_calls: int = field(default_factory=lambda: _int("RAYFLOW_ACTOR_CALLS", 100))
     #: Events a step emits before its outbox is flushed to the dispatcher while it still runs.
     outbox_flush: int = field(default_factory=lambda: _int("RAYFLOW_OUTBOX_FLUSH", 1000))
     #: Times a step may run an event it returned to itself (a loop) without a dispatcher round trip.
     local_hops: int = field(default_factory=lambda: _int("RAYFLOW_LOCAL_HOPS", 100))
+    #: Copies of context states a step actor keeps to serve ``ctx.store`` reads locally (the least recently used
+    #: is dropped; a dropped copy costs one round trip to the context actor at the next read).
+    state_replicas: int = field(default_factory=lambda: _int("RAYFLOW_STATE_REPLICAS", 64))
+    #: Seconds a step actor's copy of a state serves reads after the context actor last confirmed it: how late a
+    #: step may see a write made meanwhile by a step running at the same time (writes made before its event it
+    #: always sees).
+    state_max_age_s: float = field(default_factory=lambda: _float("RAYFLOW_STATE_MAX_AGE_S", 0.1))
     #: Ended runs a step actor remembers, to skip their events still queued for it.
     ended_runs_memory: int = field(default_factory=lambda: _int("RAYFLOW_ENDED_RUNS_MEMORY", 10_000))
     #: Ended runs whose unfinished work the dispatcher keeps for a snapshot taken after the end.

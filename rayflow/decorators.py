@@ -82,6 +82,7 @@ def _make_step_config(
     accept_event_subclasses: bool,
     localns: dict[str, Any] | None,
     timeout: float | None = None,
+    max_in_flight: int | None = None,
 ) -> StepConfig:
     """Inspect ``func`` and build its ``StepConfig``, refusing signatures that cannot work."""
     if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers <= 0:
@@ -89,6 +90,13 @@ def _make_step_config(
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
         raise WorkflowValidationError(
             f"Step {func.__qualname__}: timeout must be a number of seconds greater than 0, or None (got {timeout!r})"
+        )
+    if max_in_flight is not None and (
+        not isinstance(max_in_flight, int) or isinstance(max_in_flight, bool) or max_in_flight <= 0
+    ):
+        raise WorkflowValidationError(
+            f"Step {func.__qualname__}: max_in_flight must be an integer greater than 0, or None "
+            f"(got {max_in_flight!r})"
         )
     hints = _type_hints(func, localns)
     accepted: list[type[Event]] = []
@@ -137,6 +145,7 @@ def _make_step_config(
         collects=_calls_collect_events(func.__code__),
         uses_self=_reads_self(func),
         timeout=None if timeout is None else float(timeout),
+        max_in_flight=max_in_flight,
     )
 
 
@@ -188,6 +197,7 @@ def step(
     retry_policy: RetryPolicy | None = None,
     accept_event_subclasses: bool = False,
     timeout: float | None = None,
+    max_in_flight: int | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -199,12 +209,17 @@ def step(
     retry_policy: RetryPolicy | None = None,
     accept_event_subclasses: bool = False,
     timeout: float | None = None,
+    max_in_flight: int | None = None,
 ) -> F | Callable[[F], F]:
     """Make a method a workflow step.
 
-    ``num_workers`` is the most actors the step's pool grows to, shared by every concurrent run of one
-    workflow instance; ``retry_policy`` decides retries after the step raises; with
+    ``num_workers`` is the most actors the step's pool grows to, and so the most invocations of the step one run
+    has going at once (as in LlamaIndex); the pool is shared by every concurrent run of one workflow instance, and
+    an actor runs the invocations of different runs at the same time (one awaits, another runs).
+    ``retry_policy`` decides retries after the step raises; with
     ``accept_event_subclasses`` the step also receives subclasses of the event types it declares.
+    ``max_in_flight`` (rayflow's): the most invocations of the step going at once across every run of the
+    instance (a rate-limited API); None: no cap beyond ``num_workers`` per run.
     ``timeout`` (rayflow's, not LlamaIndex's): seconds one invocation may take. Past it the invocation is stopped
     and fails with ``StepTimeoutError``, which the retry policy and ``@catch_error`` see like any failure; a step
     blocked where it cannot be cancelled (a sync step, or an async one blocking its event loop) is stopped by
@@ -220,6 +235,7 @@ def step(
             accept_event_subclasses=accept_event_subclasses,
             localns=localns,
             timeout=timeout,
+            max_in_flight=max_in_flight,
         )
         return _attach(fn, config, workflow)
 

@@ -61,6 +61,8 @@ class StepConfig:
     uses_self: bool = True
     #: Seconds one invocation may take before it is stopped (``@step(timeout=...)``); None: no limit.
     timeout: float | None = None
+    #: The most invocations going at once across every run of the instance (``@step(max_in_flight=...)``).
+    max_in_flight: int | None = None
 
 
 def is_event_type(tp: Any) -> bool:
@@ -217,8 +219,10 @@ class WorkflowSpec:
                     or config.uses_self
                     or config.role == "catch_error"
                     or config.timeout is not None
+                    or config.max_in_flight is not None
                 ),
                 timeout=config.timeout,
+                max_in_flight=config.max_in_flight,
             )
             for step, config in configs.items()
         )

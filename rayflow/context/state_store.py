@@ -1,7 +1,10 @@
 """``ctx.store``: the run's shared state, held by the context actor and reached from steps and the handler.
 
-Every call is a round trip to the context actor and returns a copy: mutating a value you got does not
-change the store until you ``set`` it, or edit it inside ``edit_state``, which is atomic across actors.
+Every call returns a copy: mutating a value you got does not change the store until you ``set`` it, or edit it
+inside ``edit_state``, which is atomic across actors. Writes are round trips to the context actor. Reads from the
+caller are too; reads inside a step are served from a copy kept in the step's actor whenever that copy is known to
+be current (``rayflow.runtime.state_replica``): a read sees every write that happened before the event the step
+handles.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from rayflow.core.paths import set_path
 from rayflow.events import DictLikeModel
 
-__all__ = ["DictState", "StateStore"]
+__all__ = ["DictState", "StateStore", "write_path"]
 
 StateT = TypeVar("StateT", bound=BaseModel)
 _MISSING: Any = object()
@@ -24,12 +28,23 @@ class DictState(DictLikeModel):
     """The default state: any key, reachable as ``state.key`` or ``state["key"]``."""
 
 
+def write_path(state: Any, path: str, value: Any) -> Any:
+    """Set ``path`` in ``state`` (in place); the state to keep: a pydantic state that validates assignments is
+    validated again as a whole."""
+    set_path(state, path, value)
+    if isinstance(state, BaseModel) and type(state).model_config.get("validate_assignment"):
+        return type(state).model_validate(state)
+    return state
+
+
 class StateStore(Generic[StateT]):
     """The state of one context; ``get``/``set`` take dotted paths (``"user.profile.name"``)."""
 
     def __init__(self, ctx_id: str, actor: Callable[[], Awaitable[Any]]) -> None:
         self._ctx_id = ctx_id
-        self._actor = actor  # resolves the context actor client (the driver starts it on first use)
+        #: Resolves the store's backend: the context actor's client (the driver starts it on first use), or a step
+        #: actor's local copies of states (``rayflow.runtime.state_replica``).
+        self._actor = actor
 
     async def get(self, path: str, default: Any = _MISSING) -> Any:
         """The value at ``path``; ``default`` if given and the path is missing, else ``ValueError``."""

@@ -25,6 +25,8 @@ class Envelope:
     ``target`` names the one step it must go to (``ctx.send_event(ev, step=...)``). ``event_id``: the event's
     rayflow id, derived from its cause (``derive_id``), so the same event emitted again by a step body that runs
     again (after its actor died) is routed once; empty for an event that has no cause to derive it from.
+    ``state_version``: the newest version of the run's state its emitter had seen or made when it emitted it, which
+    the receiving step's reads must see (-1: unknown, its first read asks the context actor).
     """
 
     type_keys: tuple[str, ...]
@@ -32,6 +34,7 @@ class Envelope:
     kind: Kind = Kind.EVENT
     target: str | None = None
     event_id: bytes = b""
+    state_version: int = -1
 
     @property
     def type_name(self) -> str:

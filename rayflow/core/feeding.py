@@ -21,29 +21,46 @@ def start_actor(pool: Pool) -> StartActor:
 
 
 def feed(state: DispatcherState, pool: Pool) -> list[Command]:
-    """Send waiting events to actors with a free slot, and grow the pool while events still wait."""
+    """Send waiting events to actors with a free slot, and grow the pool while events still wait.
+
+    An actor runs the calls of one run one after the other, and calls of different runs at the same time (while
+    one awaits, another runs): so a run has at most ``num_workers`` invocations of a step going at once, and waiting
+    on I/O does not hold an actor for other runs. A step with ``max_in_flight`` gets calls of one run each, at most
+    that many going at once over the whole pool.
+    """
     commands: list[Command] = []
-    can_grow = pool.size < pool.route.num_workers
-    # A second call queued on a busy actor hides the call round trip, but an event queued there cannot
-    # move to an actor that frees up or starts later: queue only once the pool is at its full size and
-    # started, and only after every actor has a call (rounds: each actor's first call, then the second).
-    # A step with a timeout gets no second call either: the call's deadline counts from when it is sent.
-    limit = 1 if can_grow or pool.starting or pool.route.timeout is not None else 1 + state.pipeline
+    route = pool.route
+    growing = pool.size < route.num_workers or bool(pool.starting)
+    # A call queued on an actor cannot move to an actor that frees up or starts later: while the pool grows, one
+    # call per actor, unless the step mostly waits (then calls of other runs on the actor take nothing from each
+    # other). Once it is at its full size, a second call of a run queued behind its running one hides the call
+    # round trip, and other runs' calls run beside them. A step with a timeout gets one call per actor: the call's
+    # deadline counts from when it is sent.
+    timed = route.timeout is not None
+    per_actor = 1 if (growing and not pool.waits) or timed else state.actor_calls
+    per_run = 1 if growing or timed else 1 + state.pipeline
+    single_run = route.max_in_flight is not None
+    budget = None
+    if route.max_in_flight is not None:
+        budget = route.max_in_flight - sum(slot.inflight for slot in pool.actors.values())
     if pool.actors and pool.waiting:
         batch_size = pool.batch_size(state.max_batch, state.batch_target_s, state.first_batch)
-        moved = True
-        while moved and pool.waiting:  # events moved to their collect home get a second pass
-            moved = False
-            for level in range(1, limit + 1):
-                for slot in sorted(pool.actors.values(), key=lambda s: s.inflight):
-                    while not slot.lent and slot.inflight < level and (slot.queue or pool.queue):
-                        items, diverted = _take(state, pool, slot, batch_size)
-                        moved = moved or diverted
-                        if not items:
-                            break
-                        commands.extend(_call(state, pool, slot, items))
+        progress = True
+        while progress and pool.waiting and budget != 0:  # rounds: each actor's first call, then its second...
+            progress = False
+            for slot in sorted(pool.actors.values(), key=lambda s: s.inflight):
+                if slot.lent or slot.inflight >= per_actor or not (slot.queue or pool.queue) or budget == 0:
+                    continue
+                items, diverted = _take(state, pool, slot, batch_size, per_run, single_run)
+                progress = progress or diverted  # events moved to their collect home get another pass
+                if items:
+                    commands.extend(_call(state, pool, slot, items))
+                    progress = True
+                    if budget is not None:
+                        budget -= 1
     idle = sum(1 for s in pool.actors.values() if s.idle) + len(pool.starting)
-    for _ in range(min(pool.waiting - idle, pool.route.num_workers - pool.size) if can_grow else 0):
+    can_grow = pool.size < route.num_workers
+    for _ in range(min(pool.waiting - idle, route.num_workers - pool.size) if can_grow else 0):
         commands.append(start_actor(pool))  # one new actor per waiting event, up to num_workers
     return commands
 
@@ -57,6 +74,7 @@ def _call(state: DispatcherState, pool: Pool, slot: ActorSlot, items: list[WorkI
     loans = _lend(state, pool) if timeout is None else ()
     state.calls[call_id] = Call(pool.route.name, slot.id, items, loans)
     slot.inflight += 1
+    slot.runs.update({item.run_id for item in items})
     call: list[Command] = [CallStep(call_id, pool.route.name, slot.id, items, tuple(name for name, _ in loans))]
     if timeout is not None:
         call.append(WatchCall(call_id, timeout * len(items) + state.grace_s))
@@ -84,11 +102,15 @@ def _lend(state: DispatcherState, pool: Pool) -> tuple[tuple[str, int], ...]:
     return tuple(loans)
 
 
-def _take(state: DispatcherState, pool: Pool, slot: ActorSlot, size: int) -> tuple[list[WorkItem], bool]:
+def _take(
+    state: DispatcherState, pool: Pool, slot: ActorSlot, size: int, per_run: int, single_run: bool
+) -> tuple[list[WorkItem], bool]:
     """Up to ``size`` events for ``slot``: its own first; a collecting step's events go to their run's home (and into
     the run's log of what the home was given). An event delivered again after its call was lost, and every event of a
-    step with a timeout, goes alone: a call that fails again then names its event."""
+    step with a timeout, goes alone: a call that fails again then names its event. The call ends before an event of
+    a run that has ``per_run`` calls on the actor already (or, with ``single_run``, of another run)."""
     items: list[WorkItem] = []
+    runs: set[str] = set()
     diverted = False
     name, collects = pool.route.name, pool.route.collects
     if pool.route.timeout is not None:
@@ -96,7 +118,10 @@ def _take(state: DispatcherState, pool: Pool, slot: ActorSlot, size: int) -> tup
     while len(items) < size and (slot.queue or pool.queue):
         own = bool(slot.queue)
         queue = slot.queue if own else pool.queue
-        if queue[0].deliveries and items:
+        head = queue[0]
+        if head.deliveries and items:
+            break
+        if head.run_id not in runs and (slot.runs[head.run_id] >= per_run or (single_run and runs)):
             break
         item = queue.popleft()
         pool.waiting -= 1
@@ -113,6 +138,7 @@ def _take(state: DispatcherState, pool: Pool, slot: ActorSlot, size: int) -> tup
         if collects:
             run.delivered.setdefault(name, deque()).append(item)
         items.append(item)
+        runs.add(item.run_id)
         if item.deliveries:
             break
     return items, diverted

@@ -236,6 +236,9 @@ def _call_finished(fx: Effects, tick: CallFinished) -> None:
     slot = pool.actors.get(call.actor)
     if slot is not None:
         slot.inflight -= 1
+        slot.runs.subtract({item.run_id for item in call.items})
+        for run_id in [run_id for run_id, n in slot.runs.items() if n <= 0]:
+            del slot.runs[run_id]
     fx.dirty[call.step] = pool
     for name, actor in call.loans:
         lender = state.pools[name]
@@ -249,6 +252,9 @@ def _call_finished(fx: Effects, tick: CallFinished) -> None:
     if tick.results and tick.elapsed > 0:
         sample = tick.elapsed / len(tick.results)
         pool.per_event = sample if pool.per_event is None else 0.7 * pool.per_event + 0.3 * sample
+        if tick.cpu is not None:
+            busy = min(tick.cpu / tick.elapsed, 1.0)
+            pool.busy = busy if pool.busy is None else 0.7 * pool.busy + 0.3 * busy
     if tick.retire is not None and slot is not None:
         retire(fx, pool, call.actor, tick.retire)
     again: list[WorkItem] = []

@@ -38,6 +38,8 @@ class StepRoute:
     #: Seconds one invocation may take (``@step(timeout=...)``); past it the invocation is stopped, its actor
     #: replaced when it cannot be stopped otherwise. None: no limit.
     timeout: float | None = None
+    #: The most invocations going at once across every run (``@step(max_in_flight=...)``); None: no such cap.
+    max_in_flight: int | None = None
 
 
 @dataclass

@@ -17,6 +17,9 @@ class ActorSlot:
     id: int
     inflight: int = 0
     queue: deque[WorkItem] = field(default_factory=deque)
+    #: Calls in flight here, per run they carry items of: an actor runs the calls of one run one after the other,
+    #: and those of different runs at the same time.
+    runs: Counter[str] = field(default_factory=Counter)
     #: Lent to a call of another step, which may run this step on its own actor: takes no call until returned.
     lent: bool = False
 
@@ -37,6 +40,14 @@ class Pool:
     next_actor: int = 0
     #: Smoothed seconds one event takes in this step; None until a call came back.
     per_event: float | None = None
+    #: Smoothed share of a call's time its actor spent computing (CPU seconds over seconds); None until known.
+    #: Well under 1: the step mostly waits (I/O), so more calls of other runs on a busy actor cost nothing.
+    busy: float | None = None
+
+    @property
+    def waits(self) -> bool:
+        """The step mostly waits (on I/O) rather than computes."""
+        return self.busy is not None and self.busy < 0.5
 
     def batch_size(self, max_batch: int, target_s: float, first: int) -> int:
         """Events per call: about ``target_s`` of work, at most an even share of the waiting events.
@@ -119,6 +130,8 @@ class DispatcherState:
     next_call: int = 0
     max_batch: int = 256
     pipeline: int = 1
+    #: Calls one actor may have in flight at once, of different runs (its step awaits in one, runs another).
+    actor_calls: int = 100
     #: Seconds of work one step call should carry (batching small events, not slow ones).
     batch_target_s: float = 0.02
     #: Events in a step's first call, before its time per event is known.
@@ -164,6 +177,7 @@ class DispatcherState:
         ended_memory: int = 1000,
         max_deliveries: int = 3,
         grace_s: float = 2.0,
+        actor_calls: int = 100,
     ) -> DispatcherState:
         pools = {name: Pool(route) for name, route in routing.steps.items()}
         return cls(
@@ -176,4 +190,5 @@ class DispatcherState:
             ended_memory=ended_memory,
             max_deliveries=max_deliveries,
             grace_s=grace_s,
+            actor_calls=actor_calls,
         )

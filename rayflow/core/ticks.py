@@ -78,6 +78,8 @@ class CallFinished:
     lost: str | None = None
     #: Set when the actor must be replaced after this call (a stopped step left a thread blocked): why.
     retire: str | None = None
+    #: CPU seconds the actor's process used while the call ran (much less than ``elapsed``: the step waits).
+    cpu: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

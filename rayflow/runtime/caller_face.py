@@ -7,7 +7,7 @@ events sent into the running run, and what a snapshot starts from. Its session (
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -62,10 +62,17 @@ class CallerFace:
         self.seeded_into: ContextActor | None = None
         #: A snapshot's unfinished work, until a run resumes it.
         self.resume: Pending | None = None
+        #: The newest version of the context's state the caller has seen (seeded, written, read, or carried by an
+        #: event of the stream): what the events it sends carry (``rayflow.runtime.state_replica``).
+        self.known = 0
+
+    def see(self, version: int) -> None:
+        if version > self.known:
+            self.known = version
 
     def store(self, ctx_id: str) -> StateStore[Any]:
         async def actor() -> Any:
-            return GuardedContext(await self.session.context_actor(self), self.session)
+            return GuardedContext(await self.session.context_actor(self), self.session, self)
 
         return StateStore(ctx_id, actor)
 
@@ -74,12 +81,14 @@ class CallerFace:
             raise ContextStateError("send_event() called before workflow started. Call workflow.run() first.")
         if step is not None:
             self.spec.check_target(step, event)
-        self._emit(self.spec.codec.encode(event, target=step, event_id=uuid.uuid4().bytes))
+        event_id = uuid.uuid4().bytes
+        self._emit(self.spec.codec.encode(event, target=step, event_id=event_id, state_version=self.known))
 
     def write_event_to_stream(self, event: Event) -> None:
         if not self.running:
             raise ContextStateError("write_event_to_stream() called before workflow started.")
-        self._emit(self.spec.codec.encode(event, kind=Kind.STREAM, event_id=uuid.uuid4().bytes))
+        event_id = uuid.uuid4().bytes
+        self._emit(self.spec.codec.encode(event, kind=Kind.STREAM, event_id=event_id, state_version=self.known))
 
     def _emit(self, envelope: Envelope) -> None:
         dispatcher = self.session.runtime.dispatcher
@@ -113,28 +122,47 @@ class CallerFace:
 
 class GuardedContext:
     """The context actor's client as the caller's ``ctx.store`` uses it: a dead actor raises
-    ``WorkflowActorDiedError``, never a Ray error."""
+    ``WorkflowActorDiedError``, never a Ray error; the versions it reads and writes raise its face's ``known``."""
 
-    def __init__(self, client: ContextActor, session: FaceHost) -> None:
+    def __init__(self, client: ContextActor, session: FaceHost, face: CallerFace) -> None:
         self._client = client
         self._session = session
+        self._face = face
 
     @asynccontextmanager
     async def edit(self, ctx_id: str) -> AsyncIterator[Any]:
         """``ContextActor.edit``, guarded the same way."""
+
+        def saved(before: int, after: int, state: Any) -> None:
+            self._face.see(after)
+
         try:
-            async with self._client.edit(ctx_id) as state:
+            async with self._client.edit(ctx_id, saved) as state:
                 yield state
         except RayActorError as err:
             raise self._session.context_died(self._client, err) from err
 
-    def __getattr__(self, name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
-        method = getattr(self._client, name)
+    async def get(self, ctx_id: str, path: str) -> tuple[bool, Any]:
+        found, value, version = await self._guarded(self._client.get_versioned(ctx_id, path))
+        self._face.see(version)
+        return found, value
 
-        async def call(*args: Any) -> Any:
-            try:
-                return await method(*args)
-            except RayActorError as err:
-                raise self._session.context_died(self._client, err) from err
+    async def get_state(self, ctx_id: str) -> Any:
+        version, state = await self._guarded(self._client.read(ctx_id, -1))
+        self._face.see(version)
+        return state
 
-        return call
+    async def set(self, ctx_id: str, path: str, value: Any) -> None:
+        self._face.see(await self._guarded(self._client.set(ctx_id, path, value)))
+
+    async def set_state(self, ctx_id: str, state: Any) -> None:
+        self._face.see(await self._guarded(self._client.set_state(ctx_id, state)))
+
+    async def clear(self, ctx_id: str) -> None:
+        self._face.see(await self._guarded(self._client.clear(ctx_id)))
+
+    async def _guarded(self, call: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return await call
+        except RayActorError as err:
+            raise self._session.context_died(self._client, err) from err

@@ -5,6 +5,11 @@
 One actor per workflow instance holds one state object per context id; runs started with the same
 ``Context`` share it. Values cross processes as copies.
 
+Each context's state has a version: a number raised by every write (``set``, ``set_state``, ``clear``, an edit's end,
+a seed), returned by the write, and never lowered for that context, not even by a new context actor (a seed takes the
+highest version its caller has seen as a floor). Step actors keep copies of states tagged with their versions and ask
+for a state again only when an event needs a newer one (``rayflow.runtime.state_replica``); ``read`` serves them.
+
 Edits through ``edit_state`` are atomic: each context has a lock (``rayflow.runtime.state_lock``), held from
 ``edit_begin`` to ``edit_end`` or ``edit_abort``, that ``set``, ``set_state`` and ``clear`` also take; ``get`` and
 ``get_state`` read without it (they see the state before the edit in progress). The lock is a lease held by a token,
@@ -23,17 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import ray
-from pydantic import BaseModel
 from ray.exceptions import RayActorError, RayTaskError
 
 from rayflow.config import settings
-from rayflow.context.state_store import DictState
-from rayflow.core.paths import PathNotFound, get_path, set_path
+from rayflow.context.state_store import DictState, write_path
+from rayflow.core.paths import PathNotFound, get_path
 from rayflow.errors import StateLockLost
 from rayflow.runtime.state_lock import LeasedLock, LockStatus
 
@@ -49,6 +53,12 @@ class _ContextActor:
         self._states: dict[str, Any] = {}
         self._types: dict[str, type[Any]] = {}
         self._locks: dict[str, LeasedLock] = {}
+        self._versions: dict[str, int] = {}
+
+    def _wrote(self, ctx_id: str) -> int:
+        """Count a write to the context's state; its new version."""
+        version = self._versions[ctx_id] = self._versions.get(ctx_id, 0) + 1
+        return version
 
     def _state(self, ctx_id: str, state_type: type[Any] | None = None) -> Any:
         state = self._states.get(ctx_id)
@@ -60,50 +70,60 @@ class _ContextActor:
     async def ready(self) -> bool:
         return True
 
-    async def seed(self, ctx_id: str, state_type: type[Any] | None, state: Any = None) -> None:
-        """Declare a context's state type, and its starting state (a snapshot being resumed)."""
+    async def seed(self, ctx_id: str, state_type: type[Any] | None, state: Any = None, floor: int = 0) -> int:
+        """Declare a context's state type, and its starting state (a snapshot being resumed); its version, above
+        ``floor`` (the highest version the caller has seen of this context, maybe from an earlier context actor)."""
         if state_type is not None:
             self._types[ctx_id] = state_type
         if state is not None:
             self._states[ctx_id] = state
         else:
             self._state(ctx_id, state_type)
+        self._versions[ctx_id] = max(self._versions.get(ctx_id, 0), floor)
+        return self._wrote(ctx_id)
 
-    async def get(self, ctx_id: str, path: str) -> tuple[bool, Any]:
+    async def get(self, ctx_id: str, path: str) -> tuple[bool, Any, int]:
+        version = self._versions.get(ctx_id, 0)
         try:
-            return True, get_path(self._state(ctx_id), path)
+            return True, get_path(self._state(ctx_id), path), version
         except PathNotFound:
-            return False, None
+            return False, None, version
 
-    async def set(self, ctx_id: str, path: str, value: Any) -> None:
+    async def read(self, ctx_id: str, have: int) -> tuple[int, Any]:
+        """The context's version, and its state unless the caller's copy is at that version already (``have``)."""
+        state = self._state(ctx_id)
+        version = self._versions.get(ctx_id, 0)
+        return version, None if version == have else state
+
+    async def set(self, ctx_id: str, path: str, value: Any) -> int:
         async with self._locked(ctx_id):
-            state = self._state(ctx_id)
-            set_path(state, path, value)
-            if isinstance(state, BaseModel) and type(state).model_config.get("validate_assignment"):
-                self._states[ctx_id] = type(state).model_validate(state)
+            self._states[ctx_id] = write_path(self._state(ctx_id), path, value)
+            return self._wrote(ctx_id)
 
     async def get_state(self, ctx_id: str) -> Any:
         return self._state(ctx_id)
 
-    async def set_state(self, ctx_id: str, state: Any) -> None:
+    async def set_state(self, ctx_id: str, state: Any) -> int:
         async with self._locked(ctx_id):
             self._states[ctx_id] = state
+            return self._wrote(ctx_id)
 
-    async def clear(self, ctx_id: str) -> None:
+    async def clear(self, ctx_id: str) -> int:
         async with self._locked(ctx_id):
             self._states[ctx_id] = type(self._state(ctx_id))()
+            return self._wrote(ctx_id)
 
-    async def edit_begin(self, ctx_id: str, token: str, holder: str) -> tuple[Any, float] | None:
-        """Take the context's lock for ``token``: the state and the lease's seconds, or None if the token was
-        aborted before its turn."""
+    async def edit_begin(self, ctx_id: str, token: str, holder: str) -> tuple[Any, float, int] | None:
+        """Take the context's lock for ``token``: the state, the lease's seconds and the state's version, or None if
+        the token was aborted before its turn."""
         if not await self._lock(ctx_id).acquire(token, holder):
             return None
-        return self._state(ctx_id), self._lease_s
+        return self._state(ctx_id), self._lease_s, self._versions.get(ctx_id, 0)
 
     async def edit_renew(self, ctx_id: str, token: str) -> bool:
         return self._lock(ctx_id).renew(token)
 
-    async def edit_end(self, ctx_id: str, token: str, state: Any) -> None:
+    async def edit_end(self, ctx_id: str, token: str, state: Any) -> int:
         lock = self._lock(ctx_id)
         if not lock.holds(token):
             raise StateLockLost(
@@ -112,6 +132,7 @@ class _ContextActor:
             )
         self._states[ctx_id] = state
         lock.release(token)
+        return self._wrote(ctx_id)
 
     async def edit_abort(self, ctx_id: str, token: str) -> None:
         self._lock(ctx_id).abort(token)
@@ -127,6 +148,7 @@ class _ContextActor:
         """Forget a context (its driver-side ``Context`` object is gone)."""
         self._states.pop(ctx_id, None)
         self._types.pop(ctx_id, None)
+        self._versions.pop(ctx_id, None)
         lock = self._locks.pop(ctx_id, None)
         if lock is not None:
             lock.fail_waiters("the context was released")
@@ -218,14 +240,25 @@ class ContextActor:
     async def ready(self) -> None:
         await _answer(self._handle.ready.remote())
 
-    async def seed(self, ctx_id: str, state_type: type[Any] | None, state: Any = None) -> None:
-        await _answer(self._handle.seed.remote(ctx_id, state_type, state))
+    async def seed(self, ctx_id: str, state_type: type[Any] | None, state: Any = None, floor: int = 0) -> int:
+        """Declare the context (its state type, the state it starts from); its state's version, above ``floor``."""
+        return await _answer(self._handle.seed.remote(ctx_id, state_type, state, floor))
 
     async def get(self, ctx_id: str, path: str) -> tuple[bool, Any]:
+        found, value, _ = await self.get_versioned(ctx_id, path)
+        return found, value
+
+    async def get_versioned(self, ctx_id: str, path: str) -> tuple[bool, Any, int]:
+        """Whether ``path`` exists, its value, and the state's version."""
         return await _answer(self._handle.get.remote(ctx_id, path))
 
-    async def set(self, ctx_id: str, path: str, value: Any) -> None:
-        await _answer(self._handle.set.remote(ctx_id, path, value))
+    async def read(self, ctx_id: str, have: int) -> tuple[int, Any]:
+        """The state's version, and the state unless it is at version ``have`` (then None)."""
+        return await _answer(self._handle.read.remote(ctx_id, have))
+
+    async def set(self, ctx_id: str, path: str, value: Any) -> int:
+        """Set ``path``; the state's new version."""
+        return await _answer(self._handle.set.remote(ctx_id, path, value))
 
     async def get_state(self, ctx_id: str) -> Any:
         return await _answer(self._handle.get_state.remote(ctx_id))
@@ -236,19 +269,22 @@ class ContextActor:
         except RayTaskError as err:
             raise _cause(err) from None
 
-    async def set_state(self, ctx_id: str, state: Any) -> None:
-        await _answer(self._handle.set_state.remote(ctx_id, state))
+    async def set_state(self, ctx_id: str, state: Any) -> int:
+        """Replace the state; its new version."""
+        return await _answer(self._handle.set_state.remote(ctx_id, state))
 
-    async def clear(self, ctx_id: str) -> None:
-        await _answer(self._handle.clear.remote(ctx_id))
+    async def clear(self, ctx_id: str) -> int:
+        """Reset the state; its new version."""
+        return await _answer(self._handle.clear.remote(ctx_id))
 
     @asynccontextmanager
-    async def edit(self, ctx_id: str) -> AsyncIterator[Any]:
+    async def edit(self, ctx_id: str, saved: Callable[[int, int, Any], None] | None = None) -> AsyncIterator[Any]:
         """Hold the context's lock for one edit (``edit_state``): yields the state; on a clean exit it is written
         back and the lock released, on an error (or a cancel) the lock is released and nothing changes. The lease
-        is renewed in the background while the block is open."""
+        is renewed in the background while the block is open. ``saved(before, after, state)`` hears of a clean
+        exit: the versions the state had when the edit began and has now."""
         token = uuid.uuid4().hex
-        state = await self.edit_begin(ctx_id, token)
+        state, before = await self.edit_begin(ctx_id, token)
         renewing = asyncio.get_running_loop().create_task(self._renew(ctx_id, token))
         try:
             yield state
@@ -257,11 +293,13 @@ class ContextActor:
             await self.edit_abort(ctx_id, token)
             raise
         renewing.cancel()
-        await self.edit_end(ctx_id, token, state)
+        after = await self.edit_end(ctx_id, token, state)
+        if saved is not None:
+            saved(before, after, state)
 
-    async def edit_begin(self, ctx_id: str, token: str, holder: str | None = None) -> Any:
+    async def edit_begin(self, ctx_id: str, token: str, holder: str | None = None) -> tuple[Any, int]:
         """Wait for the context's lock, to be held by ``token`` (unique per edit) for ``holder`` (default: this
-        process, ``holder_name()``), and return the state to edit.
+        process, ``holder_name()``), and return the state to edit with its version.
 
         A caller that stops waiting (cancelled, or the call failed on the way) aborts the token, so a grant that
         comes later is given back at once instead of holding the lock for nobody.
@@ -274,16 +312,17 @@ class ContextActor:
             raise
         if answer is None:
             raise StateLockLost(f"context {ctx_id!r}: the edit was aborted before it got the state's lock")
-        state, self._lease_s = answer
-        return state
+        state, self._lease_s, version = answer
+        return state, version
 
     async def edit_renew(self, ctx_id: str, token: str) -> bool:
         """Extend ``token``'s lease; False if it lost the lock."""
         return await _answer(self._handle.edit_renew.remote(ctx_id, token))
 
-    async def edit_end(self, ctx_id: str, token: str, state: Any) -> None:
-        """Write ``state`` back and release ``token``'s lock; ``StateLockLost`` (nothing written) if it lost it."""
-        await _answer(self._handle.edit_end.remote(ctx_id, token, state))
+    async def edit_end(self, ctx_id: str, token: str, state: Any) -> int:
+        """Write ``state`` back and release ``token``'s lock; the state's new version. ``StateLockLost`` (nothing
+        written) if it lost the lock."""
+        return await _answer(self._handle.edit_end.remote(ctx_id, token, state))
 
     async def edit_abort(self, ctx_id: str, token: str) -> None:
         """Drop ``token``, held or still on its way: nothing is written, the lock goes to the next editor."""

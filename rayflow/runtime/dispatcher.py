@@ -94,6 +94,7 @@ class _Dispatcher:
             ended_memory=config.ended_snapshots,
             max_deliveries=config.max_deliveries,
             grace_s=config.shutdown_grace_s,
+            actor_calls=config.actor_calls,
         )
         self._wait_timers: dict[str, list[asyncio.TimerHandle]] = {}
         self._blob = workflow_blob
@@ -257,14 +258,14 @@ class _Dispatcher:
 
     async def _await_call(self, call_id: int, ref: Any) -> None:
         try:
-            results, elapsed, retire = await ref
+            results, elapsed, retire, cpu = await ref
         except RayActorError as err:
             self._apply(CallFinished(call_id, lost=f"the step actor died: {_first_line(err)}"))
             return
         except Exception as err:  # the call itself failed (a step's own errors come back as results): never a hang
             self._apply(CallFinished(call_id, lost=f"the step call failed: {type(err).__name__}: {_first_line(err)}"))
             return
-        self._apply(CallFinished(call_id, results, elapsed, retire=retire))
+        self._apply(CallFinished(call_id, results, elapsed, retire=retire, cpu=cpu))
 
     def _stop_actor(self, command: StopActor) -> None:
         """End a step actor that left its pool (dead, blocked, or retiring): killed, since it may be blocked."""

@@ -231,7 +231,7 @@ class WorkflowSession:
             # Marked seeded before the call: a call made meanwhile reaches the actor after the seed.
             seed, face.seed, face.seeded_into = face.seed, None, context
             try:
-                await context.seed(face.ctx_id, self._spec.state_type, seed)
+                face.known = await context.seed(face.ctx_id, self._spec.state_type, seed, floor=face.known)
             except RayActorError as err:
                 face.seed, face.seeded_into = seed, None
                 raise self.context_died(context, err) from err
@@ -319,6 +319,7 @@ class WorkflowSession:
                             self.runtime.died(dispatcher)
                             raise died
                         return item
+                    face.see(item.state_version)  # what the caller does next happens after what it read
                     if journaling is not None and not journaling.first_time(item):
                         continue  # streamed before a recovery
                     event = codec.loads(item.payload)
@@ -365,6 +366,8 @@ class WorkflowSession:
 
     async def _end(self, end: EndRun, face: CallerFace, publish: Publish, journaling: RunJournal | None) -> StopEvent:
         """The run's StopEvent (its final record written first, if journaled), or its error raised."""
+        if end.outcome is Outcome.DONE:
+            face.see(end.payload.state_version)  # a next run of this context reads what this one wrote
         if journaling is None:
             return self._finish(end, publish)
         if journaling.failure is not None and end.outcome is Outcome.CANCELLED:
@@ -394,7 +397,10 @@ class WorkflowSession:
                 else:
                     assert start is not None
                     await dispatcher.start_run(
-                        run_id, face.ctx_id, self._spec.codec.encode(start, event_id=START_ID), self._timeout
+                        run_id,
+                        face.ctx_id,
+                        self._spec.codec.encode(start, event_id=START_ID, state_version=face.known),
+                        self._timeout,
                     )
                 return dispatcher, context
             except RayActorError as err:

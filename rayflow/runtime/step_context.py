@@ -3,7 +3,9 @@
 ``StepFace`` serves one invocation: events it sends leave through the invocation's ``Outbox`` in batches (as soon as
 the step awaits something, or a batch is full), ``collect_events`` buffers in the actor, ``wait_for_event`` pauses the
 invocation (it ends with ``Paused`` and runs again from the start with the answer), and ``retry_info`` reads the
-invocation's ``Attempts``. ``StepHost`` is what the face uses of its actor.
+invocation's ``Attempts``, and ``ctx.store`` reads the actor's copy of the state when it is current
+(``rayflow.runtime.state_replica``): every event the invocation emits carries the newest state version it has seen
+(``Known``). ``StepHost`` is what the face uses of its actor.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rayflow.core.envelope import Envelope, Kind, Waiter, derive_id
 from rayflow.errors import WorkflowRuntimeError
 from rayflow.events import Event
 from rayflow.retry_policy import RetryInfo
+from rayflow.runtime.state_replica import UNKNOWN, Known
 from rayflow.spec import StepConfig, WorkflowSpec
 
 __all__ = ["Attempts", "Outbox", "Paused", "StepCode", "StepFace", "StepHost"]
@@ -42,8 +45,11 @@ class StepHost:
     flush_size: int
     #: Sends a batch of emitted envelopes of (run, step) to the dispatcher, in order.
     emit: Callable[[str, str, list[Envelope]], None]
-    #: The store of a context, through the context actor.
-    store: Callable[[str], StateStore[Any]]
+    #: The store of a context as an invocation that has seen the state at ``Known`` reads it.
+    store: Callable[[str, Known], StateStore[Any]]
+    #: For each collect buffer, the newest state version among the events it was given (``Known`` of the invocation
+    #: the buffer's events are released to).
+    collect_versions: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 class Paused(Exception):
@@ -166,19 +172,22 @@ class Outbox:
 class StepFace:
     """The step side of ``Context``: emits through the invocation's outbox, collects in this actor."""
 
-    def __init__(self, host: StepHost, item: WorkItem, outbox: Outbox, code: StepCode, attempts: Attempts) -> None:
+    def __init__(
+        self, host: StepHost, item: WorkItem, outbox: Outbox, code: StepCode, attempts: Attempts, known: Known
+    ) -> None:
         self._host = host
         self._item = item
         self._outbox = outbox
         self._code = code
         self._attempts = attempts
+        self._known = known
 
     @property
     def run_id(self) -> str:
         return self._item.run_id
 
     def store(self, ctx_id: str) -> StateStore[Any]:
-        return self._host.store(ctx_id)
+        return self._host.store(ctx_id, self._known)
 
     def send_event(self, event: Event, step: str | None) -> None:
         spec, name = self._host.spec, self._code.name
@@ -186,11 +195,13 @@ class StepFace:
             raise WorkflowRuntimeError(f"Step {name!r} sent a {type(event).__name__}, which is not an Event")
         if step is not None:
             spec.check_target(step, event)
-        self._outbox.add(spec.codec.encode(event, target=step, step=name, event_id=self._outbox.next_id()))
+        event_id, version = self._outbox.next_id(), self._known.version
+        self._outbox.add(spec.codec.encode(event, target=step, step=name, event_id=event_id, state_version=version))
 
     def write_event_to_stream(self, event: Event) -> None:
-        outbox, codec = self._outbox, self._host.spec.codec
-        outbox.add(codec.encode(event, kind=Kind.STREAM, step=self._code.name, event_id=outbox.next_id()))
+        outbox, codec, name = self._outbox, self._host.spec.codec, self._code.name
+        event_id, version = outbox.next_id(), self._known.version
+        outbox.add(codec.encode(event, kind=Kind.STREAM, step=name, event_id=event_id, state_version=version))
 
     def collect_events(self, event: Event, expected: list[type[Event]], buffer_id: str) -> list[Event] | None:
         name, config = self._code.name, self._code.config
@@ -201,7 +212,16 @@ class StepFace:
                 "every event of a run reaches the same buffer."
             )
         key = (self._item.run_id, name, buffer_id)
-        return self._host.collect.collect(key, event, type(event), expected)
+        versions, version = self._host.collect_versions, self._item.envelope.state_version
+        held = versions.get(key, version)
+        versions[key] = UNKNOWN if UNKNOWN in (held, version) else max(held, version)
+        released = self._host.collect.collect(key, event, type(event), expected)
+        if released is not None:  # the released events' causes happened before this invocation's reads
+            if versions[key] == UNKNOWN:
+                self._known.doubt()
+            else:
+                self._known.see(versions[key])
+        return released
 
     async def wait_for_event(self, event_type: type[Event], options: WaitOptions) -> Event:
         """The awaited event if this is the rerun it arrived for; else pause: end the invocation with a waiter."""
@@ -217,7 +237,9 @@ class StepFace:
                 return event
         announce = None
         if options.waiter_event is not None:
-            announce = codec.encode(options.waiter_event, kind=Kind.STREAM, step=self._code.name)
+            announce = codec.encode(
+                options.waiter_event, kind=Kind.STREAM, step=self._code.name, state_version=self._known.version
+            )
         waiter = Waiter(waiter_id, keys, item.envelope, requirements, options.timeout, announce, item.resolved)
         raise Paused(waiter)
 

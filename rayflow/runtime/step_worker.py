@@ -39,6 +39,7 @@ from rayflow.errors import StepTimeoutError, WorkflowRuntimeError
 from rayflow.events import Event, StepFailedEvent
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.resources import ResourceResolver
+from rayflow.runtime.state_replica import UNKNOWN, Known, ReplicaReads, StateReplicas
 from rayflow.runtime.step_context import Attempts, Outbox, Paused, StepCode, StepFace, StepHost
 from rayflow.spec import StepConfig, WorkflowSpec
 
@@ -52,14 +53,27 @@ class _DispatcherInbox:
         self._handle = handle
         self._last: Any = None
 
-    def emit(self, run_id: str, step: str, envelopes: list[Envelope]) -> Any:
-        """Send ``envelopes``; the ref of the call, to await before the step call returns.
+    def emit(self, run_id: str, step: str, envelopes: list[Envelope]) -> None:
+        """Send ``envelopes``.
 
         Ray may start calls to an async actor out of order; each emit names the previous one as an
         argument, and Ray runs a call only once its arguments are ready, so emits apply in order.
         """
         self._last = self._handle.emit.remote(run_id, step, envelopes, self._last)
-        return self._last
+
+    async def delivered(self) -> None:
+        """Return once every event emitted so far has reached the dispatcher (emits apply in order: the last one
+        stands for all), so a step call returns after its emitted events."""
+        if self._last is not None:
+            await self._last
+
+
+class _RunLock(asyncio.Lock):
+    """One run's turn on a step actor, counting the calls that hold or wait for it (dropped when none do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.users = 0
 
 
 class _StepWorker:
@@ -77,6 +91,7 @@ class _StepWorker:
         self._routing = spec.routing
         self._dispatcher = _DispatcherInbox(dispatcher)
         self._context = ContextActor(context)
+        self._replicas = StateReplicas(self._context, settings().state_replicas, settings().state_max_age_s)
         self._collect = CollectBuffers()
         self._resources = ResourceResolver()
         config = settings()
@@ -85,8 +100,8 @@ class _StepWorker:
         self._verbose = verbose
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._running: dict[str, asyncio.Task[Any]] = {}
-        self._pending: list[Any] = []
-        self._gate: asyncio.Semaphore | None = None
+        #: Per run with items here: its calls run one after the other.
+        self._locks: dict[str, _RunLock] = {}
         #: Set once a stopped step left a thread running here: why this actor must be replaced.
         self._retire: str | None = None
         self._loop: asyncio.AbstractEventLoop
@@ -104,41 +119,65 @@ class _StepWorker:
             emit=self._emit,
             store=self._store,
         )
-        self._gate = asyncio.Semaphore(1)
         return self._label
 
-    async def run(self, items: list[WorkItem], loans: tuple[str, ...] = ()) -> tuple[list[ItemDone], float, str | None]:
-        """Run the step for each item, one at a time; one ``ItemDone`` per item, in order, the seconds taken, and why
-        this actor must be replaced (None: it need not).
+    async def run(
+        self, items: list[WorkItem], loans: tuple[str, ...] = ()
+    ) -> tuple[list[ItemDone], float, str | None, float]:
+        """Run the step for each item; one ``ItemDone`` per item, in order, the seconds taken, why this actor must
+        be replaced (None: it need not), and the CPU seconds this process used meanwhile.
 
-        An event a step returns that only this step accepts (a loop), or only a step in ``loans`` (slots the
-        dispatcher lent to this call), runs here at once, up to ``RAYFLOW_LOCAL_HOPS`` times, instead of a round
-        trip through the dispatcher. Once a stopped step has left a thread running here, the call's remaining items
-        go back unrun and the actor asks to be replaced.
+        The items of one run run one after the other, after those of the run's earlier calls here; the items of
+        different runs run at the same time (one awaits, another runs). An event a step returns that only this step
+        accepts (a loop), or only a step in ``loans`` (slots the dispatcher lent to this call), runs here at once, up
+        to ``RAYFLOW_LOCAL_HOPS`` times, instead of a round trip through the dispatcher. Once a stopped step has left
+        a thread running here, the call's remaining items go back unrun and the actor asks to be replaced.
         """
-        assert self._gate is not None
-        async with self._gate:
-            began = time.perf_counter()
-            results = []
-            for item in items:
-                if self._retire is not None:
-                    results.append(ItemDone(item.run_id, requeue=True))
-                    continue
-                done = await self._invoke_tracked(item, self._own)
-                hops = self._local_hops
-                while hops and done.output is not None:
-                    code = self._runs_here(done.output, loans)
-                    if code is None:
-                        break
-                    hops -= 1
-                    done = await self._invoke_tracked(WorkItem(item.run_id, item.ctx_id, done.output), code)
-                if self._own.config.collects:
-                    done = replace(done, holding=self._collect.holds(item.run_id, self._step))
-                results.append(done)
-            if self._pending:
-                pending, self._pending = self._pending, []
-                await asyncio.gather(*pending)
-            return results, time.perf_counter() - began, self._retire
+        began, cpu = time.perf_counter(), time.process_time()
+        by_run: dict[str, list[int]] = {}
+        for position, item in enumerate(items):
+            by_run.setdefault(item.run_id, []).append(position)
+        results: list[ItemDone | None] = [None] * len(items)
+
+        async def run_of(positions: list[int]) -> None:
+            run_id = items[positions[0]].run_id
+            lock = self._locks.get(run_id)
+            if lock is None:
+                lock = self._locks[run_id] = _RunLock()
+            lock.users += 1
+            try:
+                async with lock:
+                    for position in positions:
+                        results[position] = await self._item(items[position], loans)
+            finally:
+                lock.users -= 1
+                if not lock.users:
+                    del self._locks[run_id]
+
+        groups = list(by_run.values())
+        if len(groups) == 1:
+            await run_of(groups[0])
+        else:
+            await asyncio.gather(*(run_of(positions) for positions in groups))
+        await self._dispatcher.delivered()
+        done = [result for result in results if result is not None]
+        return done, time.perf_counter() - began, self._retire, time.process_time() - cpu
+
+    async def _item(self, item: WorkItem, loans: tuple[str, ...]) -> ItemDone:
+        """Run one item, and what it returns here while that stays local; what the dispatcher is told of it."""
+        if self._retire is not None:
+            return ItemDone(item.run_id, requeue=True)
+        done = await self._invoke_tracked(item, self._own)
+        hops = self._local_hops
+        while hops and done.output is not None:
+            code = self._runs_here(done.output, loans)
+            if code is None:
+                break
+            hops -= 1
+            done = await self._invoke_tracked(WorkItem(item.run_id, item.ctx_id, done.output), code)
+        if self._own.config.collects:
+            done = replace(done, holding=self._collect.holds(item.run_id, self._step))
+        return done
 
     def _runs_here(self, envelope: Envelope, loans: tuple[str, ...]) -> StepCode | None:
         """The step to run ``envelope`` here next: the one step accepting it, if it is this step or lent."""
@@ -170,10 +209,13 @@ class _StepWorker:
         if task is not None:
             task.cancel()
         self._collect.drop_run(run_id)
+        versions = self._host.collect_versions
+        for key in [key for key in versions if key[0] == run_id]:
+            del versions[key]
 
     def _emit(self, run_id: str, step: str, envelopes: list[Envelope]) -> None:
         """Send emitted events to the dispatcher, in order; the step call returns once they arrived."""
-        self._pending.append(self._dispatcher.emit(run_id, step, envelopes))
+        self._dispatcher.emit(run_id, step, envelopes)
 
     async def collect_status(self, run_id: str) -> list[str]:
         """What this actor's collect buffers of ``run_id`` still wait for, a line each."""
@@ -192,11 +234,13 @@ class _StepWorker:
         event = self._codec.loads(payload)
         return tuple(n for n, required in checks if all(getattr(event, k, None) == v for k, v in required))
 
-    def _store(self, ctx_id: str) -> StateStore[Any]:
-        async def actor() -> ContextActor:
-            return self._context
+    def _store(self, ctx_id: str, known: Known) -> StateStore[Any]:
+        reads = ReplicaReads(self._replicas, self._context, known)
 
-        return StateStore(ctx_id, actor)
+        async def backend() -> ReplicaReads:
+            return reads
+
+        return StateStore(ctx_id, backend)
 
     async def _invoke(self, item: WorkItem, code: StepCode) -> ItemDone:
         """One attempt at ``item``: decode its event, build the step's arguments (resources), run the body within
@@ -206,12 +250,13 @@ class _StepWorker:
         codec = self._codec
         attempts = Attempts.of(item.tries, codec.loads)
         outbox = Outbox(self._host, item, name)
+        known = _known(item)
         event: Event | None = None
         try:
             if item.timed_out is not None:  # this attempt already ran, past its time, on an actor now replaced
                 raise self._timed_out(name, item)
             event = codec.loads(item.envelope.payload)
-            ctx = step_context(item.ctx_id, StepFace(self._host, item, outbox, code, attempts))
+            ctx = step_context(item.ctx_id, StepFace(self._host, item, outbox, code, attempts, known))
             kwargs = await self._arguments(ctx, event, code.config)
             if self._verbose:
                 print(f"Running step {name}", flush=True)
@@ -236,7 +281,7 @@ class _StepWorker:
             )
             return ItemDone(item.run_id, failure=self._failure(name, wrong, event, attempts))
         try:
-            output = codec.encode(result, step=name, event_id=outbox.returned_id())
+            output = codec.encode(result, step=name, event_id=outbox.returned_id(), state_version=known.version)
         except Exception as err:
             return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts))
         return ItemDone(item.run_id, output=output, step=None if name == self._step else name)
@@ -322,6 +367,14 @@ class _StepWorker:
         return Failure(step, error, message, failed_envelope, attempts.number, elapsed)
 
 
+def _known(item: WorkItem) -> Known:
+    """What the invocation of ``item`` starts knowing of its state: its event's version, and those of the events
+    that answered its waits (unknown if any of them is)."""
+    versions = [item.envelope.state_version]
+    versions.extend(envelope.state_version for _, envelope in item.resolved if envelope is not None)
+    return Known(UNKNOWN if UNKNOWN in versions else max(versions))
+
+
 class StepWorker:
     """Typed client of one step actor (async, so control calls reach it while a step runs)."""
 
@@ -355,7 +408,8 @@ class StepWorker:
         await self._handle.ready.remote()
 
     def run(self, items: list[WorkItem], loans: tuple[str, ...] = ()) -> Any:
-        """Start a call running ``items``; await the result for ``([ItemDone, ...], seconds, retire reason)``."""
+        """Start a call running ``items``; await the result for ``([ItemDone, ...], seconds, retire reason, CPU
+        seconds)``."""
         return self._handle.run.remote(items, loans) if loans else self._handle.run.remote(items)
 
     def end_run(self, run_id: str) -> Any:

@@ -119,7 +119,7 @@ async def harness(ray_env: None) -> AsyncIterator[Harness]:
 async def test_a_batch_runs_in_order_with_one_item_done_each(harness: Harness) -> None:
     codec = harness.spec.codec
     items = [harness.item(f"r{n}", StartEvent(n=n)) for n in (1, 2, 3, 4)]
-    results, elapsed, retire = await harness.worker.run(items)
+    results, elapsed, retire, _ = await harness.worker.run(items)
     assert retire is None
     assert [done.run_id for done in results] == ["r1", "r2", "r3", "r4"]
     assert elapsed > 0
@@ -172,12 +172,12 @@ async def test_end_run_cancels_a_running_invocation(harness: Harness) -> None:
     running = harness.worker.run([harness.item("slow", StartEvent(n=1, hang=True))])
     await harness.emits(1)  # the step has streamed its progress: it is now in its long sleep
     harness.worker.end_run("slow")
-    results, elapsed, _ = await asyncio.wait_for(running, timeout=60)
+    results, elapsed, _, _ = await asyncio.wait_for(running, timeout=60)
     assert results == [ItemDone("slow")]
     assert elapsed < 60
 
     # Items of the ended run still queued for the actor are skipped without running; other runs run.
-    results, _, _ = await harness.worker.run(
+    results, _, _, _ = await harness.worker.run(
         [harness.item("slow", StartEvent(n=1)), harness.item("next", StartEvent(n=1))]
     )
     skipped, ran = results
