@@ -80,6 +80,15 @@ class Settings:
     model_num_cpus: float = field(default_factory=lambda: _float("RAYFLOW_MODEL_NUM_CPUS", 0.0))
     #: Threads a model replica computes with (0: the node's cores shared by the pool's replicas).
     model_threads: int = field(default_factory=lambda: _int("RAYFLOW_MODEL_THREADS", 0))
+    #: Smallest model call (in inputs) that a replica computes with all its threads; smaller ones use one thread,
+    #: since threads spinning over a few short texts only take the cores from the workflow's other actors.
+    model_parallel_min_items: int = field(default_factory=lambda: _int("RAYFLOW_MODEL_PARALLEL_MIN_ITEMS", 16))
+    #: Milliseconds a model pool request waits for requests of other callers (concurrent runs) to share its model
+    #: call; a batch that is full runs at once.
+    model_max_wait_ms: float = field(default_factory=lambda: _float("RAYFLOW_MODEL_MAX_WAIT_MS", 5.0))
+    #: Recent results a model replica keeps per input (a text's vector), to answer an input it has just computed
+    #: without computing it again (0: no cache).
+    model_cache_items: int = field(default_factory=lambda: _int("RAYFLOW_MODEL_CACHE_ITEMS", 4096))
     #: Where converted model weights are cached ("" for ``~/.cache/rayflow``).
     cache_dir: str = field(default_factory=lambda: os.environ.get("RAYFLOW_CACHE_DIR", ""))
 

@@ -1,18 +1,22 @@
 """The pure policy of model pools: how a call is cut into chunks, which replica gets a chunk, which queued requests
-a replica runs together and when, and when an idle replica should exit.
+a replica runs together and when, which results it remembers, and when an idle replica should exit.
 
 Where it sits: ``ModelPool`` (client) uses ``plan_chunks`` / ``pick_replica``; the replica actor drives a
-``BatchQueue`` and asks ``is_idle``. No Ray, no event loop, no clock: times are passed in, so every rule is tested
-with plain numbers.
+``BatchQueue`` and a ``ResultCache`` and asks ``is_idle``. No Ray, no event loop, no clock: times are passed in, so
+every rule is tested with plain numbers.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BatchQueue", "Request", "is_idle", "pick_replica", "plan_chunks"]
+__all__ = ["MISS", "BatchQueue", "Request", "ResultCache", "is_idle", "pick_replica", "plan_chunks"]
+
+#: What ``ResultCache.lookup`` gives for an input it does not hold.
+MISS: Any = object()
 
 
 def plan_chunks(n: int, max_batch: int) -> list[tuple[int, int]]:
@@ -83,6 +87,50 @@ class BatchQueue:
         for i in reversed(chosen):
             del self._pending[i]
         return batch
+
+
+class ResultCache:
+    """The last ``capacity`` results of a replica, one per (batch key, input): least recently used goes first.
+
+    A model call's result has one row per input; a row is kept under its input (which must be hashable: a text, a
+    tuple of texts; other inputs are never cached). Used so that an input computed moments ago (the query the
+    retriever embedded, embedded again by the reranker) is answered without running the model.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._rows: OrderedDict[tuple[Hashable, Hashable], Any] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def lookup(self, key: Hashable, items: Sequence[Any]) -> list[Any]:
+        """The cached row of each input, or ``MISS``."""
+        if self.capacity <= 0:
+            return [MISS] * len(items)
+        out = []
+        for item in items:
+            try:
+                row = self._rows.get((key, item), MISS)
+            except TypeError:  # an unhashable input
+                row = MISS
+            if row is not MISS:
+                self._rows.move_to_end((key, item))
+            out.append(row)
+        return out
+
+    def store(self, key: Hashable, items: Sequence[Any], rows: Sequence[Any]) -> None:
+        """Remember ``rows[i]`` as the result of ``items[i]``."""
+        if self.capacity <= 0:
+            return
+        for item, row in zip(items, rows, strict=True):
+            try:
+                self._rows[(key, item)] = row
+            except TypeError:
+                continue
+            self._rows.move_to_end((key, item))
+        while len(self._rows) > self.capacity:
+            self._rows.popitem(last=False)
 
 
 def is_idle(now: float, last_active: float, busy: bool, idle_s: float) -> bool:

@@ -103,6 +103,12 @@ class BaseEmbedding(ABC):
         """What is stored next to a persisted index to say which model made its vectors."""
         return {"class": type(self).__name__, "model_name": self.model_name}
 
+    @property
+    def space(self) -> str:
+        """Names the vector space of this model's text vectors: two models with the same ``space`` embed a text
+        to the same direction, so a vector one of them made (an index's, on a retrieved node) serves the other."""
+        return f"{type(self).__name__}:{self.model_name}"
+
 
 class HuggingFaceEmbedding(BaseEmbedding):
     """A sentence-transformers model served by a ``ModelPool`` of ``num_replicas`` actors with ``num_gpus`` each.
@@ -120,7 +126,7 @@ class HuggingFaceEmbedding(BaseEmbedding):
         num_replicas: int = 1,
         embed_batch_size: int = 64,
         normalize: bool = True,
-        max_wait_ms: float = 5.0,
+        max_wait_ms: float | None = None,
         query_instruction: str | None = None,
         text_instruction: str | None = None,
     ) -> None:
@@ -157,6 +163,11 @@ class HuggingFaceEmbedding(BaseEmbedding):
                 max_wait_ms=self.max_wait_ms,
             )
         return self._pool
+
+    @property
+    def space(self) -> str:
+        """See ``BaseEmbedding.space``; an instruction prefixed to texts changes their vectors."""
+        return f"{super().space}:{self.text_instruction or ''}"
 
     def _encode_kwargs(self) -> dict[str, Any]:
         return {
@@ -286,6 +297,11 @@ class OpenAIEmbedding(BaseEmbedding):
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_client": None, "_aclients": {}}
+
+    @property
+    def space(self) -> str:
+        """See ``BaseEmbedding.space``; the endpoint and the requested dimensions belong to it."""
+        return f"{super().space}:{self.api_base}:{self.dimensions}"
 
     def __repr__(self) -> str:
         return f"OpenAIEmbedding(model={self.model_name!r}, api_base={self.api_base!r})"

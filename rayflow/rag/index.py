@@ -159,18 +159,29 @@ class VectorStoreIndex:
         return VectorIndexRetriever(self, similarity_top_k=similarity_top_k)
 
     def search(self, query_vector: Any, k: int) -> list[NodeWithScore]:
-        """The ``k`` nodes closest to an already-embedded query, best first."""
+        """The ``k`` nodes closest to an already-embedded query, best first.
+
+        The nodes are copies carrying the index's vector for each (``node.embedding``, in the space of the index's
+        embedding model, ``node.embedding_model``): a reranker with the same model reuses them.
+        """
         if self._server is not None:
-            return self._server.search(query_vector, k)
+            return self._stamped(self._server.search(query_vector, k))
         assert self._store is not None
-        return self._store.search(query_vector, k)
+        return self._stamped(self._store.search(query_vector, k))
 
     async def asearch(self, query_vector: Any, k: int) -> list[NodeWithScore]:
-        """The ``k`` nodes closest to an already-embedded query, without blocking the event loop."""
+        """``search`` without blocking the event loop."""
         if self._server is not None:
-            return await self._server.asearch(query_vector, k)
+            return self._stamped(await self._server.asearch(query_vector, k))
         assert self._store is not None
-        return self._store.search(query_vector, k)
+        return self._stamped(self._store.search(query_vector, k))
+
+    def _stamped(self, hits: list[NodeWithScore]) -> list[NodeWithScore]:
+        # The hits are fresh copies (made by the store's search, or unpickled from the server): safe to mark.
+        space = _space(self._embed_model)
+        for hit in hits:
+            hit.node.embedding_model = space
+        return hits
 
     # -- sharing ----------------------------------------------------------------------------------------------
 
@@ -323,6 +334,12 @@ def _describe(embed_model: Any) -> dict[str, Any]:
     if callable(describe):
         return dict(describe())
     return {"class": type(embed_model).__name__, "model_name": getattr(embed_model, "model_name", None)}
+
+
+def _space(embed_model: Any) -> str | None:
+    """The vector space of ``embed_model`` (``BaseEmbedding.space``); None for a model that does not say."""
+    space = getattr(embed_model, "space", None)
+    return space if isinstance(space, str) else None
 
 
 def _embed_texts(embed_model: Any, texts: list[str], show_progress: bool) -> Any:

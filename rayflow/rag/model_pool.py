@@ -7,8 +7,11 @@ What is shared: replicas are *detached named* actors created with ``get_if_exist
 step actors, other jobs in the namespace) that asks for the same ``kind``/``model``/``num_gpus`` reaches the same
 replicas, and the model is loaded once per replica. The first creator's ``loader``, ``max_batch`` and
 ``max_wait_ms`` win. What is batched: a replica packs the queued requests that share a method and kwargs, in arrival
-order, into one model call of up to ``max_batch`` items; a request waits at most ``max_wait_ms`` for company, and
-never waits when the batch is already full. Replicas exit by themselves after ``RAYFLOW_MODEL_IDLE_S`` seconds
+order, into one model call of up to ``max_batch`` items; a request waits at most ``max_wait_ms`` (default
+``RAYFLOW_MODEL_MAX_WAIT_MS``) for company, and never waits when the batch is already full. What is reused: a replica
+keeps the results of its last ``cache_items`` inputs (default ``RAYFLOW_MODEL_CACHE_ITEMS``) and answers those at
+once, without a model call.
+Replicas exit by themselves after ``RAYFLOW_MODEL_IDLE_S`` seconds
 (default 900, 0 disables) with no request; a client whose replica exited or died recreates it and retries,
 for up to ``_RETRY_S`` seconds (a replica that exited keeps its name until Ray has marked it dead).
 """
@@ -68,6 +71,7 @@ class _PoolSpec:
     max_wait_ms: float
     num_cpus: float
     idle_s: float
+    cache_items: int
 
 
 class ModelPool:
@@ -95,13 +99,16 @@ class ModelPool:
         num_gpus: float = 0.0,
         num_replicas: int = 1,
         max_batch: int = 64,
-        max_wait_ms: float = 5.0,
+        max_wait_ms: float | None = None,
         num_cpus: float | None = None,
         idle_s: float | None = None,
+        cache_items: int | None = None,
     ) -> ModelPool:
         """The pool for ``kind``/``model``/``num_gpus``, reusing running replicas anywhere in the cluster.
 
         Replicas start loading the model at once (in the background); the first call waits for them.
+        ``max_wait_ms``, ``num_cpus``, ``idle_s`` and ``cache_items`` default to ``RAYFLOW_MODEL_MAX_WAIT_MS``,
+        ``RAYFLOW_MODEL_NUM_CPUS``, ``RAYFLOW_MODEL_IDLE_S`` and ``RAYFLOW_MODEL_CACHE_ITEMS``.
         """
         if num_replicas < 1 or max_batch < 1 or num_gpus < 0:
             raise ModelPoolError(
@@ -113,9 +120,11 @@ class ModelPool:
             pool = cls._cache.get(key)
             if pool is None:
                 spec = _PoolSpec(
-                    kind, model, loader, method, float(num_gpus), num_replicas, max_batch, max_wait_ms,
+                    kind, model, loader, method, float(num_gpus), num_replicas, max_batch,
+                    settings().model_max_wait_ms if max_wait_ms is None else max_wait_ms,
                     settings().model_num_cpus if num_cpus is None else num_cpus,
                     settings().model_idle_s if idle_s is None else idle_s,
+                    settings().model_cache_items if cache_items is None else cache_items,
                 )  # fmt: skip
                 pool = cls._cache[key] = cls(spec)
         for i in range(num_replicas):
@@ -143,7 +152,10 @@ class ModelPool:
                     num_gpus=spec.num_gpus,
                     num_cpus=spec.num_cpus,
                     max_concurrency=1000,
-                ).remote(spec.loader, spec.max_batch, spec.max_wait_ms, spec.idle_s, spec.num_replicas, self._names[i])
+                ).remote(
+                    spec.loader, spec.max_batch, spec.max_wait_ms, spec.idle_s, spec.num_replicas, self._names[i],
+                    spec.cache_items,
+                )  # fmt: skip
                 handle.start.remote()
                 self._handles[i] = handle
             return self._handles[i]
@@ -281,7 +293,7 @@ def _pool_from_spec(spec: _PoolSpec) -> ModelPool:
     return ModelPool.get_or_create(
         kind=spec.kind, model=spec.model, loader=spec.loader, method=spec.method, num_gpus=spec.num_gpus,
         num_replicas=spec.num_replicas, max_batch=spec.max_batch, max_wait_ms=spec.max_wait_ms,
-        num_cpus=spec.num_cpus, idle_s=spec.idle_s,
+        num_cpus=spec.num_cpus, idle_s=spec.idle_s, cache_items=spec.cache_items,
     )  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 """The model pool replica actor (private to ``rayflow.rag.model_pool``): loads the model once, batches requests.
 
-Data flow: ``ModelPool`` client -> ``infer(method, items, kwargs)`` -> ``BatchQueue`` -> one thread calls
+Data flow: ``ModelPool`` client -> ``infer(method, items, kwargs)`` -> ``ResultCache`` (inputs computed recently are
+answered from it) -> ``BatchQueue`` (the rest, merged with other callers' requests) -> one thread calls
 ``getattr(model, method)(batch, **kwargs)`` -> each caller gets its slice of the result. The event loop keeps
 accepting requests while the model computes, so the next batch is ready when the current one ends.
 """
@@ -15,11 +16,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import ray
 
 from rayflow.config import settings
 from rayflow.errors import RayflowError
-from rayflow.rag.batching import BatchQueue, Request, is_idle
+from rayflow.rag.batching import MISS, BatchQueue, Request, ResultCache, is_idle
 
 __all__ = ["ModelPoolError", "ModelReplicaActor", "ReplicaRetired"]
 
@@ -42,18 +44,22 @@ class _ModelReplica:
         idle_s: float,
         num_replicas: int,
         name: str,
+        cache_items: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
         self._name = name
         self._idle_s = idle_s
         self._threads = _configure_threads(num_replicas)
+        self._threads_now = 0  # unknown in the model's thread until its first call sets it
+        self._parallel_min_items = settings().model_parallel_min_items
         started = clock()
         self._model = loader()
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(self._threads)
         self._load_s = clock() - started
         self._queue = BatchQueue(max_batch, max_wait_ms / 1000.0)
+        self._cache = ResultCache(cache_items)
         # One thread runs the model: the event loop stays free to accept (and batch) new requests meanwhile.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="rayflow-model")
         self._wakeup: asyncio.Event | None = None
@@ -64,6 +70,11 @@ class _ModelReplica:
         self._last_active = clock()
         self._batches = 0
         self._items = 0
+        self._requests = 0
+        self._queued = 0
+        self._cache_hits = 0
+        self._model_s = 0.0
+        self._wait_s = 0.0
 
     def _ensure_started(self) -> None:
         if self._wakeup is None:
@@ -81,13 +92,26 @@ class _ModelReplica:
         assert self._wakeup is not None and self._drained is not None and self._exiting is not None
         if self._exiting.is_set():
             raise ReplicaRetired(f"model pool replica {self._name!r} is exiting for idleness")
+        key = (method, repr(sorted(kwargs.items())))
+        self._requests += 1
+        self._last_active = self._clock()
+        rows = self._cache.lookup(key, items)
+        missing = [i for i, row in enumerate(rows) if row is MISS]
+        self._cache_hits += len(items) - len(missing)
+        if not missing:
+            return _stacked(rows)
+        self._queued += 1
         self._drained.clear()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        key = (method, repr(sorted(kwargs.items())))
-        self._queue.push(Request(items, key, kwargs, self._clock(), future))
-        self._last_active = self._clock()
+        todo = items if len(missing) == len(items) else [items[i] for i in missing]
+        self._queue.push(Request(todo, key, kwargs, self._clock(), future))
         self._wakeup.set()
-        return await future
+        computed = await future
+        if todo is items:
+            return computed
+        for i, row in zip(missing, computed, strict=True):
+            rows[i] = row
+        return _stacked(rows)
 
     async def _batch_loop(self) -> None:
         assert self._wakeup is not None and self._drained is not None
@@ -114,6 +138,7 @@ class _ModelReplica:
         loop = asyncio.get_running_loop()
         method, kwargs = batch[0].key[0], batch[0].kwargs
         items = [item for request in batch for item in request.items]
+        started = self._clock()
         try:
             result = await loop.run_in_executor(self._executor, self._call, method, items, kwargs)
         except Exception as err:
@@ -124,8 +149,11 @@ class _ModelReplica:
             elif not batch[0].future.done():
                 batch[0].future.set_exception(err)
             return
+        self._model_s += self._clock() - started
+        self._wait_s += sum(started - request.arrived for request in batch)
         self._batches += 1
         self._items += len(items)
+        self._cache.store(batch[0].key, items, [_owned(row) for row in result])
         offset = 0
         for request in batch:
             end = offset + len(request.items)
@@ -139,6 +167,7 @@ class _ModelReplica:
             raise ModelPoolError(
                 f"model of pool {self._name!r} ({type(self._model).__name__}) has no method {method!r}"
             )
+        self._use_threads(self._threads if len(items) >= self._parallel_min_items else 1)
         result = fn(items, **kwargs)
         if len(result) != len(items):
             raise ModelPoolError(
@@ -146,6 +175,13 @@ class _ModelReplica:
                 f"for {len(items)} items"
             )
         return result
+
+    def _use_threads(self, n: int) -> None:
+        """Run the model with ``n`` torch threads from now on (called in the model's thread, where it applies)."""
+        torch = sys.modules.get("torch")
+        if torch is not None and n != self._threads_now:
+            torch.set_num_threads(n)
+            self._threads_now = n
 
     async def _idle_watch(self) -> None:
         assert self._exiting is not None
@@ -174,6 +210,11 @@ class _ModelReplica:
             "load_s": self._load_s,
             "batches": self._batches,
             "items": self._items,
+            "requests": self._requests,
+            "queued": self._queued,
+            "cache_hits": self._cache_hits,
+            "model_s": self._model_s,
+            "wait_s": self._wait_s,
         }
 
     async def stop(self) -> None:
@@ -191,6 +232,21 @@ class _ModelReplica:
         assert self._exiting is not None
         await self._exiting.wait()
         return self._name
+
+
+def _owned(row: Any) -> Any:
+    """A row of a batch result that does not keep the whole batch's array alive in the cache."""
+    return row.copy() if isinstance(row, np.ndarray) else row
+
+
+def _stacked(rows: list[Any]) -> Any:
+    """Rows from the cache and from a model call as one result: an array when they are arrays of one shape."""
+    if not rows:
+        return []
+    first = rows[0]
+    if isinstance(first, np.ndarray) and all(isinstance(r, np.ndarray) and r.shape == first.shape for r in rows):
+        return np.stack(rows)
+    return list(rows)
 
 
 def _configure_threads(num_replicas: int) -> int:

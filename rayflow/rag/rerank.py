@@ -11,6 +11,7 @@ first); the input is not modified.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import os
@@ -137,7 +138,7 @@ class _Rerank:
         if not nodes:
             return []
         query = _query_text(query_bundle, query_str, type(self).__name__)
-        scores = self._score(query, [n.get_content() for n in nodes])
+        scores = self._score(query, nodes)
         return _ranked(nodes, scores, self.top_n, self.keep_retrieval_score)
 
     async def apostprocess_nodes(
@@ -147,13 +148,13 @@ class _Rerank:
         if not nodes:
             return []
         query = _query_text(query_bundle, query_str, type(self).__name__)
-        scores = await self._ascore(query, [n.get_content() for n in nodes])
+        scores = await self._ascore(query, nodes)
         return _ranked(nodes, scores, self.top_n, self.keep_retrieval_score)
 
-    def _score(self, query: str, texts: list[str]) -> list[float]:
+    def _score(self, query: str, nodes: Sequence[NodeWithScore]) -> list[float]:
         raise NotImplementedError
 
-    async def _ascore(self, query: str, texts: list[str]) -> list[float]:
+    async def _ascore(self, query: str, nodes: Sequence[NodeWithScore]) -> list[float]:
         raise NotImplementedError
 
 
@@ -202,18 +203,22 @@ class SentenceTransformerRerank(_Rerank):
             max_batch=self.batch_size,
         )
 
-    def _score(self, query: str, texts: list[str]) -> list[float]:
-        return list(self.pool().call([(query, t) for t in texts]))
+    def _score(self, query: str, nodes: Sequence[NodeWithScore]) -> list[float]:
+        return list(self.pool().call([(query, n.get_content()) for n in nodes]))
 
-    async def _ascore(self, query: str, texts: list[str]) -> list[float]:
-        return list(await self.pool().acall([(query, t) for t in texts]))
+    async def _ascore(self, query: str, nodes: Sequence[NodeWithScore]) -> list[float]:
+        return list(await self.pool().acall([(query, n.get_content()) for n in nodes]))
 
 
 class CosineRerank(_Rerank):
-    """Re-scores nodes by exact cosine similarity between the query and each node text, as embedded now.
+    """Re-scores nodes by exact cosine similarity between the query and each node's vector.
 
     ``embed_model`` defaults to ``Settings.embed_model`` (the MiniLM model that ships offline). Use it where
     no cross-encoder is available; it corrects approximate index scores and scores nodes from other sources.
+    A node retrieved from a ``VectorStoreIndex`` carries the index's vector for it; when that vector is in
+    ``embed_model``'s space (``node.embedding_model == embed_model.space``) it is used as is, and only the other
+    nodes' texts are embedded. The query is embedded through the model pool, which answers a text it embedded
+    recently (the retriever's query) from its cache.
     """
 
     def __init__(self, embed_model: Any = None, top_n: int = 2, keep_retrieval_score: bool = False) -> None:
@@ -233,17 +238,42 @@ class CosineRerank(_Rerank):
 
         return Settings.embed_model
 
-    def _score(self, query: str, texts: list[str]) -> list[float]:
+    def _score(self, query: str, nodes: Sequence[NodeWithScore]) -> list[float]:
         model = self._embedder()
-        return _cosine(model.get_query_embedding(query), model.get_text_embedding_batch(texts))
+        stored, missing = _stored_vectors(model, nodes)
+        texts = [nodes[i].get_content() for i in missing]
+        vectors = model.get_text_embedding_batch(texts) if texts else []
+        return _cosine(model.get_query_embedding(query), _filled(stored, missing, vectors))
 
-    async def _ascore(self, query: str, texts: list[str]) -> list[float]:
+    async def _ascore(self, query: str, nodes: Sequence[NodeWithScore]) -> list[float]:
         model = self._embedder()
-        q = await model.aget_query_embedding(query)
-        return _cosine(q, await model.aget_text_embedding_batch(texts))
+        stored, missing = _stored_vectors(model, nodes)
+        texts = [nodes[i].get_content() for i in missing]
+        if texts:  # both requests at once: the model pool runs them in one batch
+            q, vectors = await asyncio.gather(model.aget_query_embedding(query), model.aget_text_embedding_batch(texts))
+        else:
+            q, vectors = await model.aget_query_embedding(query), []
+        return _cosine(q, _filled(stored, missing, vectors))
 
 
-def _cosine(query: Sequence[float], vectors: Sequence[Sequence[float]]) -> list[float]:
+def _stored_vectors(model: Any, nodes: Sequence[NodeWithScore]) -> tuple[list[Any], list[int]]:
+    """Each node's stored vector when it is in ``model``'s space, else None; and the positions of the Nones."""
+    space = getattr(model, "space", None)
+    stored = [
+        n.node.embedding if space is not None and n.node.embedding_model == space else None
+        for n in nodes
+    ]  # fmt: skip
+    return stored, [i for i, v in enumerate(stored) if v is None]
+
+
+def _filled(stored: list[Any], missing: list[int], vectors: Sequence[Any]) -> list[Any]:
+    out = list(stored)
+    for i, vector in zip(missing, vectors, strict=True):
+        out[i] = vector
+    return out
+
+
+def _cosine(query: Sequence[float], vectors: Sequence[Any]) -> list[float]:
     import numpy as np
 
     q = np.asarray(query, dtype=np.float64)

@@ -41,12 +41,18 @@ class TextNode:
     """A chunk of a document: the unit that is embedded, indexed and retrieved.
 
     ``ref_doc_id`` is the ``id_`` of the document it was cut from; ``metadata`` is a copy of the document's metadata.
+    ``embedding`` is set on the nodes a vector index search returns: the (L2-normalized, float32) vector the index
+    holds for the node, and ``embedding_model`` names the vector space it belongs to (``BaseEmbedding.space``), so
+    a reranker using the same model can score the node without embedding its text again. Neither is persisted by
+    ``to_dict`` (the index keeps its vectors in faiss).
     """
 
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
     id_: str = field(default_factory=_new_id)
     ref_doc_id: str | None = None
+    embedding: Any = field(default=None, repr=False, compare=False)
+    embedding_model: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def node_id(self) -> str:

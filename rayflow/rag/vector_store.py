@@ -9,6 +9,7 @@ same top k as one unsharded search. Vectors are L2-normalized on the way in, so 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -76,7 +77,10 @@ class VectorStore:
         self.nodes.extend(nodes)
 
     def search(self, query: np.ndarray, k: int) -> list[NodeWithScore]:
-        """The ``k`` nodes closest to ``query`` (a ``(dim,)`` vector), best first."""
+        """The ``k`` nodes closest to ``query`` (a ``(dim,)`` vector), best first; each a copy of the stored node
+        carrying its stored vector in ``embedding``."""
+        import numpy as np
+
         if self.faiss_index is None or not self.nodes or k <= 0:
             return []
         vector = _normalized(query.reshape(1, -1))
@@ -85,10 +89,13 @@ class VectorStore:
         if self.index_type == "hnsw":
             self.faiss_index.hnsw.efSearch = max(64, 2 * k)
         scores, rows = self.faiss_index.search(vector, k)
+        found = [(float(s), int(r)) for s, r in zip(scores[0], rows[0], strict=True) if r >= 0]
+        if not found:
+            return []
+        vectors = self.faiss_index.reconstruct_batch(np.asarray([r for _, r in found], dtype=np.int64))
         return [
-            NodeWithScore(node=self.nodes[int(r)], score=float(s))
-            for s, r in zip(scores[0], rows[0], strict=True)
-            if r >= 0
+            NodeWithScore(node=dataclasses.replace(self.nodes[r], embedding=vectors[i]), score=s)
+            for i, (s, r) in enumerate(found)
         ]
 
     def vectors(self) -> np.ndarray:

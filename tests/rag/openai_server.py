@@ -5,15 +5,21 @@ Endpoints: ``POST /v1/embeddings`` (hashed bag-of-words vectors, ``float`` or ``
 What the completions say is a pluggable function ``reply(prompt, body) -> str``; the default echoes the context lines
 it received. Every request body is recorded in ``server.requests`` (with its ``"path"``), the bearer token it came
 with in ``server.api_keys``, and ``server.fail_next`` makes the next N requests answer HTTP 500, to test retries.
+``delay_s`` holds every answer back that long (concurrent requests wait together), to stand in for a model.
 
 Use::
 
     with start_openai_server() as server:          # or the ``openai_server`` fixture of tests/rag/conftest.py
         OpenAIEmbedding(api_base=server.base_url)   # base_url ends in /v1
+
+or as a process of its own (the RAG benchmark's LLM): ``python tests/rag/openai_server.py --delay-ms 50`` prints
+its base URL on the first line of stdout and serves until it is stopped.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import base64
 import hashlib
 import json
@@ -79,6 +85,8 @@ class OpenAIServer:
     requests: list[dict[str, Any]] = field(default_factory=list)
     api_keys: list[str] = field(default_factory=list)
     fail_next: int = 0
+    delay_s: float = 0.0
+    record: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _take_failure(self) -> bool:
@@ -99,8 +107,11 @@ def _build_app(server: OpenAIServer) -> FastAPI:
 
     async def receive(request: Request, path: str) -> dict[str, Any] | None:
         body: dict[str, Any] = await request.json()
-        server.requests.append({"path": path, **body})
-        server.api_keys.append(request.headers.get("authorization", "").removeprefix("Bearer "))
+        if server.record:
+            server.requests.append({"path": path, **body})
+            server.api_keys.append(request.headers.get("authorization", "").removeprefix("Bearer "))
+        if server.delay_s > 0:
+            await asyncio.sleep(server.delay_s)
         return None if server._take_failure() else body
 
     def failure() -> JSONResponse:
@@ -175,7 +186,7 @@ def _build_app(server: OpenAIServer) -> FastAPI:
 
 
 @contextmanager
-def start_openai_server(reply: Reply = echo_context_reply) -> Iterator[OpenAIServer]:
+def start_openai_server(reply: Reply = echo_context_reply, delay_s: float = 0.0) -> Iterator[OpenAIServer]:
     """Serve on a free port of 127.0.0.1 in a background thread; stopped (and the thread joined) on exit."""
     import uvicorn
 
@@ -185,7 +196,7 @@ def start_openai_server(reply: Reply = echo_context_reply) -> Iterator[OpenAISer
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = int(sock.getsockname()[1])
-    server = OpenAIServer(base_url=f"http://127.0.0.1:{port}/v1", reply=reply)
+    server = OpenAIServer(base_url=f"http://127.0.0.1:{port}/v1", reply=reply, delay_s=delay_s)
     config = uvicorn.Config(_build_app(server), log_level="warning", lifespan="off")
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, name=f"openai-server-{port}", daemon=True)
@@ -196,3 +207,18 @@ def start_openai_server(reply: Reply = echo_context_reply) -> Iterator[OpenAISer
         uv.should_exit = True
         thread.join(timeout=10.0)
         sock.close()
+
+
+def main() -> None:
+    """Serve until killed; the first line of stdout is the base URL. Requests are not recorded (a long run)."""
+    parser = argparse.ArgumentParser(description="an OpenAI-compatible test server on 127.0.0.1")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="answer every request after this long")
+    args = parser.parse_args()
+    with start_openai_server(delay_s=args.delay_ms / 1000.0) as server:
+        server.record = False
+        print(server.base_url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
