@@ -33,6 +33,9 @@ class Settings:
     batch_target_s: float = field(default_factory=lambda: _float("RAYFLOW_BATCH_TARGET_S", 0.02))
     #: Step calls queued on one actor beyond the running one (hides the call round trip).
     actor_pipeline: int = field(default_factory=lambda: _int("RAYFLOW_ACTOR_PIPELINE", 1))
+    #: Bytes above which an event's large buffers (numpy arrays, bytearrays) or its whole pickled body travel as
+    #: refs into Ray's object store instead of inline in batches through the dispatcher (``rayflow.payloads``).
+    inline_max_bytes: int = field(default_factory=lambda: _int("RAYFLOW_INLINE_MAX_BYTES", 256 * 1024))
     #: Events a step emits before its outbox is flushed to the dispatcher while it still runs.
     outbox_flush: int = field(default_factory=lambda: _int("RAYFLOW_OUTBOX_FLUSH", 1000))
     #: Times a step may run an event it returned to itself (a loop) without a dispatcher round trip.

@@ -321,7 +321,7 @@ class WorkflowSession:
                         return item
                     if journaling is not None and not journaling.first_time(item):
                         continue  # streamed before a recovery
-                    event = codec.loads(item.payload)
+                    event = await codec.loads_async(item.payload)
                     if self._verbose:
                         print(f"Streamed {type(event).__name__}")
                     publish(event)
