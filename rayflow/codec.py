@@ -5,6 +5,13 @@ it; the dispatcher in between routes on the type keys and never opens the payloa
 workflow (what its steps accept and return) are pickled by name through a registry shared by every
 actor of the workflow, so a class defined in a script's ``__main__`` costs nothing per event; any other
 object that plain pickle cannot address by name travels by value through cloudpickle.
+
+Large payloads do not ride inline: events are pickled with protocol 5, and out-of-band buffers of at least
+``RAYFLOW_INLINE_MAX_BYTES`` (numpy arrays, bytearrays), or the whole pickle stream when it is larger than that, go
+into Ray's object store, owned by the driver or the dispatcher, never by a step actor; the envelope's payload is
+then a ``rayflow.payloads.Parcel`` holding the small rest inline. A step reads a large numpy array zero-copy and
+read-only. Who owns what, when it is freed and what a dead owner means: ``rayflow.payloads``. Errors and retry
+bookkeeping (``dumps``) always stay inline.
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ from typing import Any
 
 from ray import cloudpickle
 
+from rayflow.config import settings
 from rayflow.core.envelope import Envelope, Kind
 from rayflow.errors import EventSerializationError
 from rayflow.events import Event, InputRequiredEvent, StopEvent
+from rayflow.payloads import Parcel, shelf
 
 __all__ = ["EventCodec", "qualified_name"]
 
@@ -68,9 +77,12 @@ class EventCodec:
         step: str | None = None,
         event_id: bytes = b"",
         state_version: int = -1,
+        copy: bool = True,
     ) -> Envelope:
         """Pickle ``event`` into an envelope (named ``event_id``, carrying ``state_version``); an event that cannot
-        pickle fails naming ``step`` and its type."""
+        pickle fails naming ``step`` and its type. Its large buffers travel by reference (``rayflow.payloads``);
+        ``copy=False`` lets a step actor hold a returned event's buffers without a private copy (the step is done
+        with them)."""
         cls = type(event)
         if kind is None:
             kind = (
@@ -80,20 +92,36 @@ class EventCodec:
                 if isinstance(event, InputRequiredEvent)
                 else Kind.EVENT
             )
-        return Envelope(self.keys_of(cls), self.dumps(event, step=step), kind, target, event_id, state_version)
+        limit = settings().inline_max_bytes
+        large: list[pickle.PickleBuffer] = []
+
+        def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+            """Keep a small buffer in the stream (True); set a large one aside."""
+            if buffer.raw().nbytes < limit:
+                return True
+            large.append(buffer)
+            return False
+
+        stream = self._pickle(event, step, out_of_band, large.clear)
+        payload = shelf.pack(stream, large, copy=copy, limit=limit)
+        return Envelope(self.keys_of(cls), payload, kind, target, event_id, state_version)
 
     def dumps(self, obj: Any, *, step: str | None = None) -> bytes:
+        """``obj`` pickled, all inline (errors, retry bookkeeping)."""
+        return self._pickle(obj, step, None, lambda: None)
+
+    def _pickle(self, obj: Any, step: str | None, buffer_callback: Any, restart: Any) -> bytes:
         buffer = io.BytesIO()
         buffer.write(_PLAIN)
-        pickler = pickle.Pickler(buffer, protocol=5)
+        pickler = pickle.Pickler(buffer, protocol=5, buffer_callback=buffer_callback)
         pickler.persistent_id = self._persistent_id  # type: ignore[method-assign]
         try:
             pickler.dump(obj)
             return buffer.getvalue()
         except (_NeedsCloudpickle, pickle.PicklingError, AttributeError, TypeError):
-            pass
+            restart()  # buffers set aside by the failed attempt
         try:
-            return _CLOUD + cloudpickle.dumps(obj, protocol=5)
+            return _CLOUD + cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
         except Exception as err:
             where = f"step {step!r}" if step else "the caller"
             raise EventSerializationError(
@@ -101,11 +129,25 @@ class EventCodec:
                 f"Ray processes: {err}"
             ) from err
 
-    def loads(self, payload: bytes) -> Any:
-        tag, body = payload[:1], memoryview(payload)[1:]
+    def loads(self, payload: bytes | Parcel) -> Any:
+        """The object in ``payload``; a large payload's buffers are read from Ray's object store (``PayloadLostError``
+        if they are gone)."""
+        if isinstance(payload, Parcel):
+            return self._unpickle(*shelf.unpack(payload))
+        return self._unpickle(payload, None)
+
+    async def loads_async(self, payload: bytes | Parcel) -> Any:
+        """``loads`` that awaits a large payload's buffers instead of blocking the event loop."""
+        if isinstance(payload, Parcel):
+            return self._unpickle(*await shelf.unpack_async(payload))
+        return self._unpickle(payload, None)
+
+    def _unpickle(self, stream: Any, buffers: list[Any] | None) -> Any:
+        view = memoryview(stream)
+        tag, body = bytes(view[:1]), view[1:]
         if tag == _CLOUD:
-            return cloudpickle.loads(body)
-        unpickler = pickle.Unpickler(io.BytesIO(body))
+            return cloudpickle.loads(body, buffers=buffers)
+        unpickler = pickle.Unpickler(io.BytesIO(body), buffers=buffers)
         unpickler.persistent_load = self._persistent_load  # type: ignore[method-assign]
         return unpickler.load()
 

@@ -36,6 +36,9 @@ class Settings:
     #: Calls one step actor runs at once, each of another run (a step awaiting I/O for one run does not hold its
     #: actor from the others); the calls of one run on an actor run one after the other.
     actor_calls: int = field(default_factory=lambda: _int("RAYFLOW_ACTOR_CALLS", 100))
+    #: Bytes above which an event's large buffers (numpy arrays, bytearrays) or its whole pickled body travel as
+    #: refs into Ray's object store instead of inline in batches through the dispatcher (``rayflow.payloads``).
+    inline_max_bytes: int = field(default_factory=lambda: _int("RAYFLOW_INLINE_MAX_BYTES", 256 * 1024))
     #: Events a step emits before its outbox is flushed to the dispatcher while it still runs.
     outbox_flush: int = field(default_factory=lambda: _int("RAYFLOW_OUTBOX_FLUSH", 1000))
     #: Times a step may run an event it returned to itself (a loop) without a dispatcher round trip.

@@ -7,6 +7,7 @@ __all__ = [
     "ContextStateError",
     "EventSerializationError",
     "JournalError",
+    "PayloadLostError",
     "RayflowError",
     "StateLockLost",
     "StepTimeoutError",
@@ -80,6 +81,10 @@ class StateLockLost(ContextStateError):
 
 class WorkflowActorDiedError(WorkflowRuntimeError):
     """An actor of the workflow instance died (its dispatcher or its context actor): every run it served fails."""
+
+
+class PayloadLostError(WorkflowActorDiedError):
+    """An event's large payload is gone from Ray's object store: the actor that owned or held it died."""
 
 
 class JournalError(RayflowError):

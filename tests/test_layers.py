@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "rayflow.retry_policy",
             "rayflow._retry",
             "rayflow.codec",
+            "rayflow.payloads",
             "rayflow.spec",
             "rayflow.context",
             "rayflow.journal",

@@ -60,6 +60,7 @@ from rayflow.core.ticks import (
 )
 from rayflow.errors import WorkflowActorDiedError
 from rayflow.runtime.actors import stop_actors, stop_actors_sync
+from rayflow.runtime.claims import claim, claim_results
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.step_worker import StepWorker
 
@@ -133,7 +134,13 @@ class _Dispatcher:
         return self._state.pending(run_id)
 
     async def emit(self, run_id: str, step: str | None, envelopes: list[Envelope], after: None = None) -> None:
-        """Events a step (or the handler) emitted; ``after`` is the sender's previous emit, already applied."""
+        """Events a step (or the handler) emitted; ``after`` is the sender's previous emit, already applied. Large
+        payloads the step actor holds are claimed first (``rayflow.runtime.claims``); if it died meanwhile, the
+        events are dropped: its call comes back lost and its items run again."""
+        try:
+            envelopes = await claim(envelopes)
+        except RayActorError:
+            return
         self._apply(EventsEmitted(run_id, step, envelopes))
 
     async def cancel(self, run_id: str) -> None:
@@ -264,6 +271,12 @@ class _Dispatcher:
             return
         except Exception as err:  # the call itself failed (a step's own errors come back as results): never a hang
             self._apply(CallFinished(call_id, lost=f"the step call failed: {type(err).__name__}: {_first_line(err)}"))
+            return
+        try:
+            results = await claim_results(results)
+        except Exception as err:  # the actor died before handing over its events' large payloads: run them again
+            lost = f"the step actor did not hand over large payloads: {type(err).__name__}: {_first_line(err)}"
+            self._apply(CallFinished(call_id, lost=lost))
             return
         self._apply(CallFinished(call_id, results, elapsed, retire=retire, cpu=cpu))
 

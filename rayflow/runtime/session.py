@@ -322,7 +322,7 @@ class WorkflowSession:
                     face.see(item.state_version)  # what the caller does next happens after what it read
                     if journaling is not None and not journaling.first_time(item):
                         continue  # streamed before a recovery
-                    event = codec.loads(item.payload)
+                    event = await codec.loads_async(item.payload)
                     if self._verbose:
                         print(f"Streamed {type(event).__name__}")
                     publish(event)

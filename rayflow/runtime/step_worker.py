@@ -37,6 +37,8 @@ from rayflow.core.envelope import Envelope, Failure, Kind
 from rayflow.core.ticks import ItemDone
 from rayflow.errors import StepTimeoutError, WorkflowRuntimeError
 from rayflow.events import Event, StepFailedEvent
+from rayflow.payloads import shelf
+from rayflow.runtime.claims import envelopes_of, held_numbers
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.resources import ResourceResolver
 from rayflow.runtime.state_replica import UNKNOWN, Known, ReplicaReads, StateReplicas
@@ -94,6 +96,7 @@ class _StepWorker:
         self._replicas = StateReplicas(self._context, settings().state_replicas, settings().state_max_age_s)
         self._collect = CollectBuffers()
         self._resources = ResourceResolver()
+        shelf.hold_here(ray.get_runtime_context().current_actor)  # large payloads wait here for the dispatcher
         config = settings()
         self._local_hops = config.local_hops
         self._ended_memory = config.ended_runs_memory
@@ -174,7 +177,9 @@ class _StepWorker:
             if code is None:
                 break
             hops -= 1
-            done = await self._invoke_tracked(WorkItem(item.run_id, item.ctx_id, done.output), code)
+            ran = done.output
+            done = await self._invoke_tracked(WorkItem(item.run_id, item.ctx_id, ran), code)
+            shelf.release(held_numbers([ran]) - held_numbers(envelopes_of(done)))
         if self._own.config.collects:
             done = replace(done, holding=self._collect.holds(item.run_id, self._step))
         return done
@@ -212,6 +217,10 @@ class _StepWorker:
         versions = self._host.collect_versions
         for key in [key for key in versions if key[0] == run_id]:
             del versions[key]
+
+    async def hand_over(self, numbers: list[int]) -> tuple[Any, ...]:
+        """The large buffers held here under ``numbers``, as return values the dispatcher (the caller) owns."""
+        return shelf.hand_over(numbers)
 
     def _emit(self, run_id: str, step: str, envelopes: list[Envelope]) -> None:
         """Send emitted events to the dispatcher, in order; the step call returns once they arrived."""
@@ -255,7 +264,7 @@ class _StepWorker:
         try:
             if item.timed_out is not None:  # this attempt already ran, past its time, on an actor now replaced
                 raise self._timed_out(name, item)
-            event = codec.loads(item.envelope.payload)
+            event = await codec.loads_async(item.envelope.payload)
             ctx = step_context(item.ctx_id, StepFace(self._host, item, outbox, code, attempts, known))
             kwargs = await self._arguments(ctx, event, code.config)
             if self._verbose:
@@ -281,7 +290,9 @@ class _StepWorker:
             )
             return ItemDone(item.run_id, failure=self._failure(name, wrong, event, attempts))
         try:
-            output = codec.encode(result, step=name, event_id=outbox.returned_id(), state_version=known.version)
+            output = codec.encode(
+                result, step=name, event_id=outbox.returned_id(), state_version=known.version, copy=False
+            )
         except Exception as err:
             return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts))
         return ItemDone(item.run_id, output=output, step=None if name == self._step else name)
