@@ -58,9 +58,10 @@ def feed(state: DispatcherState, pool: Pool) -> list[Command]:
                     progress = True
                     if budget is not None:
                         budget -= 1
+    # Events queued at their run's collect home cannot use a new actor: only those waiting for any actor count.
     idle = sum(1 for s in pool.actors.values() if s.idle) + len(pool.starting)
     can_grow = pool.size < route.num_workers
-    for _ in range(min(pool.waiting - idle, route.num_workers - pool.size) if can_grow else 0):
+    for _ in range(min(len(pool.queue) - idle, route.num_workers - pool.size) if can_grow else 0):
         commands.append(start_actor(pool))  # one new actor per waiting event, up to num_workers
     return commands
 

@@ -53,9 +53,12 @@ class Pool:
         """Events per call: about ``target_s`` of work, at most an even share of the waiting events.
 
         The share counts the pool at its full size, so a slow step's events spread over the actors the
-        pool grows to instead of queueing behind the first one.
+        pool grows to instead of queueing behind the first one (not a collecting step's, which all go to their run's
+        home actor).
         """
-        share = max(1, -(-self.waiting // max(self.route.num_workers, len(self.actors))))
+        # A collecting step's events of one run all go to the run's home actor: spreading them is no use.
+        spread = 1 if self.route.collects else max(self.route.num_workers, len(self.actors))
+        share = max(1, -(-self.waiting // spread))
         if self.per_event is None:
             fitting = first
         else:

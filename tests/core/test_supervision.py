@@ -131,20 +131,21 @@ def test_a_redelivered_event_travels_alone_so_a_poison_event_does_not_take_other
 
 def test_a_collecting_steps_home_dies_and_its_delivered_events_rebuild_the_buffers_elsewhere():
     state = _fan_out(workers=2, collects=True)
-    (first,) = calls(_start_all(state, reduce(state, EventsEmitted("r1", "start", _xs(4)))))
+    (first,) = calls(_start_all(state, reduce(state, EventsEmitted("r1", "start", _xs(6)))))
     home = first.actor
+    assert len(first.items) == 4  # a full batch: a collecting step's events of one run are not spread
     assert state.pools["w"].actors[home].queue  # the rest wait at the run's home: one home per run
     # the first events were collected (buffers held); the next call is lost with the actor
-    (second,) = calls(reduce(state, CallFinished(first.call_id, [ItemDone("r1", holding=True)] * 2, elapsed=0.001)))
+    (second,) = calls(reduce(state, CallFinished(first.call_id, [ItemDone("r1", holding=True)] * 4, elapsed=0.001)))
     assert second.actor == home
     out = _start_all(state, reduce(state, CallFinished(second.call_id, lost="died")))
     (call,) = calls(out)
     replayed = _payloads(call)
-    while len(replayed) < 4:  # the replay takes more than one call: events lost with the actor go alone
+    while len(replayed) < 6:  # the replay takes more than one call: events lost with the actor go alone
         done = [ItemDone("r1", holding=True)] * len(call.items)
         (call,) = calls(reduce(state, CallFinished(call.call_id, done, 0.001)))
         replayed += _payloads(call)
-    assert replayed == [b"0", b"1", b"2", b"3"]  # everything the buffers were built from, in order
+    assert replayed == [b"0", b"1", b"2", b"3", b"4", b"5"]  # everything the buffers were built from, in order
     assert state.runs["r1"].homes["w"] != home
 
 
