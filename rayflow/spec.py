@@ -61,6 +61,8 @@ class StepConfig:
     uses_self: bool = True
     #: Seconds one invocation may take before it is stopped (``@step(timeout=...)``); None: no limit.
     timeout: float | None = None
+    #: Actors the step's pool starts with (``@step(warm=...)``), at most ``num_workers``.
+    warm: int = 1
 
 
 def is_event_type(tp: Any) -> bool:
@@ -219,6 +221,7 @@ class WorkflowSpec:
                     or config.timeout is not None
                 ),
                 timeout=config.timeout,
+                warm=config.warm,
             )
             for step, config in configs.items()
         )

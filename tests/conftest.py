@@ -10,6 +10,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# No parked actor sets or spares by default: each test's actors stop when it closes its workflows (the ``ray_env``
+# check below), and spares would start processes the 2-core test machine cannot spare. Tests of the park install
+# one of their own (``rayflow.runtime.park.install``) and drain it.
+os.environ.setdefault("RAYFLOW_PARK_SETS", "0")
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,9 @@ class StepRoute:
     #: Seconds one invocation may take (``@step(timeout=...)``); past it the invocation is stopped, its actor
     #: replaced when it cannot be stopped otherwise. None: no limit.
     timeout: float | None = None
+    #: Actors the pool starts with, before any event needs them (``@step(warm=...)``); it grows from there toward
+    #: ``num_workers`` while events wait.
+    warm: int = 1
 
 
 @dataclass

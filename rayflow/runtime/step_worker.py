@@ -42,7 +42,7 @@ from rayflow.runtime.resources import ResourceResolver
 from rayflow.runtime.step_context import Attempts, Outbox, Paused, StepCode, StepFace, StepHost
 from rayflow.spec import StepConfig, WorkflowSpec
 
-__all__ = ["StepWorker"]
+__all__ = ["StepActorClass", "StepWorker"]
 
 
 class _DispatcherInbox:
@@ -320,6 +320,10 @@ class _StepWorker:
         except Exception:
             failed_envelope = None
         return Failure(step, error, message, failed_envelope, attempts.number, elapsed)
+
+
+#: The plain class of a step actor, for actor classes that extend it (``rayflow.runtime.reusable_worker``).
+StepActorClass = _StepWorker
 
 
 class StepWorker:
