@@ -6,9 +6,10 @@ What users feel before anything is warm (the cases ``benchmarks/fanout.py`` warm
   the class, its second run, then the first run of a second instance of the same class created while the first is
   alive, and that instance's second run. rayflow starts actors for instance 1's first run; the second instance's
   first run is where reused and spare actors show (``RAYFLOW_SPARE_SETS``, ``RAYFLOW_PARK_SETS``).
-* **fan-out**: a fresh instance of a fan-out class (a start step ``send_event``s N events to a
+* **fan-out**: a fresh instance of a new fan-out class (a start step ``send_event``s N events to a
   ``@step(num_workers=W)`` worker, a collector ``collect_events`` them) run once with N events: on rayflow the
-  worker pool's actors start during (or, warm, before) that one run.
+  worker pool's actors start during that one run (``warm=1``, the default) or before its first event
+  (``warm=W``). LlamaIndex's fan-in is quadratic: it runs ``--llama-fanout`` events (1,000 by default).
 
 The classes are built by one function from each API module, so both engines run identical code.
 
@@ -34,8 +35,10 @@ from typing import Any
 _EXPECTED: dict[int, list[type]] = {}
 
 
-def build(api: ModuleType, workers: int) -> tuple[type, type]:
-    """The three-step class and the fan-out class, written once against ``api`` (rayflow or LlamaIndex)."""
+def build(api: ModuleType, workers: int, warm: int = 1) -> tuple[type, type]:
+    """The three-step class and the fan-out class, written once against ``api`` (rayflow or LlamaIndex); on rayflow
+    the fan-out's worker pool starts ``warm`` actors (``@step(warm=...)``, rayflow's own option)."""
+    warm_option = {"warm": warm} if getattr(api, "__name__", "") == "rayflow" else {}
     Event, StartEvent, StopEvent, Context = api.Event, api.StartEvent, api.StopEvent, api.Context
 
     class AEvent(Event):
@@ -73,7 +76,7 @@ def build(api: ModuleType, workers: int) -> tuple[type, type]:
                 ctx.send_event(WorkEvent(i=i, n=n))
             return None
 
-        @api.step(num_workers=workers)
+        @api.step(num_workers=workers, **warm_option)
         async def work(self, ev: WorkEvent) -> DoneEvent:
             return DoneEvent(i=ev.i, n=ev.n)
 
@@ -124,14 +127,14 @@ async def three_steps(api: ModuleType, label: str, workers: int) -> dict[str, fl
     return times
 
 
-async def fan_out(api: ModuleType, label: str, workers: int, n: int) -> float:
-    """Seconds of the one run of a fresh fan-out instance."""
-    _, cls = build(api, workers)
+async def fan_out(api: ModuleType, label: str, workers: int, n: int, warm: int = 1) -> float:
+    """Seconds of the one run of a fresh fan-out instance (of a new class: no parked set or spare fits it)."""
+    _, cls = build(api, workers, warm)
     wf = cls(timeout=None)
     seconds = await _time(wf, n, n=n)
     await _close(wf)
     rate = n / seconds
-    _log(f"[{label}] fresh fan-out of {n:,} through num_workers={workers}: {seconds:.2f} s ({rate:,.0f} events/s)")
+    _log(f"[{label}] fresh fan-out of {n:,}, num_workers={workers}, warm={warm}: {seconds:.2f} s ({rate:,.0f} ev/s)")
     return seconds
 
 
@@ -141,6 +144,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each case, each on new classes")
     parser.add_argument("--fanout", type=int, default=5000, help="events of the fresh fan-out (0: skip it)")
     parser.add_argument("--workers", type=int, default=4, help="num_workers of the fan-out's worker step")
+    parser.add_argument("--llama-fanout", type=int, default=1000, help="events of LlamaIndex's fan-out (quadratic)")
     args = parser.parse_args()
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     apis: dict[str, ModuleType] = {}
@@ -177,7 +181,12 @@ async def main() -> None:
         if args.fanout:
             for label, api in apis.items():
                 gc.collect()
-                await fan_out(api, f"{label} r{round_ + 1}", args.workers, args.fanout)
+                tag = f"{label} r{round_ + 1}"
+                if label == "rayflow":
+                    await fan_out(api, tag, args.workers, args.fanout, warm=1)
+                    await fan_out(api, tag, args.workers, args.fanout, warm=args.workers)
+                elif args.llama_fanout:
+                    await fan_out(api, tag, args.workers, args.llama_fanout)
     _log(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

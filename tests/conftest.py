@@ -42,7 +42,10 @@ def ray_env(ray_cluster: None) -> Iterator[None]:
     yield
     import gc
 
+    from rayflow.runtime.park import current
+
     gc.collect()
+    current().drain_sync()  # sets parked when the park is on (RAYFLOW_PARK_SETS): bounded, not left behind
     left = live_rayflow_actors()
     assert not left, f"test left rayflow actors alive: {left}"
 

@@ -91,8 +91,8 @@ class ActorPark:
                 if entry is None:
                     return None
                 self._parked.remove(entry)
-            try:
-                answer = ray.get(entry.ready, timeout=settings().shutdown_grace_s * 4)
+            try:  # a spare may still be starting; one not ready within the time it may stay parked is dropped
+                answer = ray.get(entry.ready, timeout=self._park_s)
             except Exception:
                 answer = False
             if answer is True:
