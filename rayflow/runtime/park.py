@@ -118,6 +118,13 @@ class ActorPark:
         dispatcher = Dispatcher.create(None, [], f"rayflow.{name}.{uuid.uuid4().hex[:8]}", False)
         self._add(_Parked(dispatcher, None, shape, dispatcher.spare(list(shape)), 0.0))
 
+    def settled_sync(self) -> None:
+        """Wait until every parked set has forgotten its instance, or runs (a spare); a benchmark's fair start."""
+        with self._wake:
+            refs = [p.ready for p in self._parked]
+        if refs:
+            ray.wait(refs, num_returns=len(refs), timeout=self._park_s)
+
     def stop(self, dispatcher: Dispatcher) -> None:
         """Stop a set (its dispatcher ends its actors, then itself), without waiting here."""
         ref = dispatcher.release()
