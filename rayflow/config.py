@@ -60,6 +60,15 @@ class Settings:
     dispatcher_max_concurrency: int = field(default_factory=lambda: _int("RAYFLOW_DISPATCHER_MAX_CONCURRENCY", 10_000))
     #: Seconds a workflow's actors stay alive with no run before they are released.
     idle_release_s: float = field(default_factory=lambda: _float("RAYFLOW_IDLE_RELEASE_S", 600.0))
+    #: Idle actor sets (a dispatcher, its context actor and step actors) the driver keeps parked for new workflow
+    #: instances: sets released by closed, collected or idle instances, and spares started ahead of need (0: none;
+    #: every released set is stopped and every instance starts its own actors).
+    park_sets: int = field(default_factory=lambda: _int("RAYFLOW_PARK_SETS", 4))
+    #: Blank sets started ahead of need for each workflow shape (its step names and warm sizes) whose instance just
+    #: started actors, so that the next instance of that shape starts warm (0: none; they count in ``park_sets``).
+    spare_sets: int = field(default_factory=lambda: _int("RAYFLOW_SPARE_SETS", 1))
+    #: Seconds a set stays parked unused before it is stopped.
+    park_s: float = field(default_factory=lambda: _float("RAYFLOW_PARK_S", 120.0))
     #: Times one event may be delivered to a step whose actor then dies before its run fails (a poison event).
     max_deliveries: int = field(default_factory=lambda: _int("RAYFLOW_MAX_DELIVERIES", 3))
     #: Seconds between two checkpoints of a journaled run (``Workflow(journal=...)``), after the one taken at its start.

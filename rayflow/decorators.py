@@ -83,10 +83,15 @@ def _make_step_config(
     localns: dict[str, Any] | None,
     timeout: float | None = None,
     max_in_flight: int | None = None,
+    warm: int = 1,
 ) -> StepConfig:
     """Inspect ``func`` and build its ``StepConfig``, refusing signatures that cannot work."""
     if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers <= 0:
         raise WorkflowValidationError("num_workers must be an integer greater than 0")
+    if not isinstance(warm, int) or isinstance(warm, bool) or not 1 <= warm <= num_workers:
+        raise WorkflowValidationError(
+            f"Step {func.__qualname__}: warm must be an integer from 1 to num_workers ({num_workers}), got {warm!r}"
+        )
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
         raise WorkflowValidationError(
             f"Step {func.__qualname__}: timeout must be a number of seconds greater than 0, or None (got {timeout!r})"
@@ -146,6 +151,7 @@ def _make_step_config(
         uses_self=_reads_self(func),
         timeout=None if timeout is None else float(timeout),
         max_in_flight=max_in_flight,
+        warm=warm,
     )
 
 
@@ -198,6 +204,7 @@ def step(
     accept_event_subclasses: bool = False,
     timeout: float | None = None,
     max_in_flight: int | None = None,
+    warm: int = 1,
 ) -> Callable[[F], F]: ...
 
 
@@ -210,6 +217,7 @@ def step(
     accept_event_subclasses: bool = False,
     timeout: float | None = None,
     max_in_flight: int | None = None,
+    warm: int = 1,
 ) -> F | Callable[[F], F]:
     """Make a method a workflow step.
 
@@ -224,6 +232,8 @@ def step(
     and fails with ``StepTimeoutError``, which the retry policy and ``@catch_error`` see like any failure; a step
     blocked where it cannot be cancelled (a sync step, or an async one blocking its event loop) is stopped by
     replacing its actor.
+    ``warm`` (rayflow's): actors the pool starts with at the instance's first run, before any event needs them
+    (1 by default; ``warm=num_workers`` starts the full pool, at about 90 MiB of memory per actor).
     """
     localns = _caller_locals(2)
 
@@ -236,6 +246,7 @@ def step(
             localns=localns,
             timeout=timeout,
             max_in_flight=max_in_flight,
+            warm=warm,
         )
         return _attach(fn, config, workflow)
 

@@ -63,6 +63,8 @@ class StepConfig:
     timeout: float | None = None
     #: The most invocations going at once across every run of the instance (``@step(max_in_flight=...)``).
     max_in_flight: int | None = None
+    #: Actors the step's pool starts with (``@step(warm=...)``), at most ``num_workers``.
+    warm: int = 1
 
 
 def is_event_type(tp: Any) -> bool:
@@ -223,6 +225,7 @@ class WorkflowSpec:
                 ),
                 timeout=config.timeout,
                 max_in_flight=config.max_in_flight,
+                warm=config.warm,
             )
             for step, config in configs.items()
         )

@@ -192,7 +192,9 @@ class Workflow:
     # -- lifetime ------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Stop this instance's actors and wait until they are gone; a later run starts them again."""
+        """Release this instance's actors; a later run starts (or takes) a set again. They are parked for a later
+        instance of the same class while the driver's park has room (``RAYFLOW_PARK_SETS``, for up to
+        ``RAYFLOW_PARK_S`` seconds), else stopped and waited for until they are gone."""
         await self._session.close()
 
     async def __aenter__(self) -> Workflow:

@@ -10,6 +10,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# No parked actor sets or spares by default: each test's actors stop when it closes its workflows (the ``ray_env``
+# check below), and spares would start processes the 2-core test machine cannot spare. Tests of the park install
+# one of their own (``rayflow.runtime.park.install``) and drain it.
+os.environ.setdefault("RAYFLOW_PARK_SETS", "0")
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +42,10 @@ def ray_env(ray_cluster: None) -> Iterator[None]:
     yield
     import gc
 
+    from rayflow.runtime.park import current
+
     gc.collect()
+    current().drain_sync()  # sets parked when the park is on (RAYFLOW_PARK_SETS): bounded, not left behind
     left = live_rayflow_actors()
     assert not left, f"test left rayflow actors alive: {left}"
 

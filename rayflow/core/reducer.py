@@ -169,9 +169,10 @@ def _run_resumed(fx: Effects, tick: RunResumed) -> None:
 
 
 def _warm(fx: Effects) -> None:
-    """One actor for every pool that has none, started in parallel, instead of one actor start per hop."""
+    """Every pool up to its warm size (one actor unless ``@step(warm=...)`` says more), started in parallel before the
+    events that need them, instead of one actor start per hop."""
     for pool in fx.state.pools.values():
-        if pool.size == 0:
+        for _ in range(min(pool.route.warm, pool.route.num_workers) - pool.size):
             fx.commands.append(start_actor(pool))
 
 

@@ -40,6 +40,9 @@ class StepRoute:
     timeout: float | None = None
     #: The most invocations going at once across every run (``@step(max_in_flight=...)``); None: no such cap.
     max_in_flight: int | None = None
+    #: Actors the pool starts with, before any event needs them (``@step(warm=...)``); it grows from there toward
+    #: ``num_workers`` while events wait.
+    warm: int = 1
 
 
 @dataclass

@@ -33,7 +33,7 @@ class RunResumed:
 
 @dataclass(frozen=True, slots=True)
 class WarmUp:
-    """Start one actor for every step pool that has none (the workflow's actors are being started)."""
+    """Start every step pool up to its warm size (the workflow's actors are being started)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,6 +185,16 @@ class _ContextActor:
             self._unwatched = asyncio.Event()
         self._unwatched.set()
 
+    async def reset(self) -> None:
+        """Forget every context, lock and watch: the actor is parked for another workflow instance
+        (``rayflow.runtime.park``). Waiting editors fail; watches answer as after ``unwatch``; new ones wait again."""
+        for lock in self._locks.values():
+            lock.fail_waiters("the workflow's actors were released")
+        self._states, self._types, self._locks = {}, {}, {}
+        if self._unwatched is not None:
+            self._unwatched.set()
+        self._unwatched = asyncio.Event()
+
     async def states(self, ctx_ids: list[str]) -> dict[str, Any]:
         """The states of those of ``ctx_ids`` this actor holds (to keep them across a release of the actors)."""
         return {ctx_id: self._states[ctx_id] for ctx_id in ctx_ids if ctx_id in self._states}
@@ -373,6 +383,10 @@ class ContextActor:
             await asyncio.wait_for(self._handle.unwatch.remote(), settings().shutdown_grace_s)
         except (RayActorError, TimeoutError):
             pass  # gone, or not answering: the stop kills it after the grace period
+
+    async def reset(self) -> None:
+        """Forget every context, lock and watch (the actor is parked for another workflow instance)."""
+        await _answer(self._handle.reset.remote())
 
     async def states(self, ctx_ids: list[str]) -> dict[str, Any]:
         return await _answer(self._handle.states.remote(ctx_ids))

@@ -9,11 +9,19 @@ pool settings) and holds the pickled workflow only as bytes to hand to the step 
 unpickles an event or the workflow, so it loads no user code (when an event's field must be read, for
 ``wait_for_event`` requirements, a step actor reads it). The driver reads a run's stream by long polling
 ``next_items``: the envelopes written to the stream (with their ids), and last the run's ``EndRun``.
+
+A dispatcher and the actors it owns form a *set*, which the driver may park between workflow instances
+(``rayflow.runtime.park``): ``park`` forgets the instance (its routes, runs, blob; the context actor's contexts;
+each step actor's workflow, see ``rayflow.runtime.reusable_worker``) and keeps the processes; ``bind`` takes the next
+instance's blob and routes and serves it as if newly created, binding kept step actors instead of starting new ones
+(by step and index: their names stay the holder names of their store locks). A set may also start blank
+(``spare``): its step actors never load a workflow until bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -62,7 +70,7 @@ from rayflow.errors import WorkflowActorDiedError
 from rayflow.runtime.actors import stop_actors, stop_actors_sync
 from rayflow.runtime.claims import claim, claim_results
 from rayflow.runtime.context_actor import ContextActor
-from rayflow.runtime.step_worker import StepWorker
+from rayflow.runtime.reusable_worker import ReusableWorker
 
 __all__ = ["Dispatcher"]
 
@@ -83,25 +91,32 @@ class _RunStream:
         return items
 
 
+def _fresh_state(routes: list[StepRoute]) -> DispatcherState:
+    config = settings()
+    return DispatcherState.of(
+        RoutingTable.of(routes),
+        config.max_batch,
+        config.actor_pipeline,
+        batch_target_s=config.batch_target_s,
+        first_batch=config.first_batch,
+        ended_memory=config.ended_snapshots,
+        max_deliveries=config.max_deliveries,
+        grace_s=config.shutdown_grace_s,
+        actor_calls=config.actor_calls,
+    )
+
+
 class _Dispatcher:
-    def __init__(self, workflow_blob: bytes, routes: list[StepRoute], label: str, verbose: bool) -> None:
-        config = settings()
-        self._state = DispatcherState.of(
-            RoutingTable.of(routes),
-            config.max_batch,
-            config.actor_pipeline,
-            batch_target_s=config.batch_target_s,
-            first_batch=config.first_batch,
-            ended_memory=config.ended_snapshots,
-            max_deliveries=config.max_deliveries,
-            grace_s=config.shutdown_grace_s,
-            actor_calls=config.actor_calls,
-        )
+    def __init__(self, workflow_blob: bytes | None, routes: list[StepRoute], label: str, verbose: bool) -> None:
+        self._state = _fresh_state(routes)
         self._wait_timers: dict[str, list[asyncio.TimerHandle]] = {}
         self._blob = workflow_blob
         self._label = label
         self._verbose = verbose
-        self._workers: dict[tuple[str, int], StepWorker] = {}
+        self._workers: dict[tuple[str, int], ReusableWorker] = {}
+        #: Step actors kept from an earlier instance (or started blank), bound when a pool starts its actor of
+        #: that number.
+        self._parked: dict[tuple[str, int], ReusableWorker] = {}
         self._context = ContextActor.start(f"{label}.context")
         self._streams: dict[str, _RunStream] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -111,8 +126,9 @@ class _Dispatcher:
         self._self = ray.get_runtime_context().current_actor
 
     async def ready(self) -> ContextActor:
-        """Start one actor per step and the context actor, and wait for them (so a run's timeout counts
+        """Start every step pool to its warm size and the context actor, and wait for them (so a run's timeout counts
         the run, not the start of its workflow's actors); the context actor's client."""
+        self._warming = True
         self._apply(WarmUp())
         await self._context.ready()
         await asyncio.gather(*self._starting)
@@ -120,6 +136,54 @@ class _Dispatcher:
         self._warming = False
         self._spawn(self._watch_context())
         return self._context
+
+    async def spare(self, shape: list[tuple[str, int]]) -> bool:
+        """Start blank step actors, ``count`` for each ``(step, count)`` of ``shape``, and the context actor; answers
+        once they run. They load no workflow until ``bind``."""
+        for step, count in shape:
+            for index in range(count):
+                self._parked[(step, index)] = ReusableWorker.start(
+                    blob=None,
+                    step=step,
+                    dispatcher=self._self,
+                    context=self._context,
+                    name=f"{self._label}.{step}.{index}",
+                    verbose=False,
+                    num_cpus=settings().step_num_cpus,
+                )
+        await asyncio.gather(self._context.ready(), *(worker.alive() for worker in self._parked.values()))
+        return True
+
+    async def park(self) -> bool:
+        """Forget the workflow instance served so far and keep the actors for another (see the module docstring).
+        While a run is going on, nothing is forgotten: the set stops instead, as ``release`` (the call then fails with
+        the actor's exit). A step actor that cannot forget its instance (something of it still runs there) is
+        stopped."""
+        if self._state.runs or self._streams:
+            await self.release()
+            return False
+        for timer in self._timers.values():
+            timer.cancel()
+        for timers in self._wait_timers.values():
+            for timer in timers:
+                timer.cancel()
+        self._timers, self._wait_timers = {}, {}
+        workers = {**self._parked, **self._workers}
+        answers = await asyncio.gather(*(worker.unbind() for worker in workers.values()), return_exceptions=True)
+        self._workers, self._parked = {}, {}
+        for key, answer in zip(workers, answers, strict=True):
+            if answer is True:
+                self._parked[key] = workers[key]
+            else:
+                ray.kill(workers[key].handle, no_restart=True)
+        await self._context.reset()
+        self._blob, self._state = None, _fresh_state([])
+        return True
+
+    async def bind(self, workflow_blob: bytes, routes: list[StepRoute], verbose: bool) -> ContextActor:
+        """Serve a new workflow instance with this set's actors, as ``ready`` does for a new set."""
+        self._blob, self._verbose, self._state = workflow_blob, verbose, _fresh_state(routes)
+        return await self.ready()
 
     async def start_run(self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None) -> None:
         self._streams[run_id] = _RunStream()
@@ -157,8 +221,10 @@ class _Dispatcher:
 
     async def shutdown(self) -> None:
         """Stop every actor this dispatcher started and wait until they are gone."""
-        handles = [*(worker.handle for worker in self._workers.values()), self._context.handle]
+        workers = [*self._workers.values(), *self._parked.values()]
+        handles = [*(worker.handle for worker in workers), self._context.handle]
         self._workers.clear()
+        self._parked.clear()
         await self._context.unwatch()
         await stop_actors(handles)
 
@@ -208,17 +274,24 @@ class _Dispatcher:
                 self._spawn(self._confirm_stopped(command.run_id, step, actor))
 
     def _start_actor(self, step: str, index: int) -> None:
-        worker = StepWorker.start(
-            blob=self._blob,
-            step=step,
-            dispatcher=self._self,
-            context=self._context,
-            name=f"{self._label}.{step}.{index}",
-            verbose=self._verbose,
-            num_cpus=settings().step_num_cpus,
-        )
+        """Bind the parked step actor of this step and number, or start a new one."""
+        worker = self._parked.pop((step, index), None)
+        if worker is None:
+            worker = ReusableWorker.start(
+                blob=self._blob,
+                step=step,
+                dispatcher=self._self,
+                context=self._context,
+                name=f"{self._label}.{step}.{index}",
+                verbose=self._verbose,
+                num_cpus=settings().step_num_cpus,
+            )
+            ready = worker.ready()
+        else:
+            assert self._blob is not None
+            ready = worker.bind(self._blob, self._verbose)
         self._workers[(step, index)] = worker
-        task = self._spawn(self._await_ready(step, index, worker))
+        task = self._spawn(self._await_ready(step, index, worker, ready))
         if self._warming:
             self._starting.append(task)
 
@@ -253,9 +326,9 @@ class _Dispatcher:
         for worker in self._workers.values():
             worker.end_run(command.run_id)
 
-    async def _await_ready(self, step: str, index: int, worker: StepWorker) -> None:
+    async def _await_ready(self, step: str, index: int, worker: ReusableWorker, ready: Awaitable[None]) -> None:
         try:
-            await worker.ready()
+            await ready
         except Exception as err:
             self._workers.pop((step, index), None)
             cause = getattr(err, "cause", None) or err
@@ -355,8 +428,9 @@ class Dispatcher:
         self._last_emit: Any = None
 
     @classmethod
-    def create(cls, workflow_blob: bytes, routes: list[StepRoute], label: str, verbose: bool) -> Dispatcher:
-        """Start the dispatcher of one workflow instance (it starts its step actors and context actor)."""
+    def create(cls, workflow_blob: bytes | None, routes: list[StepRoute], label: str, verbose: bool) -> Dispatcher:
+        """Start the dispatcher of one workflow instance (it starts its step actors and context actor); with no blob,
+        a blank one for ``spare`` and ``bind``."""
         actor = ray.remote(_Dispatcher).options(
             name=f"{label}.dispatcher", num_cpus=0, max_concurrency=settings().dispatcher_max_concurrency
         )
@@ -365,6 +439,20 @@ class Dispatcher:
     def ready_sync(self) -> ContextActor:
         """Block until the dispatcher, one actor per step and the context actor run; the context actor's client."""
         context: ContextActor = ray.get(self._handle.ready.remote())
+        return context
+
+    def spare(self, shape: list[tuple[str, int]]) -> Any:
+        """Have a blank dispatcher start blank step actors by ``(step, count)``; the ref answers True once they run."""
+        return self._handle.spare.remote(shape)
+
+    def park(self) -> Any:
+        """Have the dispatcher forget its workflow instance, keeping its actors; the ref answers True once it has,
+        False if a run is going on (nothing was forgotten)."""
+        return self._handle.park.remote()
+
+    def bind_sync(self, workflow_blob: bytes, routes: list[StepRoute], verbose: bool) -> ContextActor:
+        """Block until a parked set serves the workflow in ``workflow_blob``; the context actor's client."""
+        context: ContextActor = ray.get(self._handle.bind.remote(workflow_blob, routes, verbose))
         return context
 
     async def start_run(self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None) -> None:

@@ -9,6 +9,11 @@ When the dispatcher or the context actor dies, the driver forgets that set of ac
 left of it in a helper thread; the next run starts a new set, under new names (``<label>-<n>.dispatcher``, ...): Ray
 may hold a dead actor's name a while.
 Before an idle release, ``keep`` reads what the caller's live contexts need to find again in the next set.
+
+Starting and releasing go through the driver's park (``rayflow.runtime.park``): a start takes a parked set (one an
+earlier instance of the same class released, or a blank spare of the same shape) and binds it to this instance
+before it starts new actors, then has a spare started for the next instance; ``close()``, the garbage collection and
+the idle release park the set instead of stopping it, while the park has room. A set that died is never parked.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from rayflow.runtime.actors import stop_actors_sync
 from rayflow.runtime.cluster import ensure_ray
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.dispatcher import Dispatcher
+from rayflow.runtime.park import Shape, current, shape_of
 from rayflow.spec import WorkflowSpec
 
 __all__ = ["WorkflowRuntime", "released"]
@@ -51,11 +57,12 @@ class _Actors:
         return bool(ray.wait([self.watch], timeout=0)[0])
 
 
-def _release(holder: list[_Actors | None]) -> None:
-    """Finalizer of a collected workflow: its dispatcher stops its actors, then itself (no waiting here)."""
+def _release(holder: list[_Actors | None], kind: type, shape: Shape) -> None:
+    """Finalizer of a collected workflow: its set is parked, or its dispatcher stops its actors, then itself (no
+    waiting here)."""
     actors = holder[0]
     holder[0] = None
-    if actors is not None and ray.is_initialized():
+    if actors is not None and ray.is_initialized() and not current().put(actors.dispatcher, kind, shape):
         _releasing.append(actors.dispatcher.release())
 
 
@@ -114,7 +121,9 @@ class WorkflowRuntime:
         self._active = 0
         self._closing: asyncio.Future[None] | None = None
         self._last_end = time.monotonic()
-        weakref.finalize(owner, _release, self._holder)
+        self._kind = type(owner)
+        self._shape = shape_of(spec.routes)
+        weakref.finalize(owner, _release, self._holder, self._kind, self._shape)
         _live.add(self)
 
     @property
@@ -154,11 +163,25 @@ class WorkflowRuntime:
             actors = self._holder[0]
             if actors is None:
                 ensure_ray()
-                label = f"{self.label}-{self._deaths}" if self._deaths else self.label
-                dispatcher = Dispatcher.create(self._blob(), list(self._spec.routes), label, self._verbose)
-                context = dispatcher.ready_sync()
+                park = current()
+                dispatcher, context = park.take(self._kind, self._shape), None
+                if dispatcher is not None:
+                    try:
+                        context = dispatcher.bind_sync(self._blob(), list(self._spec.routes), self._verbose)
+                    except Exception:
+                        park.stop(dispatcher)  # it could not serve: a new set below
+                        dispatcher = None
+                if dispatcher is None or context is None:
+                    label = f"{self.label}-{self._deaths}" if self._deaths else self.label
+                    dispatcher = Dispatcher.create(self._blob(), list(self._spec.routes), label, self._verbose)
+                    context = dispatcher.ready_sync()
                 actors = self._holder[0] = _Actors(dispatcher, context, context.watching())
+                park.refill(self._shape, self._spec.name)
             return actors.dispatcher, actors.context
+
+    def _park(self, actors: _Actors) -> bool:
+        """Hand a released set to the park (True), or leave it to the caller to stop (False)."""
+        return ray.is_initialized() and current().put(actors.dispatcher, self._kind, self._shape)
 
     def run_started(self) -> None:
         self._active += 1
@@ -208,16 +231,18 @@ class WorkflowRuntime:
             return
         if self._keep is not None:
             await self._keep(actors.context)
-        await actors.dispatcher.close()
+        if not self._park(actors):
+            await actors.dispatcher.close()
 
     async def close(self) -> None:
-        """Stop every actor of this instance and wait until they are gone."""
+        """Release this instance's actors: parked for a later instance (the park has room), else stopped and waited
+        for until they are gone."""
         closing = self._closing
         if closing is not None and not closing.done() and closing.get_loop() is asyncio.get_running_loop():
             await asyncio.shield(closing)
         with self._lock:
             actors, self._holder[0] = self._holder[0], None
-        if actors is not None and ray.is_initialized():
+        if actors is not None and ray.is_initialized() and not self._park(actors):
             await actors.dispatcher.close()
         await asyncio.to_thread(self._join_retiring)
 
@@ -242,3 +267,5 @@ def _close_all() -> None:
             runtime.close_sync()
         except Exception:
             pass
+    if ray.is_initialized():
+        current().drain_sync()

@@ -45,7 +45,7 @@ from rayflow.runtime.state_replica import UNKNOWN, Known, ReplicaReads, StateRep
 from rayflow.runtime.step_context import Attempts, Outbox, Paused, StepCode, StepFace, StepHost
 from rayflow.spec import StepConfig, WorkflowSpec
 
-__all__ = ["StepWorker"]
+__all__ = ["StepActorClass", "StepWorker"]
 
 
 class _DispatcherInbox:
@@ -384,6 +384,10 @@ def _known(item: WorkItem) -> Known:
     versions = [item.envelope.state_version]
     versions.extend(envelope.state_version for _, envelope in item.resolved if envelope is not None)
     return Known(UNKNOWN if UNKNOWN in versions else max(versions))
+
+
+#: The plain class of a step actor, for actor classes that extend it (``rayflow.runtime.reusable_worker``).
+StepActorClass = _StepWorker
 
 
 class StepWorker:

@@ -243,3 +243,12 @@ def test_fan_in_cost_does_not_grow_with_events_already_routed():
         sizes.append(len(reduce(state, EventsEmitted("r1", "start", [env("X")] * 2000))))
     assert state.runs["r1"].inflight == 100_001
     assert max(sizes) <= 1  # queued behind one busy actor: no command per event, no rescans
+
+
+def test_first_run_starts_each_pool_at_its_warm_size_at_most_num_workers():
+    state = state_of(
+        StepRoute("a", frozenset({"Start"}), num_workers=4, warm=3), StepRoute("b", frozenset({"X"}), num_workers=2)
+    )
+    commands = reduce(state, RunStarted("r1", "c1", env("Start"), None, now=0.0))
+    started_actors = sorted((c.step, c.actor) for c in commands if isinstance(c, StartActor))
+    assert started_actors == [("a", 0), ("a", 1), ("a", 2), ("b", 0)]
