@@ -52,6 +52,11 @@ class _ReusableStepWorker(StepActorClass):
         self._forget()
         return True
 
+    async def end_run(self, run_id: str) -> None:
+        """As a bound actor does; an unbound one has no run to end (the call came after the instance let it go)."""
+        if "_ended" in self.__dict__:
+            await super().end_run(run_id)
+
     def _idle(self) -> bool:
         state = self.__dict__
         return not (state.get("_running") or state.get("_locks") or state.get("_retire"))
