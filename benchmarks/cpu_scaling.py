@@ -23,8 +23,7 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fanout import _log, connect_ray, expected_list
-from users_fanout import llama_api
+from fanout import _log, close_workflow, connect_ray, expected_list, llama_api
 
 
 def burn(ms: float) -> int:
@@ -81,9 +80,7 @@ async def bench(api: ModuleType, label: str, items: int, workers: int, ms: float
             assert await wf.run(n=items) == items
             warm = min(warm, time.perf_counter() - t0)
     finally:
-        close = getattr(wf, "close", None)
-        if close is not None:
-            await close()
+        await close_workflow(wf)
     _log(f"[{label}] first run {first:.2f} s, warm best of {rounds} {warm:.2f} s")
     return first, warm
 

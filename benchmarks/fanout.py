@@ -191,9 +191,7 @@ async def bench_workflows(
             _log(f"[{label}] {kind} chain, {hops:,} hops: {seconds:.2f} s  {seconds / hops * 1e3:.3f} ms/hop")
     finally:
         for wf in (fanout, *chains.values()):
-            close = getattr(wf, "close", None)  # LlamaIndex workflows hold no resources and have no close()
-            if close is not None:
-                await close()
+            await close_workflow(wf)
     return result
 
 
@@ -343,6 +341,31 @@ def render(results: dict[str, Result], sizes: Sequence[int], hops: int) -> str:
     return "\n".join(lines)
 
 
+def llama_api() -> ModuleType:
+    """LlamaIndex Workflows' names in one namespace, as the benchmarks' workflow builders take them (``workflows``
+    splits what ``llama_index.core.workflow`` re-exports)."""
+    import workflows
+    from workflows import events as wf_events
+
+    api = ModuleType("llama_api")
+    api.__dict__.update(
+        Workflow=workflows.Workflow,
+        step=workflows.step,
+        Context=workflows.Context,
+        Event=wf_events.Event,
+        StartEvent=wf_events.StartEvent,
+        StopEvent=wf_events.StopEvent,
+    )
+    return api
+
+
+async def close_workflow(wf: object) -> None:
+    """Release a rayflow workflow's actors; LlamaIndex workflows hold no resources and have no ``close()``."""
+    close = getattr(wf, "close", None)
+    if close is not None:
+        await close()
+
+
 def connect_ray() -> None:
     """Join ``RAY_ADDRESS`` or start a local Ray, through rayflow when it is importable."""
     import ray
@@ -401,19 +424,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     if "ray" in args.engines:
         results["ray"] = bench_raw_ray(args.sizes, args.workers, args.chain, args.repeat)
     if "llama" in args.engines:
-        import workflows
-        from workflows import events as wf_events
-
-        # `workflows` splits what `llama_index.core.workflow` re-exports; gather the names in one namespace.
-        api = ModuleType("llama_api")
-        api.__dict__.update(
-            Workflow=workflows.Workflow,
-            step=workflows.step,
-            Context=workflows.Context,
-            Event=wf_events.Event,
-            StartEvent=wf_events.StartEvent,
-            StopEvent=wf_events.StopEvent,
-        )
+        api = llama_api()
         llama_sizes = [n for n in args.sizes if n <= args.llama_max]
         results["llama"] = await bench_workflows(api, "LlamaIndex", llama_sizes, args.workers, args.chain, args.repeat)
     print(render(results, args.sizes, args.chain))

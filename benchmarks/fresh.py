@@ -31,8 +31,13 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fanout import close_workflow, llama_api
 
 _EXPECTED: dict[int, list[type]] = {}
 
@@ -108,9 +113,7 @@ async def _time(wf: Any, expected: Any, **kwargs: Any) -> float:
 
 async def _close(*workflows: Any) -> None:
     for wf in workflows:
-        close = getattr(wf, "close", None)  # LlamaIndex workflows have no close()
-        if close is not None:
-            await close()
+        await close_workflow(wf)
 
 
 async def three_steps(api: ModuleType, label: str, workers: int) -> dict[str, float]:
@@ -170,19 +173,7 @@ async def main() -> None:
         apis["rayflow"] = rayflow
         _log(f"rayflow {rayflow.__file__}, Ray {ray.__version__}")
     if "llama" in engines:
-        import workflows
-        from workflows import events as wf_events
-
-        # `workflows` splits what `llama_index.core.workflow` re-exports; gather the names in one namespace.
-        llama = ModuleType("llama_api")
-        llama.__dict__.update(
-            Workflow=workflows.Workflow,
-            step=workflows.step,
-            Context=workflows.Context,
-            Event=wf_events.Event,
-            StartEvent=wf_events.StartEvent,
-            StopEvent=wf_events.StopEvent,
-        )
+        llama = llama_api()
         apis["llama"] = llama
     _log(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     for round_ in range(args.rounds):

@@ -27,10 +27,15 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fanout import llama_api
 
 ENGINES = ("rayflow", "llama", "ray")
 
@@ -74,22 +79,6 @@ def build_workflow(api: ModuleType, touch: str) -> type:
             return StopEvent(result=ev.data)
 
     return ThreeSteps
-
-
-def llama_api() -> ModuleType:
-    """LlamaIndex Workflows' names in one namespace (``workflows`` splits what ``llama_index.core.workflow`` has)."""
-    import workflows
-    from workflows import events
-
-    api = ModuleType("llama_api")
-    api.__dict__.update(
-        Workflow=workflows.Workflow,
-        step=workflows.step,
-        Event=events.Event,
-        StartEvent=events.StartEvent,
-        StopEvent=events.StopEvent,
-    )
-    return api
 
 
 class StoreStats:

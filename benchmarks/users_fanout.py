@@ -29,7 +29,7 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fanout import _fmt, _log, _ratio, _timed, build_workflows, connect_ray, expected_list
+from fanout import _fmt, _log, _ratio, _timed, build_workflows, close_workflow, connect_ray, expected_list, llama_api
 
 
 def build_store_fanout(api: ModuleType, workers: int) -> type:
@@ -72,12 +72,6 @@ class Rates:
     warm: dict[int, float] = field(default_factory=dict)
 
 
-async def _close(wf: object) -> None:
-    close = getattr(wf, "close", None)  # LlamaIndex workflows hold no resources and have no close()
-    if close is not None:
-        await close()
-
-
 async def bench(api: ModuleType, label: str, sizes: Sequence[int], workers: int, warm_too: bool) -> Rates:
     store_cls = build_store_fanout(api, workers)
     rates = Rates()
@@ -93,7 +87,7 @@ async def bench(api: ModuleType, label: str, sizes: Sequence[int], workers: int,
             try:
                 seconds = await _timed(lambda wf=wf, n=n: wf.run(n=n), n, 1)
             finally:
-                await _close(wf)
+                await close_workflow(wf)
             rates.fresh[n] = n / seconds
             _log(f"[{label}] fresh instance, store read per event, {n:>7,}: {seconds:7.2f} s {n / seconds:9,.0f}/s")
             if warm_wf is not None:
@@ -102,7 +96,7 @@ async def bench(api: ModuleType, label: str, sizes: Sequence[int], workers: int,
                 _log(f"[{label}] warm instance, count in the event,  {n:>7,}: {seconds:7.2f} s {n / seconds:9,.0f}/s")
     finally:
         if warm_wf is not None:
-            await _close(warm_wf)
+            await close_workflow(warm_wf)
     return rates
 
 
@@ -156,22 +150,6 @@ def plot(rayflow: Rates, llama: Rates, path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     print(f"plot: {path}")
-
-
-def llama_api() -> ModuleType:
-    import workflows
-    from workflows import events as wf_events
-
-    api = ModuleType("llama_api")
-    api.__dict__.update(
-        Workflow=workflows.Workflow,
-        step=workflows.step,
-        Context=workflows.Context,
-        Event=wf_events.Event,
-        StartEvent=wf_events.StartEvent,
-        StopEvent=wf_events.StopEvent,
-    )
-    return api
 
 
 async def main(argv: Sequence[str] | None = None) -> int:

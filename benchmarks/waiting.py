@@ -23,8 +23,7 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fanout import _fmt, _log, _ratio, connect_ray
-from users_fanout import llama_api
+from fanout import _fmt, _log, _ratio, close_workflow, connect_ray, llama_api
 
 
 def build(api: ModuleType, wait_s: float) -> type:
@@ -54,9 +53,7 @@ async def bench(api: ModuleType, label: str, runs: int, wait_s: float) -> tuple[
         fresh = await _batch(wf, runs)
         warm = await _batch(wf, runs)
     finally:
-        close = getattr(wf, "close", None)
-        if close is not None:
-            await close()
+        await close_workflow(wf)
     _log(f"[{label}] {runs} runs of a {wait_s} s step: fresh instance {fresh:.2f} s, warm {warm:.2f} s")
     return fresh, warm
 
