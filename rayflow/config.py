@@ -46,6 +46,9 @@ class Settings:
     #: Copies of context states a step actor keeps to serve ``ctx.store`` reads locally (the least recently used
     #: is dropped; a dropped copy costs one round trip to the context actor at the next read).
     state_replicas: int = field(default_factory=lambda: _int("RAYFLOW_STATE_REPLICAS", 64))
+    #: Pickled bytes above which a context's state is not copied into step actors: their reads of it go to the
+    #: context actor, path by path (a large state would cost a whole copy per actor and per change).
+    state_copy_max_bytes: int = field(default_factory=lambda: _int("RAYFLOW_STATE_COPY_MAX_BYTES", 1 << 20))
     #: Seconds a step actor's copy of a state serves reads after the context actor last confirmed it: how late a
     #: step may see a write made meanwhile by a step running at the same time (writes made before its event it
     #: always sees).

@@ -148,7 +148,7 @@ class GuardedContext:
         return found, value
 
     async def get_state(self, ctx_id: str) -> Any:
-        version, state = await self._guarded(self._client.read(ctx_id, -1))
+        version, state = await self._guarded(self._client.read(ctx_id, -1, whole=True))
         self._face.see(version)
         return state
 

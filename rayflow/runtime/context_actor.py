@@ -30,9 +30,11 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray import cloudpickle
 from ray.exceptions import RayActorError, RayTaskError
 
 from rayflow.config import settings
@@ -41,15 +43,17 @@ from rayflow.core.paths import PathNotFound, get_path
 from rayflow.errors import StateLockLost
 from rayflow.runtime.state_lock import LeasedLock, LockStatus
 
-__all__ = ["ContextActor", "LockStatus", "holder_name"]
+__all__ = ["ContextActor", "LockStatus", "Oversized", "holder_name"]
 
 #: The holder name of every lock the context actor takes for itself (``set``, ``set_state``, ``clear``).
 _SELF = "context actor"
 
 
 class _ContextActor:
-    def __init__(self, lease_s: float) -> None:
+    def __init__(self, lease_s: float, copy_max_bytes: int) -> None:
         self._lease_s = lease_s
+        self._copy_max_bytes = copy_max_bytes
+        self._sizes: dict[str, tuple[int, int]] = {}
         self._states: dict[str, Any] = {}
         self._types: dict[str, type[Any]] = {}
         self._locks: dict[str, LeasedLock] = {}
@@ -89,11 +93,30 @@ class _ContextActor:
         except PathNotFound:
             return False, None, version
 
-    async def read(self, ctx_id: str, have: int) -> tuple[int, Any]:
-        """The context's version, and its state unless the caller's copy is at that version already (``have``)."""
+    async def read(self, ctx_id: str, have: int, whole: bool = False) -> tuple[int, Any]:
+        """The context's version, and its state unless the caller's copy is at that version already (``have``); a
+        state too large to copy into step actors comes as ``Oversized`` unless ``whole`` is asked for."""
         state = self._state(ctx_id)
         version = self._versions.get(ctx_id, 0)
-        return version, None if version == have else state
+        if version == have:
+            return version, None
+        if not whole:
+            nbytes = self._size(ctx_id, version, state)
+            if nbytes > self._copy_max_bytes:
+                return version, Oversized(nbytes)
+        return version, state
+
+    def _size(self, ctx_id: str, version: int, state: Any) -> int:
+        """The pickled size of the context's state at ``version`` (measured once per version)."""
+        known = self._sizes.get(ctx_id)
+        if known is not None and known[0] == version:
+            return known[1]
+        try:
+            nbytes = len(cloudpickle.dumps(state))
+        except Exception:
+            nbytes = self._copy_max_bytes + 1  # cannot tell: not worth a copy
+        self._sizes[ctx_id] = (version, nbytes)
+        return nbytes
 
     async def set(self, ctx_id: str, path: str, value: Any) -> int:
         async with self._locked(ctx_id):
@@ -149,6 +172,7 @@ class _ContextActor:
         self._states.pop(ctx_id, None)
         self._types.pop(ctx_id, None)
         self._versions.pop(ctx_id, None)
+        self._sizes.pop(ctx_id, None)
         lock = self._locks.pop(ctx_id, None)
         if lock is not None:
             lock.fail_waiters("the context was released")
@@ -191,6 +215,7 @@ class _ContextActor:
         for lock in self._locks.values():
             lock.fail_waiters("the workflow's actors were released")
         self._states, self._types, self._locks = {}, {}, {}
+        self._versions, self._sizes = {}, {}
         if self._unwatched is not None:
             self._unwatched.set()
         self._unwatched = asyncio.Event()
@@ -202,6 +227,14 @@ class _ContextActor:
     async def count(self) -> int:
         """How many contexts this actor holds a state for."""
         return len(self._states)
+
+
+@dataclass(frozen=True)
+class Oversized:
+    """Stands for a state too large to copy into step actors (``RAYFLOW_STATE_COPY_MAX_BYTES``): reads of it go to
+    the context actor, path by path."""
+
+    nbytes: int
 
 
 def holder_name() -> str:
@@ -240,7 +273,8 @@ class ContextActor:
         actor = ray.remote(_ContextActor).options(
             name=name, num_cpus=0, max_concurrency=settings().actor_max_concurrency
         )
-        return cls(actor.remote(settings().state_lock_lease_s if lease_s is None else lease_s))
+        config = settings()
+        return cls(actor.remote(config.state_lock_lease_s if lease_s is None else lease_s, config.state_copy_max_bytes))
 
     @property
     def handle(self) -> Any:
@@ -262,9 +296,10 @@ class ContextActor:
         """Whether ``path`` exists, its value, and the state's version."""
         return await _answer(self._handle.get.remote(ctx_id, path))
 
-    async def read(self, ctx_id: str, have: int) -> tuple[int, Any]:
-        """The state's version, and the state unless it is at version ``have`` (then None)."""
-        return await _answer(self._handle.read.remote(ctx_id, have))
+    async def read(self, ctx_id: str, have: int, whole: bool = False) -> tuple[int, Any]:
+        """The state's version, and the state unless it is at version ``have`` (then None); ``Oversized`` instead of
+        a state above ``RAYFLOW_STATE_COPY_MAX_BYTES`` unless ``whole``."""
+        return await _answer(self._handle.read.remote(ctx_id, have, whole))
 
     async def set(self, ctx_id: str, path: str, value: Any) -> int:
         """Set ``path``; the state's new version."""

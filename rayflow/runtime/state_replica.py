@@ -22,6 +22,8 @@ The protocol: versions carried by events.
   (a step polling the store for a condition another step sets sees it within that time).
 - A write of the step's own goes to the context actor; the copy follows it in place when it was exactly one
   version behind (nothing else was written in between), and otherwise is left to be asked for again.
+- A state whose pickle is larger than ``RAYFLOW_STATE_COPY_MAX_BYTES`` (1 MiB) is not copied: the context actor
+  answers with its size (``Oversized``), and reads of it go to the context actor path by path, as round trips.
 - Events from the caller carry the newest version the caller's face has seen: its seed, its writes, and the
   versions on the stream it read (``rayflow.runtime.session``). An event with no version (-1: from a snapshot, or
   an event with no known cause) makes its step's first read ask the context actor.
@@ -43,7 +45,7 @@ from typing import Any
 
 from rayflow.context.state_store import write_path
 from rayflow.core.paths import PathNotFound, get_path
-from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.context_actor import ContextActor, Oversized
 
 __all__ = ["UNKNOWN", "Known", "ReplicaReads", "StateReplicas"]
 
@@ -154,13 +156,16 @@ class StateReplicas:
     def wrote(self, ctx_id: str, version: int, path: str, value: Any) -> None:
         """The actor wrote ``value`` at ``path``, making ``version``: follow it if the copy was one version behind."""
         held = self._copies.get(ctx_id)
-        if held is not None and held.version == version - 1:
+        if held is not None and held.version == version - 1 and not isinstance(held.state, Oversized):
             held.state = write_path(held.state, path, copy.deepcopy(value))
             held.version = version
 
     def replaced(self, ctx_id: str, version: int, state: Any, asked: float) -> None:
-        """The actor wrote the whole state (``set_state``, an edit's end, sent at ``asked``), making ``version``."""
-        self._keep(ctx_id, _Copy(version, copy.deepcopy(state), asked))
+        """The actor wrote the whole state (``set_state``, an edit's end, sent at ``asked``), making ``version``: kept
+        in place of a copy held (a state of unknown size, or known to be too large, is not copied)."""
+        held = self._copies.get(ctx_id)
+        if held is not None and not isinstance(held.state, Oversized):
+            self._keep(ctx_id, _Copy(version, copy.deepcopy(state), asked))
 
     def now(self) -> float:
         return self._clock()
@@ -179,6 +184,10 @@ class ReplicaReads:
 
     async def get(self, ctx_id: str, path: str) -> tuple[bool, Any]:
         held = await self._replicas.current(ctx_id, self._known)
+        if isinstance(held.state, Oversized):  # too large to copy here: the context actor reads the path
+            found, value, version = await self._context.get_versioned(ctx_id, path)
+            self._known.see(version)
+            return found, value
         try:
             return True, copy.deepcopy(get_path(held.state, path))
         except PathNotFound:
@@ -186,6 +195,10 @@ class ReplicaReads:
 
     async def get_state(self, ctx_id: str) -> Any:
         held = await self._replicas.current(ctx_id, self._known)
+        if isinstance(held.state, Oversized):
+            version, state = await self._context.read(ctx_id, UNKNOWN, whole=True)
+            self._known.see(version)
+            return state
         return copy.deepcopy(held.state)
 
     async def set(self, ctx_id: str, path: str, value: Any) -> None:

@@ -12,6 +12,7 @@ import pytest
 import ray
 
 from rayflow import Context, Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent, Workflow, step
+from rayflow.config import settings
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.state_replica import UNKNOWN, Known, ReplicaReads, StateReplicas
 
@@ -151,18 +152,26 @@ class Counting(ContextActor):
         super().__init__(handle)
         self.reads = 0
 
-    async def read(self, ctx_id: str, have: int) -> tuple[int, Any]:
+    async def read(self, ctx_id: str, have: int, whole: bool = False) -> tuple[int, Any]:
         self.reads += 1
-        return await super().read(ctx_id, have)
+        return await super().read(ctx_id, have, whole)
 
 
 @pytest.fixture
-async def context() -> AsyncIterator[Counting]:
+async def context(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Counting]:
+    monkeypatch.setenv("RAYFLOW_STATE_COPY_MAX_BYTES", str(COPY_MAX))
+    settings.cache_clear()
     started = ContextActor.start(f"rayflow-test-reads-{uuid.uuid4().hex[:8]}")
+    monkeypatch.undo()
+    settings.cache_clear()
     client = Counting(started.handle)
     await client.seed("c", None)
     yield client
     ray.kill(client.handle)
+
+
+#: The size above which the test context actor's states are not copied into step actors.
+COPY_MAX = 10_000
 
 
 async def test_reads_at_a_known_version_ask_the_context_actor_once(context: Counting) -> None:
@@ -216,3 +225,14 @@ async def test_a_copy_older_than_its_max_age_is_asked_again(context: Counting) -
     now[0] = 0.2
     assert await ReplicaReads(copies, context, Known(version)).get("c", "n") == (True, 2)
     assert context.reads == 2
+
+
+async def test_a_state_too_large_to_copy_is_read_path_by_path_from_the_context_actor(context: Counting) -> None:
+    await context.set("c", "small", 1)
+    version = await context.set("c", "big", "x" * (2 * COPY_MAX))
+    copies = StateReplicas(context, limit=4, max_age_s=3600)
+    for _ in range(3):
+        reads = ReplicaReads(copies, context, Known(version))
+        assert await reads.get("c", "small") == (True, 1)  # the value, not a copy of the whole state
+    assert (await ReplicaReads(copies, context, Known(version)).get_state("c"))["big"] == "x" * (2 * COPY_MAX)
+    assert context.reads == 2  # once to learn the state's size, once for the whole state asked for
