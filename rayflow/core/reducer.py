@@ -14,7 +14,8 @@ hold its collect buffers, for the runtime to say what they wait for) instead of 
 
 A call of a fast step may carry loans: an idle slot of each fast, stateless step its events go to next, so the
 actor runs a chain of small steps (A -> B -> A ...) by itself instead of a dispatcher round trip per hop; a lent slot
-takes no other call until the loan comes back, so a step never runs more than ``num_workers`` events at once.
+takes no other call until the loan comes back, so a run never has more than ``num_workers`` invocations of a step going
+at once.
 
 A call that comes back lost, runs past its step's timeout, or fails into a retry is supervision's
 (``rayflow.core.supervision``); paused steps are ``rayflow.core.waits``; feeding pools is ``rayflow.core.feeding``.
