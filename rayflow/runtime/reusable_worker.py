@@ -20,10 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import ray
-
-from rayflow.config import settings
-from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.step_worker import StepActorClass, StepWorker
 
 __all__ = ["ReusableWorker"]
@@ -68,26 +64,10 @@ class _ReusableStepWorker(StepActorClass):
 
 
 class ReusableWorker(StepWorker):
-    """Typed client of a step actor that parked sets can bind to one workflow instance after another."""
+    """Typed client of a step actor that parked sets can bind to one workflow instance after another; started
+    running a workflow, or blank (``blob`` None) until ``bind``."""
 
-    @classmethod
-    def start(
-        cls,
-        *,
-        blob: bytes | None,
-        step: str,
-        dispatcher: Any,
-        context: ContextActor,
-        name: str,
-        verbose: bool,
-        num_cpus: float,
-    ) -> ReusableWorker:
-        """Create the actor ``name`` for ``step``: running the workflow in ``blob``, or blank (``blob`` None) until
-        ``bind``."""
-        actor = ray.remote(_ReusableStepWorker).options(
-            name=name, max_concurrency=settings().actor_max_concurrency, num_cpus=num_cpus
-        )
-        return cls(actor.remote(blob, step, dispatcher, context.handle, name, verbose))
+    actor_class = _ReusableStepWorker
 
     async def alive(self) -> None:
         """Wait until the actor's process runs."""

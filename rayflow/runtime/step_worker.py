@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import ray
 from ray import cloudpickle
@@ -390,27 +390,36 @@ def _known(item: WorkItem) -> Known:
 StepActorClass = _StepWorker
 
 
+_Client = TypeVar("_Client", bound="StepWorker")
+
+
 class StepWorker:
     """Typed client of one step actor (async, so control calls reach it while a step runs)."""
+
+    #: The plain actor class this client starts (a subclass of ``_StepWorker`` for a client that extends it).
+    actor_class: ClassVar[type] = _StepWorker
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
 
     @classmethod
     def start(
-        cls,
+        cls: type[_Client],
         *,
-        blob: bytes,
+        blob: bytes | None,
         step: str,
         dispatcher: Any,
         context: ContextActor,
         name: str,
         verbose: bool,
         num_cpus: float,
-    ) -> StepWorker:
-        """Create the actor ``name`` running ``step`` of the workflow in ``blob``; ``dispatcher`` is the creating
-        dispatcher's own handle (where the step's events go)."""
-        actor = ray.remote(_StepWorker).options(name=name, max_concurrency=1000, num_cpus=num_cpus)
+    ) -> _Client:
+        """Create the actor ``name`` running ``step`` of the workflow in ``blob`` (None: blank, for an actor class
+        that can be bound later); ``dispatcher`` is the creating dispatcher's own handle (where the step's events
+        go)."""
+        actor: Any = ray.remote(cls.actor_class).options(
+            name=name, max_concurrency=settings().actor_max_concurrency, num_cpus=num_cpus
+        )
         return cls(actor.remote(blob, step, dispatcher, context.handle, name, verbose))
 
     @property
