@@ -64,11 +64,14 @@ def expected_list(event_type: type, n: int) -> list[type]:
     return found
 
 
-def build_workflows(api: ModuleType, workers: int) -> tuple[type, dict[str, type]]:
+def build_workflows(
+    api: ModuleType, workers: int, work_options: dict[str, Any] | None = None
+) -> tuple[type, dict[str, type]]:
     """The fan-out workflow class and the chain ones by kind, written once against ``api`` (rayflow or LlamaIndex).
 
     ``api`` must expose ``Workflow``, ``step``, ``Context``, ``Event``, ``StartEvent`` and ``StopEvent`` the
     way ``llama_index.core.workflow`` does. N rides on every event so that one instance serves every size.
+    ``work_options``: more ``@step`` options of the fan-out's worker step (an engine's own, such as rayflow's ``warm``).
     """
     Event, StartEvent, StopEvent, Context = api.Event, api.StartEvent, api.StopEvent, api.Context
 
@@ -96,7 +99,7 @@ def build_workflows(api: ModuleType, workers: int) -> tuple[type, dict[str, type
                 ctx.send_event(WorkEvent(i=i, n=n))
             return None
 
-        @api.step(num_workers=workers)
+        @api.step(num_workers=workers, **(work_options or {}))
         async def work(self, ev: WorkEvent) -> ResultEvent:
             return ResultEvent(i=ev.i * 2, n=ev.n)
 

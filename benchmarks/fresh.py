@@ -37,30 +37,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fanout import close_workflow, llama_api
-
-_EXPECTED: dict[int, list[type]] = {}
+from fanout import build_workflows, close_workflow, llama_api
 
 
 def build(api: ModuleType, workers: int, warm: int = 1) -> tuple[type, type]:
-    """The three-step class and the fan-out class, written once against ``api`` (rayflow or LlamaIndex); on rayflow
-    the fan-out's worker pool starts ``warm`` actors (``@step(warm=...)``, rayflow's own option)."""
+    """The three-step class, and ``fanout.py``'s fan-out class, written once against ``api`` (rayflow or
+    LlamaIndex); on rayflow the fan-out's worker pool starts ``warm`` actors (``@step(warm=...)``, rayflow's own)."""
     warm_option = {"warm": warm} if getattr(api, "__name__", "") == "rayflow" else {}
-    Event, StartEvent, StopEvent, Context = api.Event, api.StartEvent, api.StopEvent, api.Context
+    Event, StartEvent, StopEvent = api.Event, api.StartEvent, api.StopEvent
 
     class AEvent(Event):
         x: int
 
     class BEvent(Event):
         x: int
-
-    class WorkEvent(Event):
-        i: int
-        n: int
-
-    class DoneEvent(Event):
-        i: int
-        n: int
 
     class ThreeSteps(api.Workflow):
         @api.step
@@ -75,27 +65,8 @@ def build(api: ModuleType, workers: int, warm: int = 1) -> tuple[type, type]:
         async def end(self, ev: BEvent) -> StopEvent:
             return StopEvent(result=ev.x)
 
-    class FanOut(api.Workflow):
-        @api.step
-        async def fan_out(self, ctx: Context, ev: StartEvent) -> WorkEvent | None:
-            n = int(ev.get("n"))
-            for i in range(n):
-                ctx.send_event(WorkEvent(i=i, n=n))
-            return None
-
-        @api.step(num_workers=workers, **warm_option)
-        async def work(self, ev: WorkEvent) -> DoneEvent:
-            return DoneEvent(i=ev.i, n=ev.n)
-
-        @api.step
-        async def fan_in(self, ctx: Context, ev: DoneEvent) -> StopEvent | None:
-            expected = _EXPECTED.get(ev.n)
-            if expected is None:
-                expected = _EXPECTED[ev.n] = [DoneEvent] * ev.n
-            results = ctx.collect_events(ev, expected)
-            return None if results is None else StopEvent(result=len(results))
-
-    return ThreeSteps, FanOut
+    fan_out, _ = build_workflows(api, workers, warm_option)
+    return ThreeSteps, fan_out
 
 
 def _log(msg: str) -> None:
