@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+from passages import TEXTS
 
 from rayflow.rag.batching import MISS, ResultCache
 from rayflow.rag.embeddings import DEFAULT_EMBED_MODEL, HuggingFaceEmbedding, load_sentence_transformer
@@ -21,14 +22,6 @@ CALLERS = [
     ["Where are rate limits configured?"],
     ["What does a 429 status mean?", "Too many requests: slow down.", "Retry after the Retry-After header."],
     ["Which port serves Prometheus metrics?"],
-]
-TEXTS = [
-    "Rate limits are set in config/api.yaml under the key rate_limit.",
-    "Bananas are yellow and rich in potassium.",
-    "The API allows 100 requests per minute per key; raise it with rate_limit.per_minute.",
-    "Paris is the capital of France.",
-    "Retries use exponential backoff starting at 0.5 seconds.",
-    "Our office is closed on public holidays.",
 ]
 ENCODE = {"batch_size": 64, "normalize_embeddings": True, "convert_to_numpy": True, "show_progress_bar": False}
 

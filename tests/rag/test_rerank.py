@@ -8,20 +8,13 @@ import pickle
 
 import pytest
 from cross_encoders import save_cross_encoder
+from passages import TEXTS
 
 from rayflow.rag.llm_types import ModelNotAvailableError
 from rayflow.rag.rerank import CosineRerank, SentenceTransformerRerank
 from rayflow.rag.schema import NodeWithScore, TextNode
 
 QUERY = "Where are API rate limits set, and how is a change applied?"
-TEXTS = [
-    "Rate limits are set in config/api.yaml under the key rate_limit.",
-    "Bananas are yellow and rich in potassium.",
-    "The API allows 100 requests per minute per key; raise it with rate_limit.per_minute.",
-    "Paris is the capital of France.",
-    "Retries use exponential backoff starting at 0.5 seconds.",
-    "Our office is closed on public holidays.",
-]
 
 
 @pytest.fixture(scope="module")
