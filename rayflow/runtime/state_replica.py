@@ -38,7 +38,7 @@ import asyncio
 import copy
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -47,10 +47,17 @@ from rayflow.context.state_store import write_path
 from rayflow.core.paths import PathNotFound, get_path
 from rayflow.runtime.context_actor import ContextActor, Oversized
 
-__all__ = ["UNKNOWN", "Known", "ReplicaReads", "StateReplicas"]
+__all__ = ["UNKNOWN", "Known", "ReplicaReads", "StateReplicas", "newest"]
 
 #: No version known: the first read asks the context actor.
 UNKNOWN = -1
+
+
+def newest(versions: Iterable[int]) -> int:
+    """The version the reads of a step handling events of ``versions`` must see: the newest of them, or ``UNKNOWN``
+    if any is unknown (its cause's writes may be newer than all the others)."""
+    found = list(versions)
+    return UNKNOWN if UNKNOWN in found else max(found, default=UNKNOWN)
 
 
 class Known:

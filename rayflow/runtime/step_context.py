@@ -26,7 +26,7 @@ from rayflow.core.envelope import Envelope, Kind, Waiter, derive_id
 from rayflow.errors import WorkflowRuntimeError
 from rayflow.events import Event
 from rayflow.retry_policy import RetryInfo
-from rayflow.runtime.state_replica import UNKNOWN, Known
+from rayflow.runtime.state_replica import UNKNOWN, Known, newest
 from rayflow.spec import StepConfig, WorkflowSpec
 
 __all__ = ["Attempts", "Outbox", "Paused", "StepCode", "StepFace", "StepHost"]
@@ -214,7 +214,7 @@ class StepFace:
         key = (self._item.run_id, name, buffer_id)
         versions, version = self._host.collect_versions, self._item.envelope.state_version
         held = versions.get(key, version)
-        versions[key] = UNKNOWN if UNKNOWN in (held, version) else max(held, version)
+        versions[key] = newest((held, version))
         released = self._host.collect.collect(key, event, type(event), expected)
         if released is not None:  # the released events' causes happened before this invocation's reads
             if versions[key] == UNKNOWN:

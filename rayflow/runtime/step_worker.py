@@ -41,7 +41,7 @@ from rayflow.payloads import shelf
 from rayflow.runtime.claims import envelopes_of, held_numbers
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.resources import ResourceResolver
-from rayflow.runtime.state_replica import UNKNOWN, Known, ReplicaReads, StateReplicas
+from rayflow.runtime.state_replica import Known, ReplicaReads, StateReplicas, newest
 from rayflow.runtime.step_context import Attempts, Outbox, Paused, StepCode, StepFace, StepHost
 from rayflow.spec import StepConfig, WorkflowSpec
 
@@ -381,9 +381,8 @@ class _StepWorker:
 def _known(item: WorkItem) -> Known:
     """What the invocation of ``item`` starts knowing of its state: its event's version, and those of the events
     that answered its waits (unknown if any of them is)."""
-    versions = [item.envelope.state_version]
-    versions.extend(envelope.state_version for _, envelope in item.resolved if envelope is not None)
-    return Known(UNKNOWN if UNKNOWN in versions else max(versions))
+    answers = (envelope.state_version for _, envelope in item.resolved if envelope is not None)
+    return Known(newest((item.envelope.state_version, *answers)))
 
 
 #: The plain class of a step actor, for actor classes that extend it (``rayflow.runtime.reusable_worker``).
