@@ -24,7 +24,8 @@ from typing import Any
 
 from ray.exceptions import RayActorError
 
-from rayflow.context.snapshot import snapshot_data
+from rayflow.config import settings
+from rayflow.context.snapshot import snapshot_data, snapshot_from_data
 from rayflow.core.envelope import Envelope
 from rayflow.core.state import Pending
 from rayflow.errors import JournalError
@@ -111,6 +112,21 @@ class RunJournal:
             recoveries=self.recoveries,
             **fields,
         )
+
+    def recover(self, error: BaseException) -> tuple[Any, Pending | None] | None:
+        """The state and unfinished work of the last checkpoint, for the run to go on from after ``error`` (its
+        dispatcher or context actor died), counted as a recovery; None without a checkpoint or recoveries left."""
+        limit = settings().journal_recoveries
+        if self.checkpoint is None or self.recoveries >= limit:
+            return None
+        self.recoveries += 1
+        state, pending = snapshot_from_data(self.checkpoint, self.journal.serializer, self._spec)
+        print(
+            f"rayflow: run {self.run_id} goes on from its last checkpoint (recovery {self.recoveries} of {limit}) "
+            f"after: {error}",
+            flush=True,
+        )
+        return state, pending
 
     def first_time(self, envelope: Envelope) -> bool:
         """Whether this driver has not streamed ``envelope`` yet (by its id; one without an id always streams)."""

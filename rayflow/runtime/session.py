@@ -31,9 +31,7 @@ from typing import Any
 from ray.exceptions import RayActorError
 
 from rayflow.codec import qualified_name
-from rayflow.config import settings
 from rayflow.context.context import Context, face_of
-from rayflow.context.snapshot import snapshot_from_data
 from rayflow.context.state_store import DictState
 from rayflow.core.commands import EndRun, Outcome
 from rayflow.core.envelope import START_ID
@@ -42,18 +40,12 @@ from rayflow.errors import (
     ContextStateError,
     JournalError,
     WorkflowActorDiedError,
-    WorkflowCancelledByUser,
     WorkflowRuntimeError,
-    WorkflowStuckError,
-    WorkflowTimeoutError,
 )
 from rayflow.events import (
-    Event,
     StartEvent,
     StopEvent,
-    WorkflowCancelledEvent,
     WorkflowFailedEvent,
-    WorkflowTimedOutEvent,
 )
 from rayflow.journal import Journal, RunRecord, RunStatus
 from rayflow.runtime.blob import workflow_blob
@@ -61,13 +53,11 @@ from rayflow.runtime.caller_face import CallerFace
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.dispatcher import Dispatcher
 from rayflow.runtime.journaling import RunJournal
+from rayflow.runtime.run_end import JOURNAL_STATUS, Publish, death_of, finish
 from rayflow.runtime.runtime import WorkflowRuntime
 from rayflow.spec import WorkflowSpec
 
-__all__ = ["Publish", "RunStart", "WorkflowSession"]
-
-#: Where a run's streamed events go on the caller's side (the handler's queue).
-Publish = Callable[[Event], None]
+__all__ = ["RunStart", "WorkflowSession"]
 
 
 @dataclass(frozen=True)
@@ -275,7 +265,7 @@ class WorkflowSession:
                     dispatcher, context = await self._begin(run_id, face, start)
                     end = await self._follow(run_id, face, dispatcher, context, started, publish, journaling)
                 except WorkflowActorDiedError as error:
-                    if journaling is not None and self._recover(run_id, face, journaling, error):
+                    if journaling is not None and self._recover(face, journaling, error):
                         continue
                     if journaling is not None:
                         await journaling.ended(RunStatus.FAILED, error)
@@ -314,7 +304,7 @@ class WorkflowSession:
             while True:
                 for item in await dispatcher.next_items(run_id):
                     if isinstance(item, EndRun):
-                        died = self._death(item)
+                        died = death_of(item, self._spec.codec)
                         if died is not None:  # the dispatcher saw its context actor die
                             self.runtime.died(dispatcher)
                             raise died
@@ -342,42 +332,29 @@ class WorkflowSession:
             return None
         return pending, await context.get_state(ctx_id)
 
-    def _recover(self, run_id: str, face: CallerFace, journaling: RunJournal, error: WorkflowActorDiedError) -> bool:
+    def _recover(self, face: CallerFace, journaling: RunJournal, error: WorkflowActorDiedError) -> bool:
         """Make ``face`` resume the run from its last checkpoint, if it has one and recoveries are left."""
-        limit = settings().journal_recoveries
-        if journaling.checkpoint is None or journaling.recoveries >= limit:
+        resumed = journaling.recover(error)
+        if resumed is None:
             return False
-        journaling.recoveries += 1
-        state, pending = snapshot_from_data(journaling.checkpoint, journaling.journal.serializer, self._spec)
+        state, pending = resumed
         face.seed, face.seeded_into, face.resume, face.pending = state, None, pending, []
-        print(
-            f"rayflow: run {run_id} goes on from its last checkpoint (recovery {journaling.recoveries} of {limit}) "
-            f"after: {error}",
-            flush=True,
-        )
         return True
-
-    def _death(self, end: EndRun) -> WorkflowActorDiedError | None:
-        """The error of a run ended because an actor of its set died, else None."""
-        if end.outcome is not Outcome.FAILED or end.payload is None:
-            return None
-        error = self._spec.codec.loads(end.payload)
-        return error if isinstance(error, WorkflowActorDiedError) else None
 
     async def _end(self, end: EndRun, face: CallerFace, publish: Publish, journaling: RunJournal | None) -> StopEvent:
         """The run's StopEvent (its final record written first, if journaled), or its error raised."""
         if end.outcome is Outcome.DONE:
             face.see(end.payload.state_version)  # a next run of this context reads what this one wrote
         if journaling is None:
-            return self._finish(end, publish)
+            return finish(end, self._spec.codec, self._timeout, publish)
         if journaling.failure is not None and end.outcome is Outcome.CANCELLED:
             await journaling.ended(RunStatus.FAILED, journaling.failure)
             publish(WorkflowFailedEvent(step_name="", exception=journaling.failure))
             raise journaling.failure
         try:
-            stop = self._finish(end, publish)
+            stop = finish(end, self._spec.codec, self._timeout, publish)
         except BaseException as error:
-            await journaling.ended(_STATUS[end.outcome], error)
+            await journaling.ended(JOURNAL_STATUS[end.outcome], error)
             raise
         await journaling.done(stop)
         return stop
@@ -417,31 +394,6 @@ class WorkflowSession:
         face.seed, face.seeded_into = None, None
         publish(WorkflowFailedEvent(step_name="", exception=error))
         return error
-
-    def _finish(self, end: EndRun, publish: Publish) -> StopEvent:
-        """The run's StopEvent, published last; or, published, the event of how it failed, and its error raised."""
-        codec = self._spec.codec
-        if end.outcome is Outcome.DONE:
-            stop: StopEvent = codec.loads(end.payload.payload)
-            publish(stop)
-            return stop
-        if end.outcome is Outcome.TIMED_OUT:
-            publish(WorkflowTimedOutEvent(timeout=self._timeout or 0.0, active_steps=list(end.active_steps)))
-            raise WorkflowTimeoutError(end.message)
-        if end.outcome is Outcome.CANCELLED:
-            publish(WorkflowCancelledEvent())
-            raise WorkflowCancelledByUser(end.message)
-        error: BaseException
-        if end.outcome is Outcome.STUCK:
-            error = WorkflowStuckError(end.message)
-        else:
-            error = codec.loads(end.payload) if end.payload is not None else WorkflowRuntimeError(end.message)
-        publish(
-            WorkflowFailedEvent(
-                step_name=end.step or "", exception=error, attempts=end.attempts, elapsed_seconds=end.elapsed
-            )
-        )
-        raise error
 
     # -- snapshots and lifetime ----------------------------------------------------------------
 
@@ -490,16 +442,6 @@ class WorkflowSession:
 
     async def close(self) -> None:
         await self.runtime.close()
-
-
-#: The status a journal records for a run that ended without its StopEvent.
-_STATUS = {
-    Outcome.FAILED: RunStatus.FAILED,
-    Outcome.STUCK: RunStatus.FAILED,
-    Outcome.CANCELLED: RunStatus.CANCELLED,
-    Outcome.TIMED_OUT: RunStatus.TIMED_OUT,
-    Outcome.DONE: RunStatus.FAILED,  # a StopEvent that could not be read
-}
 
 
 def _first_line(err: BaseException) -> str:
