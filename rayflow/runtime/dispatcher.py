@@ -71,6 +71,7 @@ from rayflow.runtime.actors import stop_actors, stop_actors_sync
 from rayflow.runtime.claims import claim, claim_results
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.reusable_worker import ReusableWorker
+from rayflow.runtime.step_actors import StepActors
 
 __all__ = ["Dispatcher"]
 
@@ -113,10 +114,6 @@ class _Dispatcher:
         self._blob = workflow_blob
         self._label = label
         self._verbose = verbose
-        self._workers: dict[tuple[str, int], ReusableWorker] = {}
-        #: Step actors kept from an earlier instance (or started blank), bound when a pool starts its actor of
-        #: that number.
-        self._parked: dict[tuple[str, int], ReusableWorker] = {}
         self._context = ContextActor.start(f"{label}.context")
         self._streams: dict[str, _RunStream] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -124,6 +121,7 @@ class _Dispatcher:
         self._starting: list[asyncio.Task[Any]] = []
         self._warming = True
         self._self = ray.get_runtime_context().current_actor
+        self._actors = StepActors(label, self._self, self._context)
 
     async def ready(self) -> ContextActor:
         """Start every step pool to its warm size and the context actor, and wait for them (so a run's timeout counts
@@ -140,18 +138,7 @@ class _Dispatcher:
     async def spare(self, shape: list[tuple[str, int]]) -> bool:
         """Start blank step actors, ``count`` for each ``(step, count)`` of ``shape``, and the context actor; answers
         once they run. They load no workflow until ``bind``."""
-        for step, count in shape:
-            for index in range(count):
-                self._parked[(step, index)] = ReusableWorker.start(
-                    blob=None,
-                    step=step,
-                    dispatcher=self._self,
-                    context=self._context,
-                    name=f"{self._label}.{step}.{index}",
-                    verbose=False,
-                    num_cpus=settings().step_num_cpus,
-                )
-        await asyncio.gather(self._context.ready(), *(worker.alive() for worker in self._parked.values()))
+        await asyncio.gather(self._context.ready(), self._actors.spare(shape))
         return True
 
     async def park(self) -> bool:
@@ -168,14 +155,7 @@ class _Dispatcher:
             for timer in timers:
                 timer.cancel()
         self._timers, self._wait_timers = {}, {}
-        workers = {**self._parked, **self._workers}
-        answers = await asyncio.gather(*(worker.unbind() for worker in workers.values()), return_exceptions=True)
-        self._workers, self._parked = {}, {}
-        for key, answer in zip(workers, answers, strict=True):
-            if answer is True:
-                self._parked[key] = workers[key]
-            else:
-                ray.kill(workers[key].handle, no_restart=True)
+        await self._actors.park()
         await self._context.reset()
         self._blob, self._state = None, _fresh_state([])
         return True
@@ -221,10 +201,7 @@ class _Dispatcher:
 
     async def shutdown(self) -> None:
         """Stop every actor this dispatcher started and wait until they are gone."""
-        workers = [*self._workers.values(), *self._parked.values()]
-        handles = [*(worker.handle for worker in workers), self._context.handle]
-        self._workers.clear()
-        self._parked.clear()
+        handles = [*(worker.handle for worker in self._actors.take_all()), self._context.handle]
         await self._context.unwatch()
         await stop_actors(handles)
 
@@ -239,7 +216,7 @@ class _Dispatcher:
 
     def _execute(self, command: Command) -> None:
         if isinstance(command, CallStep):
-            ref = self._workers[(command.step, command.actor)].run(command.items, command.loans)
+            ref = self._actors.serving[(command.step, command.actor)].run(command.items, command.loans)
             self._spawn(self._await_call(command.call_id, ref))
         elif isinstance(command, Publish):
             stream = self._streams.get(command.run_id)
@@ -274,23 +251,9 @@ class _Dispatcher:
                 self._spawn(self._confirm_stopped(command.run_id, step, actor))
 
     def _start_actor(self, step: str, index: int) -> None:
-        """Bind the parked step actor of this step and number, or start a new one."""
-        worker = self._parked.pop((step, index), None)
-        if worker is None:
-            worker = ReusableWorker.start(
-                blob=self._blob,
-                step=step,
-                dispatcher=self._self,
-                context=self._context,
-                name=f"{self._label}.{step}.{index}",
-                verbose=self._verbose,
-                num_cpus=settings().step_num_cpus,
-            )
-            ready = worker.ready()
-        else:
-            assert self._blob is not None
-            ready = worker.bind(self._blob, self._verbose)
-        self._workers[(step, index)] = worker
+        """Bind the parked step actor of this step and number, or start a new one (``StepActors.start``)."""
+        assert self._blob is not None
+        worker, ready = self._actors.start(step, index, self._blob, self._verbose)
         task = self._spawn(self._await_ready(step, index, worker, ready))
         if self._warming:
             self._starting.append(task)
@@ -308,7 +271,7 @@ class _Dispatcher:
 
     async def _end_stuck(self, command: EndRun) -> None:
         """Ask the actors holding a stuck run's collect buffers what they still wait for, and say it in its error."""
-        workers = [w for w in (self._workers.get(key) for key in command.collecting) if w is not None]
+        workers = [w for w in (self._actors.serving.get(key) for key in command.collecting) if w is not None]
         answers = await asyncio.gather(
             *(asyncio.wait_for(w.collect_status(command.run_id), settings().shutdown_grace_s) for w in workers),
             return_exceptions=True,
@@ -323,14 +286,14 @@ class _Dispatcher:
         stream = self._streams.get(command.run_id)
         if stream is not None:
             stream.put(command)  # the last item of the run's stream: how it ended, for the driver
-        for worker in self._workers.values():
+        for worker in self._actors.serving.values():
             worker.end_run(command.run_id)
 
     async def _await_ready(self, step: str, index: int, worker: ReusableWorker, ready: Awaitable[None]) -> None:
         try:
             await ready
         except Exception as err:
-            self._workers.pop((step, index), None)
+            self._actors.serving.pop((step, index), None)
             cause = getattr(err, "cause", None) or err
             self._apply(ActorStartFailed(step, index, f"{type(cause).__name__}: {cause}", None))
             return
@@ -355,7 +318,7 @@ class _Dispatcher:
 
     def _stop_actor(self, command: StopActor) -> None:
         """End a step actor that left its pool (dead, blocked, or retiring): killed, since it may be blocked."""
-        worker = self._workers.pop((command.step, command.actor), None)
+        worker = self._actors.serving.pop((command.step, command.actor), None)
         if worker is None:
             return
         print(f"rayflow: replacing actor {command.actor} of step {command.step!r}: {command.reason}", flush=True)
@@ -373,7 +336,7 @@ class _Dispatcher:
 
     async def _confirm_stopped(self, run_id: str, step: str, actor: int) -> None:
         """Have an actor stop a run that ended; one that cannot answer within the grace period is blocked."""
-        worker = self._workers.get((step, actor))
+        worker = self._actors.serving.get((step, actor))
         if worker is None:
             return
         try:
@@ -386,7 +349,7 @@ class _Dispatcher:
     async def _check(self, command: CheckRequirements) -> None:
         """Have a step actor read the event's fields against the waits' requirements; an actor that cannot
         answer (gone, or the event does not load) meets none of them."""
-        worker = self._workers.get((command.step, command.actor))
+        worker = self._actors.serving.get((command.step, command.actor))
         matched: tuple[int, ...] = ()
         if worker is not None:
             try:

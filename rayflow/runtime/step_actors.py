@@ -1,0 +1,85 @@
+"""The step actors of one actor set (a dispatcher and the actors it owns), by step and number.
+
+Those *serving* run the current workflow instance's steps; those *parked* are kept from an earlier instance, or
+were started blank (a spare set), until a pool starts its actor of that step and number, which binds the parked
+one instead of starting a process (``rayflow.runtime.reusable_worker``). Keeping the number keeps the actor's name,
+which is the holder name of the store locks it takes. The dispatcher (``rayflow.runtime.dispatcher``) decides when;
+this only keeps the roster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+import ray
+
+from rayflow.config import settings
+from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.reusable_worker import ReusableWorker
+
+__all__ = ["StepActors"]
+
+Key = tuple[str, int]
+
+
+class StepActors:
+    """The roster of one set's step actors."""
+
+    def __init__(self, label: str, dispatcher: Any, context: ContextActor) -> None:
+        """``dispatcher``: the set's dispatcher's own handle (where step actors send their events)."""
+        self._label = label
+        self._dispatcher = dispatcher
+        self._context = context
+        #: The actors serving the current instance.
+        self.serving: dict[Key, ReusableWorker] = {}
+        self._parked: dict[Key, ReusableWorker] = {}
+
+    def _new(self, step: str, index: int, blob: bytes | None, verbose: bool) -> ReusableWorker:
+        return ReusableWorker.start(
+            blob=blob,
+            step=step,
+            dispatcher=self._dispatcher,
+            context=self._context,
+            name=f"{self._label}.{step}.{index}",
+            verbose=verbose,
+            num_cpus=settings().step_num_cpus,
+        )
+
+    def start(self, step: str, index: int, blob: bytes, verbose: bool) -> tuple[ReusableWorker, Awaitable[None]]:
+        """The actor of ``step`` number ``index`` for the instance in ``blob``: the parked one bound, or a new one; and
+        what to await until it is ready (raising what loading the workflow raised)."""
+        worker = self._parked.pop((step, index), None)
+        if worker is None:
+            worker = self._new(step, index, blob, verbose)
+            ready = worker.ready()
+        else:
+            ready = worker.bind(blob, verbose)
+        self.serving[(step, index)] = worker
+        return worker, ready
+
+    async def spare(self, shape: list[tuple[str, int]]) -> None:
+        """Start blank actors, ``count`` for each ``(step, count)`` of ``shape``, parked; return once they run."""
+        for step, count in shape:
+            for index in range(count):
+                self._parked[(step, index)] = self._new(step, index, None, False)
+        await asyncio.gather(*(worker.alive() for worker in self._parked.values()))
+
+    async def park(self) -> None:
+        """Have every actor forget its instance and park it; one that cannot (something of it still runs there) is
+        killed instead."""
+        workers = {**self._parked, **self.serving}
+        answers = await asyncio.gather(*(worker.unbind() for worker in workers.values()), return_exceptions=True)
+        self.serving, self._parked = {}, {}
+        for key, answer in zip(workers, answers, strict=True):
+            if answer is True:
+                self._parked[key] = workers[key]
+            else:
+                ray.kill(workers[key].handle, no_restart=True)
+
+    def take_all(self) -> list[ReusableWorker]:
+        """Every actor, serving or parked, handed over to be stopped; the roster is empty after."""
+        workers = [*self.serving.values(), *self._parked.values()]
+        self.serving, self._parked = {}, {}
+        return workers
