@@ -28,16 +28,18 @@ def enqueue(fx: Effects, run: Run, name: str, envelope: Envelope, resolved: Reso
     enqueue_item(fx, run, name, WorkItem(run.run_id, run.ctx_id, envelope, resolved))
 
 
-def enqueue_item(fx: Effects, run: Run, name: str, item: WorkItem) -> None:
-    """Count ``item`` as the run's work at ``name`` and queue it: at its run's collect home if it has one."""
+def enqueue_item(fx: Effects, run: Run, name: str, item: WorkItem, *, front: bool = False) -> None:
+    """Count ``item`` as the run's work at ``name`` and queue it (``front``: ahead of all waiting there): at its run's
+    collect home if it has one."""
     pool = fx.state.pools[name]
     run.inflight += 1
     run.active[name] += 1
     home = run.homes.get(name) if pool.route.collects else None
-    if home is not None and home in pool.actors:
-        pool.actors[home].queue.append(item)
+    queue = pool.actors[home].queue if home is not None and home in pool.actors else pool.queue
+    if front:
+        queue.push_front((item,))
     else:
-        pool.queue.append(item)
+        queue.append(item)
     pool.waiting += 1
     fx.dirty[name] = pool
     fx.touched[run.run_id] = run

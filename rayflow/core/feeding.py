@@ -107,24 +107,34 @@ def _take(
     state: DispatcherState, pool: Pool, slot: ActorSlot, size: int, per_run: int, single_run: bool
 ) -> tuple[list[WorkItem], bool]:
     """Up to ``size`` events for ``slot``: its own first; a collecting step's events go to their run's home (and into
-    the run's log of what the home was given). An event delivered again after its call was lost, and every event of a
-    step with a timeout, goes alone: a call that fails again then names its event. The call ends before an event of
-    a run that has ``per_run`` calls on the actor already (or, with ``single_run``, of another run)."""
+    the run's log of what the home was given). A run's events go together; a run that has ``per_run`` calls on the
+    actor already (or, with ``single_run``, any run once the call has one) is passed over for the next run, so one
+    run's waiting events never hold up another's. An event delivered again after its call was lost, and every event
+    of a step with a timeout, goes alone: a call that fails again then names its event."""
     items: list[WorkItem] = []
     runs: set[str] = set()
     diverted = False
     name, collects = pool.route.name, pool.route.collects
     if pool.route.timeout is not None:
         size = 1
-    while len(items) < size and (slot.queue or pool.queue):
+
+    def eligible(run_id: str) -> bool:
+        if run_id in runs:
+            return True
+        return not (slot.runs[run_id] >= per_run or (single_run and runs))
+
+    while len(items) < size:
         own = bool(slot.queue)
-        queue = slot.queue if own else pool.queue
-        head = queue[0]
-        if head.deliveries and items:
+        queue = slot.queue
+        run_id = queue.first_run(eligible) if own else None
+        if run_id is None:
+            own, queue = False, pool.queue
+            run_id = queue.first_run(eligible)
+            if run_id is None:
+                break
+        if queue.head(run_id).deliveries and items:
             break
-        if head.run_id not in runs and (slot.runs[head.run_id] >= per_run or (single_run and runs)):
-            break
-        item = queue.popleft()
+        item = queue.pop(run_id)
         pool.waiting -= 1
         run = state.runs.get(item.run_id)
         if run is None:

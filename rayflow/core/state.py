@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Waiter
 from rayflow.core.routing import RoutingTable, StepRoute
+from rayflow.core.run_queue import RunQueue
 
 
 @dataclass
@@ -16,7 +17,7 @@ class ActorSlot:
 
     id: int
     inflight: int = 0
-    queue: deque[WorkItem] = field(default_factory=deque)
+    queue: RunQueue = field(default_factory=RunQueue)
     #: Calls in flight here, per run they carry items of: an actor runs the calls of one run one after the other,
     #: and those of different runs at the same time.
     runs: Counter[str] = field(default_factory=Counter)
@@ -35,7 +36,7 @@ class Pool:
     route: StepRoute
     actors: dict[int, ActorSlot] = field(default_factory=dict)
     starting: set[int] = field(default_factory=set)
-    queue: deque[WorkItem] = field(default_factory=deque)
+    queue: RunQueue = field(default_factory=RunQueue)
     waiting: int = 0
     next_actor: int = 0
     #: Smoothed seconds one event takes in this step; None until a call came back.

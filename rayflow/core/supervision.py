@@ -33,13 +33,7 @@ def requeue_front(fx: Effects, name: str, items: list[WorkItem]) -> None:
         run = fx.state.runs.get(item.run_id)
         if run is None:
             continue
-        enqueue_item(fx, run, name, item)
-        pool = fx.state.pools[name]
-        queue = pool.queue
-        home = run.homes.get(name)
-        if home is not None and home in pool.actors:
-            queue = pool.actors[home].queue
-        queue.appendleft(queue.pop())
+        enqueue_item(fx, run, name, item, front=True)
 
 
 def delay(fx: Effects, run: Run, name: str, item: WorkItem, after: float) -> None:
@@ -133,7 +127,7 @@ def retire(fx: Effects, pool: Pool, actor: int, reason: str, *, stopped: str | N
         fx.touched[run.run_id] = run
     front.extend(slot.queue)
     pool.waiting += len(front) - len(slot.queue)
-    pool.queue.extendleft(reversed(front))
+    pool.queue.push_front(front)
     if pool.size == 0:
         fx.commands.append(start_actor(pool))  # a replacement at once: the pool's next event finds it started
 

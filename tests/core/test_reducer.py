@@ -161,6 +161,21 @@ def test_every_actor_of_a_full_pool_gets_a_call_before_one_gets_a_second():
     assert sorted(c.actor for c in calls(out)) == [0, 1, 2]  # then one more each, queued behind the first
 
 
+def test_one_runs_waiting_events_never_hold_up_another_runs():
+    state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=1))
+    started(state, "r1")
+    started(state, "r2")
+    state.pools["w"].per_event = 1.0  # a slow step: one event per call
+    (first,) = calls(reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(5)])))
+    # r1 has its one call on the actor and four events waiting; r2's events go beside it, not behind r1's
+    (beside,) = calls(reduce(state, EventsEmitted("r2", "start", [env("X") for _ in range(5)])))
+    assert (first.actor, beside.actor) == (0, 0)
+    assert [i.run_id for i in first.items] == ["r1"] and [i.run_id for i in beside.items] == ["r2"]
+    # each run's next call follows its own: r1's when r1's call ends, whatever waits of r2
+    (after,) = calls(reduce(state, CallFinished(first.call_id, [ItemDone("r1")], elapsed=1.0)))
+    assert [i.run_id for i in after.items] == ["r1"]
+
+
 def test_no_call_is_queued_behind_a_busy_actor_while_another_actor_starts():
     state = state_of(
         StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=2), pipeline=1

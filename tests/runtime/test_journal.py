@@ -107,6 +107,7 @@ async def _checkpoint_with(journal: Journal, run_id: str, collected: int) -> Run
             record = journal.read(run_id)
             if _collected(record) >= collected:
                 return record
+            assert record.status is RunStatus.RUNNING, f"run {run_id} ended {record.status} before the checkpoint"
         await asyncio.sleep(0.02)
     raise AssertionError(f"no checkpoint of run {run_id} with {collected} events collected within 60 s")
 
