@@ -78,6 +78,7 @@ class EventCodec:
         event_id: bytes = b"",
         state_version: int = -1,
         copy: bool = True,
+        scope: tuple[str, ...] = (),
     ) -> Envelope:
         """Pickle ``event`` into an envelope (named ``event_id``, carrying ``state_version``); an event that cannot
         pickle fails naming ``step`` and its type. Its large buffers travel by reference (``rayflow.payloads``);
@@ -104,7 +105,7 @@ class EventCodec:
 
         stream = self._pickle(event, step, out_of_band, large.clear)
         payload = shelf.pack(stream, large, copy=copy, limit=limit)
-        return Envelope(self.keys_of(cls), payload, kind, target, event_id, state_version)
+        return Envelope(self.keys_of(cls), payload, kind, target, event_id, state_version, scope)
 
     def dumps(self, obj: Any, *, step: str | None = None) -> bytes:
         """``obj`` pickled, all inline (errors, retry bookkeeping)."""

@@ -15,6 +15,7 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, overload
 
+from rayflow.collect import Collect
 from rayflow.context import Context
 from rayflow.errors import WorkflowValidationError
 from rayflow.events import Event, StepFailedEvent
@@ -104,11 +105,12 @@ def _make_step_config(
             f"(got {max_in_flight!r})"
         )
     hints = _type_hints(func, localns)
-    accepted: list[type[Event]] = []
-    event_name = ""
+    event_params: list[tuple[str, list[type[Event]]]] = []
+    join: tuple[str, list[type[Event]], Collect] | None = None
     context_parameter: str | None = None
     state_type: type[Any] | None = None
     resources: list[ResourceDefinition] = []
+    where = f"Step {func.__qualname__}"
     for name, param in inspect.signature(func).parameters.items():
         if name in ("self", "cls"):
             continue
@@ -117,26 +119,55 @@ def _make_step_config(
         if resource is not None:
             resources.append(ResourceDefinition(name, *resource))
             continue
+        marker: Collect | None = None
         if get_origin(annotation) is Annotated:
-            annotation = get_args(annotation)[0]
+            annotation, *extras = get_args(annotation)
+            marker = next((extra for extra in extras if isinstance(extra, Collect)), None)
         if annotation is not inspect.Parameter.empty and _is_context(annotation):
             context_parameter = name
             args = get_args(annotation)
             if args and isinstance(args[0], type):
                 state_type = args[0]
             continue
+        listed = _list_members(annotation)
+        if listed is not None and listed and all(is_event_type(t) for t in listed):
+            if join is not None:
+                raise WorkflowValidationError(
+                    f"{where} has more than one list[Event] parameter ({join[0]!r}, {name!r})"
+                )
+            join = (name, listed, marker or Collect())
+            continue
+        if marker is not None:
+            raise WorkflowValidationError(
+                f"{where}: Collect(...) marks a list[Event] parameter, and {name!r} is not one"
+            )
         members = _flatten(annotation)
         if members and all(is_event_type(t) for t in members):
-            if accepted:
-                raise WorkflowValidationError(
-                    f"Step {func.__qualname__} has more than one event parameter ({event_name!r} and {name!r})"
-                )
-            accepted, event_name = members, name
-    if not accepted:
+            event_params.append((name, members))
+    if join is not None and event_params:
+        raise WorkflowValidationError(
+            f"{where} joins a fan-out with its list parameter {join[0]!r}: it cannot take other event parameters "
+            f"({', '.join(repr(name) for name, _ in event_params)})"
+        )
+    if join is None and not event_params:
         raise WorkflowValidationError("Step signature must have at least one parameter annotated as type Event")
+    slots = _slots(where, event_params) if len(event_params) > 1 else None
+    if join is not None:
+        event_name, accepted = join[0], join[1]
+    else:
+        event_name = event_params[0][0]
+        accepted = list(dict.fromkeys(t for _, types_ in event_params for t in types_))
     if "return" not in hints:
         raise WorkflowValidationError("Return types of workflows step functions must be annotated with their type.")
-    return_types = [type(None) if t is None else t for t in _flatten(hints["return"])]
+    bare: list[Any] = []
+    fan_out: list[Any] = []
+    for returned in _flatten(hints["return"]):
+        listed = _list_members(returned)
+        if listed is None:
+            bare.append(type(None) if returned is None else returned)
+        else:
+            fan_out.extend(t for t in listed if t is not None and t is not type(None))
+    return_types = list(dict.fromkeys((*bare, *fan_out)))
     return StepConfig(
         accepted_events=accepted,
         event_name=event_name,
@@ -152,7 +183,33 @@ def _make_step_config(
         timeout=None if timeout is None else float(timeout),
         max_in_flight=max_in_flight,
         warm=warm,
+        fan_out_types=list(dict.fromkeys(fan_out)),
+        bare_return_types=bare,
+        join=None if join is None else join[2],
+        slots=slots,
     )
+
+
+def _list_members(annotation: Any) -> list[Any] | None:
+    """The member types of a ``list[...]`` annotation (its union flattened); None when it is not a list."""
+    if get_origin(annotation) is not list:
+        return None
+    args = get_args(annotation)
+    return _flatten(args[0]) if args else []
+
+
+def _slots(where: str, params: list[tuple[str, list[type[Event]]]]) -> list[tuple[str, list[type[Event]]]]:
+    """The event parameters of a step that takes one event of each: no event type may fill two of them."""
+    owner: dict[type, str] = {}
+    for name, types_ in params:
+        for tp in types_:
+            if tp in owner:
+                raise WorkflowValidationError(
+                    f"{where}: event parameters {owner[tp]!r} and {name!r} both take {tp.__name__}; each event "
+                    "parameter of a step must take its own event types"
+                )
+            owner[tp] = name
+    return params
 
 
 def _caller_locals(depth: int) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from functools import cached_property
 from typing import Any
 
 from rayflow.codec import EventCodec, qualified_name
+from rayflow.collect import Collect
 from rayflow.core.routing import RoutingTable, StepRoute
 from rayflow.errors import (
     WorkflowConfigurationError,
@@ -65,6 +66,14 @@ class StepConfig:
     max_in_flight: int | None = None
     #: Actors the step's pool starts with (``@step(warm=...)``), at most ``num_workers``.
     warm: int = 1
+    #: The event types the step may return in a list (``-> list[A] | B``: A): such a list fans out as a stream.
+    fan_out_types: list[Any] = dataclasses.field(default_factory=list)
+    #: The types the step may return on their own, not in a list (``-> list[A] | B``: B).
+    bare_return_types: list[Any] = dataclasses.field(default_factory=list)
+    #: For a step with a ``list[E]`` parameter (``event_name``): how it joins a stream's events.
+    join: Collect | None = None
+    #: For a step with several event parameters, (name, types) each in order: it runs once one of each arrived.
+    slots: list[tuple[str, list[type[Event]]]] | None = None
 
 
 def is_event_type(tp: Any) -> bool:
@@ -148,6 +157,53 @@ def add_free_step(cls: type, func: Callable[..., Any]) -> None:
     _SPECS.clear()
 
 
+def join_sources(configs: Mapping[str, StepConfig]) -> dict[str, frozenset[str]]:
+    """For each join (a step with a ``list[E]`` parameter), the fan-out steps whose streams it joins: those whose
+    list's events lead, at the same level, to an event the join takes. The level of a list is the events of the
+    list and what steps make of them, through any step but a join (which ends the level) or a fan-out (whose own
+    list starts a level below; its single returns, and what its joins return, stay at this one)."""
+
+    def takes(config: StepConfig, tp: Any) -> bool:
+        if tp in config.accepted_events:
+            return True
+        return config.accept_event_subclasses and isinstance(tp, type) and issubclass(tp, tuple(config.accepted_events))
+
+    joins = {name: config for name, config in configs.items() if config.join is not None}
+    levels: dict[str, set[Any]] = {}
+
+    def level(source: str) -> set[Any]:
+        if source in levels:
+            return levels[source]
+        seen: set[Any] = set()
+        levels[source] = seen  # a loop back to the source ends here
+        todo = list(configs[source].fan_out_types)
+        while todo:
+            tp = todo.pop()
+            if tp in seen or not is_event_type(tp):
+                continue
+            seen.add(tp)
+            for name, config in configs.items():
+                if config.role == "catch_error" or config.join is not None or not takes(config, tp):
+                    continue
+                if config.fan_out_types:
+                    todo.extend(config.bare_return_types)
+                    inner = level(name)
+                    todo.extend(t for j, c in joins.items() if any(takes(c, x) for x in inner) for t in c.return_types)
+                else:
+                    todo.extend(config.return_types)
+        return seen
+
+    found: dict[str, set[str]] = {name: set() for name in joins}
+    for source, config in configs.items():
+        if not config.fan_out_types:
+            continue
+        reached = level(source)
+        for name, join in joins.items():
+            if any(takes(join, tp) for tp in reached):
+                found[name].add(source)
+    return {name: frozenset(sources) for name, sources in found.items()}
+
+
 def _is_stop(tp: Any) -> bool:
     return is_event_type(tp) and issubclass(tp, StopEvent)
 
@@ -204,6 +260,7 @@ class WorkflowSpec:
             classes.update(t for t in (*config.accepted_events, *config.return_types) if is_event_type(t))
             classes |= _classes_named_by(func)
         keys = {t: qualified_name(t) for t in sorted(classes, key=qualified_name)}
+        joined = join_sources(configs)
         routes = tuple(
             StepRoute(
                 name=step,
@@ -217,6 +274,9 @@ class WorkflowSpec:
                 returns=frozenset(keys[t] for t in config.return_types if is_event_type(t)),
                 lendable=not (
                     config.collects
+                    or config.fan_out_types
+                    or config.join is not None
+                    or config.slots is not None
                     or config.resources
                     or config.uses_self
                     or config.role == "catch_error"
@@ -226,6 +286,10 @@ class WorkflowSpec:
                 timeout=config.timeout,
                 max_in_flight=config.max_in_flight,
                 warm=config.warm,
+                fans_out=bool(config.fan_out_types),
+                joins=joined.get(step) if config.join is not None else None,
+                take=config.join.take if config.join is not None else None,
+                slots=tuple(frozenset(keys[t] for t in types_) for _, types_ in config.slots or ()),
             )
             for step, config in configs.items()
         )
@@ -299,3 +363,8 @@ class WorkflowSpec:
             raise WorkflowStepDoesNotExistError(f"Step {step} does not exist")
         if not self.accepts(step, type(event)):
             raise WorkflowRuntimeError(f"Step {step} does not accept event of type {type(event)}")
+        if self.steps[step].config.join is not None:
+            raise WorkflowRuntimeError(
+                f"Step {step} joins the events of returned lists: an event cannot be sent to it with "
+                f"ctx.send_event(..., step={step!r}); return the events in a list instead"
+            )

@@ -56,7 +56,21 @@ def validate_graph(spec: WorkflowSpec) -> None:
     )
     if unused:
         raise WorkflowValidationError(f"The following events are produced but never consumed: {', '.join(unused)}")
+    _check_joins(spec)
     _check_catch_error(spec)
+
+
+def _check_joins(spec: WorkflowSpec) -> None:
+    """Refuse a join (``list[E]`` parameter) that no returned list can feed."""
+    for route in spec.routes:
+        if route.joins is not None and not route.joins:
+            config = spec.steps[route.name].config
+            wanted = " | ".join(t.__name__ for t in config.accepted_events)
+            raise WorkflowValidationError(
+                f"Step {route.name!r} joins list[{wanted}] in parameter {config.event_name!r}, but no step returns a "
+                f"list whose events lead to {wanted}: a list[E] parameter joins the events of a step that returns "
+                "list[...]. For events sent with ctx.send_event, use ctx.collect_events."
+            )
 
 
 def _check_catch_error(spec: WorkflowSpec) -> None:

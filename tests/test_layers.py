@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "rayflow.events",
             "rayflow.resource",
             "rayflow.retry_policy",
+            "rayflow.collect",
             "rayflow._retry",
             "rayflow.codec",
             "rayflow.payloads",

@@ -25,6 +25,7 @@ PUBLIC = [
     "rayflow.retry_policy",
     "rayflow.resource",
     "rayflow.testing",
+    "rayflow.collect",
 ]
 
 
@@ -60,7 +61,7 @@ def test_the_package_exports_what_llamaindex_users_import_from_the_top():
     assert sorted(set(workflows.__all__) - set(rayflow.__all__)) == []
 
 
-@pytest.mark.parametrize("module", ["context", "errors", "retry_policy", "testing"])
+@pytest.mark.parametrize("module", ["collect", "context", "errors", "retry_policy", "testing"])
 def test_a_port_finds_every_public_name_of_these_llamaindex_modules(module: str) -> None:
     theirs = importlib.import_module(f"workflows.{module}")
     ours = importlib.import_module(f"rayflow.{module}")

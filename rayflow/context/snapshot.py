@@ -16,6 +16,7 @@ from rayflow.context.state_store import DictState
 from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope, Kind, Resolved, Waiter
 from rayflow.core.state import Pending
+from rayflow.core.streams import JOIN_KEYS
 from rayflow.errors import ContextSerdeError
 from rayflow.spec import WorkflowSpec
 
@@ -75,22 +76,26 @@ def pending_to_data(pending: Pending, serializer: BaseSerializer, codec: EventCo
     def resolved(answers: Resolved) -> list[list[Any]]:
         return [[waiter_id, None if envelope is None else event(envelope)] for waiter_id, envelope in answers]
 
+    def member(envelope: Envelope) -> dict[str, Any]:
+        return {"event": event(envelope), "id": envelope.event_id.hex(), "scope": list(envelope.scope)}
+
+    def work(step: str, item: WorkItem) -> dict[str, Any]:
+        if item.members is None:
+            data = {"step": step, **member(item.envelope)}
+        else:  # a join's invocation: its events travel as members
+            data = {"step": step, "event": None, "id": item.envelope.event_id.hex(), "scope": list(item.envelope.scope)}
+            data["members"] = [member(envelope) for envelope in item.members]
+        return {**data, "resolved": resolved(item.resolved)}
+
     return {
-        "items": [
-            {
-                "step": step,
-                "event": event(item.envelope),
-                "id": item.envelope.event_id.hex(),
-                "resolved": resolved(item.resolved),
-            }
-            for step, item in pending.items
-        ],
+        "items": [work(step, item) for step, item in pending.items],
         "waits": [
             {
                 "step": step,
                 "waiter_id": waiter.waiter_id,
                 "event_keys": list(waiter.event_keys),
                 "trigger": event(waiter.trigger),
+                "trigger_scope": list(waiter.trigger.scope),
                 "requirements": serializer.serialize_value(dict(waiter.requirements)),
                 "timeout": waiter.timeout,
                 "announce": None if waiter.announce is None else event(waiter.announce),
@@ -103,26 +108,31 @@ def pending_to_data(pending: Pending, serializer: BaseSerializer, codec: EventCo
 
 
 def pending_from_data(data: dict[str, Any], serializer: BaseSerializer, codec: EventCodec) -> Pending:
-    def event(raw: str, kind: Kind | None = None, event_id: str | None = None) -> Envelope:
+    def event(raw: str, kind: Kind | None = None, event_id: str | None = None, scope: Any = ()) -> Envelope:
         # The id an event was routed under names what it causes (rayflow.core.envelope.derive_id); a snapshot that
         # does not have it gets a fresh one: its events then never match events routed before it was taken.
         named = bytes.fromhex(event_id) if event_id else uuid.uuid4().bytes
-        return codec.encode(serializer.deserialize(raw), kind=kind, event_id=named)
+        return codec.encode(serializer.deserialize(raw), kind=kind, event_id=named, scope=tuple(scope))
+
+    def work(item: dict[str, Any]) -> WorkItem:
+        scope = tuple(item.get("scope", ()))
+        if item.get("members") is None:
+            return WorkItem("", "", event(item["event"], None, item.get("id"), scope), resolved(item["resolved"]))
+        members = tuple(event(m["event"], None, m.get("id"), m.get("scope", ())) for m in item["members"])
+        invocation = Envelope(JOIN_KEYS, None, event_id=bytes.fromhex(item["id"]), scope=scope)
+        return WorkItem("", "", invocation, resolved(item["resolved"]), members=members)
 
     def resolved(raw: list[list[Any]]) -> Resolved:
         return tuple((str(waiter_id), None if answer is None else event(answer)) for waiter_id, answer in raw)
 
-    items = tuple(
-        (str(item["step"]), WorkItem("", "", event(item["event"], None, item.get("id")), resolved(item["resolved"])))
-        for item in data.get("items", ())
-    )
+    items = tuple((str(item["step"]), work(item)) for item in data.get("items", ()))
     waits = tuple(
         (
             str(wait["step"]),
             Waiter(
                 str(wait["waiter_id"]),
                 tuple(wait["event_keys"]),
-                event(wait["trigger"]),
+                event(wait["trigger"], None, None, wait.get("trigger_scope", ())),
                 tuple(sorted(serializer.deserialize_value(wait["requirements"]).items())),
                 wait["timeout"],
                 None if wait["announce"] is None else event(wait["announce"], Kind.STREAM),

@@ -37,6 +37,17 @@ class WorkItem:
     #: Set when its last attempt ran past the step's timeout (its actor was stopped): the seconds allowed. The
     #: next actor counts that attempt as failed with a ``StepTimeoutError`` before anything else.
     timed_out: float | None = None
+    #: For a join (a ``list[E]`` parameter) or a step of several event parameters: the events it runs with, in
+    #: order; ``envelope`` then only names the invocation (its id, scope and state version). None for one event.
+    members: tuple[Envelope, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Warn:
+    """Something of run ``run_id`` the user should know that does not stop it, for the driver's log."""
+
+    run_id: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,4 +192,5 @@ Command = (
     | WatchCall
     | ArmRetry
     | ConfirmStopped
+    | Warn
 )

@@ -8,10 +8,13 @@ from rayflow.core.commands import (
     ConfirmStopped,
     EndRun,
     Outcome,
+    Warn,
     WorkItem,
 )
 from rayflow.core.envelope import Envelope, Resolved
+from rayflow.core.routing import delivers
 from rayflow.core.state import DispatcherState, Pool, Run
+from rayflow.core.streams import count, stream_for, take_join, take_slot
 
 
 class Effects:
@@ -24,7 +27,40 @@ class Effects:
         self.touched: dict[str, Run] = {}
 
 
-def enqueue(fx: Effects, run: Run, name: str, envelope: Envelope, resolved: Resolved = ()) -> None:
+def enqueue(fx: Effects, run: Run, name: str, envelope: Envelope, resolved: Resolved = (), *, new: bool = True) -> None:
+    """Deliver ``envelope`` to step ``name``: a work item, or, for a join or a step of several event parameters,
+    an event that waits for the others it runs with (``rayflow.core.streams``). ``new``: the item is new work of
+    its scope's streams, not a paused invocation going on."""
+    route = fx.state.pools[name].route
+    if route.joins is not None:
+        stream = stream_for(run, route.joins, envelope)
+        taken = None if stream is None else take_join(run, stream, name, route.take, envelope)
+        if stream is None:
+            fx.commands.append(
+                Warn(
+                    run.run_id,
+                    f"Event {envelope.class_name} reached step {name!r} outside any stream of "
+                    f"{', '.join(sorted(route.joins)) or 'a fan-out step'}: a list[{envelope.class_name}] "
+                    "join takes only the events made while handling a returned list; it was dropped",
+                )
+            )
+        elif taken is not None:
+            count(run, taken.envelope.scope, +1)
+            enqueue_item(fx, run, name, taken)
+        fx.touched[run.run_id] = run
+        return
+    if route.slots:
+        index = next(
+            i for i, keys in enumerate(route.slots) if delivers(keys, route.accept_subclasses, envelope.type_keys)
+        )
+        item = take_slot(run, name, len(route.slots), index, envelope)
+        if item is not None:
+            count(run, item.envelope.scope, +1)
+            enqueue_item(fx, run, name, item)
+        fx.touched[run.run_id] = run
+        return
+    if new:
+        count(run, envelope.scope, +1)
     enqueue_item(fx, run, name, WorkItem(run.run_id, run.ctx_id, envelope, resolved))
 
 

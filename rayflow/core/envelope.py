@@ -27,6 +27,8 @@ class Envelope:
     again (after its actor died) is routed once; empty for an event that has no cause to derive it from.
     ``state_version``: the newest version of the run's state its emitter had seen or made when it emitted it, which
     the receiving step's reads must see (-1: unknown, its first read asks the context actor).
+    ``scope``: the fan-out streams the event was made in, outermost first (``rayflow.core.streams``); an event a
+    step emits carries the scope of the event the step ran for, and each event of a returned list one stream more.
     """
 
     type_keys: tuple[str, ...]
@@ -35,6 +37,7 @@ class Envelope:
     target: str | None = None
     event_id: bytes = b""
     state_version: int = -1
+    scope: tuple[str, ...] = ()
 
     @property
     def type_name(self) -> str:

@@ -38,6 +38,7 @@ from rayflow.core.effects import Effects, end_run, enqueue, enqueue_item, uncoun
 from rayflow.core.envelope import Envelope, Failure, Kind
 from rayflow.core.feeding import feed, start_actor
 from rayflow.core.state import ActorSlot, DispatcherState, Run
+from rayflow.core.streams import count, fan_out, finish_streams
 from rayflow.core.supervision import (
     buffers_empty,
     call_lost,
@@ -128,6 +129,9 @@ def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
         if tick.actor in pool.actors:
             retire(fx, pool, tick.actor, "it did not stop the work of a run that ended", stopped="ended")
     for run in fx.touched.values():
+        if run.ending and run.run_id in state.runs:
+            for join, item in finish_streams(run, state.routing.joins_of):
+                enqueue_item(fx, run, join, item)
         _check_idle(fx, run)
     for pool in fx.dirty.values():
         fx.commands.extend(feed(state, pool))
@@ -161,7 +165,11 @@ def _run_resumed(fx: Effects, tick: RunResumed) -> None:
         return
     run.awaiting_input = pending.awaiting_input
     for name, item in pending.items:
-        enqueue(fx, run, name, item.envelope, item.resolved)
+        if item.members is None:
+            enqueue(fx, run, name, item.envelope, item.resolved)
+        else:  # a join's or a several-parameter step's invocation, with its events
+            count(run, item.envelope.scope, +1)
+            enqueue_item(fx, run, name, item)
     for name, waiter in pending.waits:
         pause(fx, run, name, waiter)
     # These events were routed before the snapshot: a step that runs again and emits them again is routed once.
@@ -278,8 +286,13 @@ def _call_finished(fx: Effects, tick: CallFinished) -> None:
             _handle_failure(fx, run, done.failure)
         elif done.waiting is not None:
             pause(fx, run, name, done.waiting)
+        elif done.fan_out is not None:
+            for member in fan_out(run, name, item.envelope.scope, done.fan_out):
+                _emit(fx, run, member, name)
         elif done.output is not None:
             _emit(fx, run, done.output, name)
+        if done.retry is None and done.waiting is None:
+            count(run, item.envelope.scope, -1)  # the item is over: what it led to is queued already
     requeue_front(fx, call.step, again)
 
 

@@ -43,6 +43,15 @@ class StepRoute:
     #: Actors the pool starts with, before any event needs them (``@step(warm=...)``); it grows from there toward
     #: ``num_workers`` while events wait.
     warm: int = 1
+    #: The step may return a list of events, each delivered on its own, together a stream (``-> list[E]``).
+    fans_out: bool = False
+    #: For a join (``list[E]`` parameter): the fan-out steps whose streams it joins; None for other steps.
+    joins: frozenset[str] | None = None
+    #: For a join with ``Take(n)``: n (it runs at the n-th event of a stream); None: once the stream's work is over.
+    take: int | None = None
+    #: For a step of several event parameters: the type keys each parameter takes, in order; it runs once one
+    #: event of each has arrived.
+    slots: tuple[frozenset[str], ...] = ()
 
 
 @dataclass
@@ -53,6 +62,8 @@ class RoutingTable:
     _exact: dict[str, list[str]] = field(default_factory=dict, init=False)
     _cache: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict, init=False)
     _successors: dict[str, tuple[str, ...]] = field(default_factory=dict, init=False)
+    #: For each fan-out step, the joins of its streams.
+    joins_of: dict[str, list[str]] = field(default_factory=dict, init=False)
 
     @classmethod
     def of(cls, routes: Iterable[StepRoute]) -> RoutingTable:
@@ -62,6 +73,9 @@ class RoutingTable:
                 continue
             for key in route.accepts:
                 table._exact.setdefault(key, []).append(route.name)
+        for route in table.steps.values():
+            for source in sorted(route.joins or ()):
+                table.joins_of.setdefault(source, []).append(route.name)
         for route in table.steps.values():
             after = dict.fromkeys(n for key in sorted(route.returns) for n in table._exact.get(key, ()))
             table._successors[route.name] = tuple(n for n in after if n != route.name and table.steps[n].lendable)

@@ -6,7 +6,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from rayflow.core.commands import WorkItem
-from rayflow.core.envelope import Waiter
+from rayflow.core.envelope import Envelope, Waiter
 from rayflow.core.routing import RoutingTable, StepRoute
 from rayflow.core.run_queue import RunQueue
 
@@ -72,6 +72,22 @@ class Pool:
 
 
 @dataclass
+class Stream:
+    """One fan-out, in one run: where it was opened, the work still going on inside it, the joins' events."""
+
+    stream_id: str
+    #: The step that returned the list.
+    source: str
+    #: The scope of the event the source ran for: where the joins of this stream run.
+    parent: tuple[str, ...]
+    open: int = 0
+    #: For each join, the events it got from this stream so far.
+    buffers: dict[str, list[Envelope]] = field(default_factory=dict)
+    #: Joins that ran for this stream already (``Take(n)`` reached).
+    released: set[str] = field(default_factory=set)
+
+
+@dataclass
 class Run:
     """One run: how much of its work is queued or running, per step, and where its collect buffers live."""
 
@@ -97,6 +113,13 @@ class Run:
     #: Events being checked against the requirements of waits (CheckRequirements in flight).
     checking: int = 0
     next_wait: int = 0
+    #: Fan-out streams open in the run, by id (``rayflow.core.streams``), and the number of the next one.
+    streams: dict[str, Stream] = field(default_factory=dict)
+    next_stream: int = 0
+    #: Streams whose count fell to zero this tick: they end at the end of it unless work came back.
+    ending: set[str] = field(default_factory=set)
+    #: For each step of several event parameters: the events waiting, one queue per parameter.
+    slots: dict[str, list[deque[Envelope]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -163,6 +186,10 @@ class DispatcherState:
             if item.run_id == run_id
         )
         items.extend((name, item) for name, item in run.delayed.values())
+        # events waiting for a join, or for the other parameters of their step: delivered to it again on resume
+        waiting = [(join, e) for stream in run.streams.values() for join, got in stream.buffers.items() for e in got]
+        waiting.extend((name, e) for name, queues in run.slots.items() for queue in queues for e in queue)
+        items.extend((name, WorkItem(run_id, run.ctx_id, envelope)) for name, envelope in waiting)
         for name, pool in self.pools.items():
             queues = [pool.queue, *(slot.queue for slot in pool.actors.values())]
             items.extend((name, item) for queue in queues for item in queue if item.run_id == run_id)

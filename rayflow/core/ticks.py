@@ -64,6 +64,8 @@ class ItemDone:
     requeue: bool = False
     #: For a collecting step: whether the actor still holds collect buffers of this run for the step afterwards.
     holding: bool = False
+    #: The events of a returned list, in order (``output`` is then None): they fan out as one new stream.
+    fan_out: tuple[Envelope, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,7 @@ def resume_waits(fx: Effects, run: Run, envelope: Envelope, targets: tuple[str, 
             kept.append(wait)
             continue
         woken.append(name)
-        enqueue(fx, run, name, waiter.trigger, (*waiter.resolved, (waiter.waiter_id, envelope)))
+        enqueue(fx, run, name, waiter.trigger, (*waiter.resolved, (waiter.waiter_id, envelope)), new=False)
     run.waits = kept
     held = tuple(name for name in checks if name in targets and name not in woken)
     if checks:
@@ -84,7 +84,7 @@ def requirements_checked(fx: Effects, run: Run, tick: RequirementsChecked) -> No
         name, waiter, number = wait
         if number in tick.matched:
             woken.add(name)
-            enqueue(fx, run, name, waiter.trigger, (*waiter.resolved, (waiter.waiter_id, tick.envelope)))
+            enqueue(fx, run, name, waiter.trigger, (*waiter.resolved, (waiter.waiter_id, tick.envelope)), new=False)
         else:
             kept.append(wait)
     run.waits = kept
@@ -99,7 +99,7 @@ def waiter_timed_out(fx: Effects, run: Run, tick: WaiterTimedOut) -> None:
     for wait in run.waits:
         name, waiter, number = wait
         if number == tick.wait:
-            enqueue(fx, run, name, waiter.trigger, (*waiter.resolved, (waiter.waiter_id, None)))
+            enqueue(fx, run, name, waiter.trigger, (*waiter.resolved, (waiter.waiter_id, None)), new=False)
         else:
             kept.append(wait)
     run.waits = kept

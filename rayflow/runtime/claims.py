@@ -37,6 +37,10 @@ def held_numbers(envelopes: Iterator[Envelope | None] | list[Envelope | None]) -
 def envelopes_of(done: ItemDone) -> Iterator[Envelope | None]:
     """The envelopes a step actor made while handling one item, as they travel in its ``ItemDone``."""
     yield done.output
+    if done.fan_out is not None:
+        yield from done.fan_out
+    if done.retry is not None and done.retry.members is not None:
+        yield from done.retry.members
     if done.failure is not None:
         yield done.failure.failed_event
     if done.retry is not None:
@@ -71,10 +75,13 @@ async def claim_results(results: list[ItemDone]) -> list[ItemDone]:
             out.append(done)
             continue
         changes: dict[str, Any] = {"output": swap(done.output)}
+        if done.fan_out is not None:
+            changes["fan_out"] = tuple(swap(e) for e in done.fan_out)
         if done.failure is not None:
             changes["failure"] = replace(done.failure, failed_event=swap(done.failure.failed_event))
         if done.retry is not None:
-            changes["retry"] = replace(done.retry, envelope=swap(done.retry.envelope))
+            members = None if done.retry.members is None else tuple(swap(e) for e in done.retry.members)
+            changes["retry"] = replace(done.retry, envelope=swap(done.retry.envelope), members=members)
         if done.waiting is not None:
             changes["waiting"] = replace(
                 done.waiting, trigger=swap(done.waiting.trigger), announce=swap(done.waiting.announce)

@@ -21,6 +21,7 @@ instance's blob and routes and serves it as if newly created, binding kept step 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -43,6 +44,7 @@ from rayflow.core.commands import (
     Publish,
     StartActor,
     StopActor,
+    Warn,
     WatchCall,
 )
 from rayflow.core.envelope import Envelope
@@ -249,6 +251,8 @@ class _Dispatcher:
         elif isinstance(command, ConfirmStopped):
             for step, actor in command.actors:
                 self._spawn(self._confirm_stopped(command.run_id, step, actor))
+        elif isinstance(command, Warn):
+            print(f"rayflow: warning: run {command.run_id}: {command.message}", file=sys.stderr, flush=True)
 
     def _start_actor(self, step: str, index: int) -> None:
         """Bind the parked step actor of this step and number, or start a new one (``StepActors.start``)."""

@@ -130,6 +130,8 @@ class Outbox:
         self._run_id = item.run_id
         self._step = step
         self._parent = item.envelope.event_id
+        #: The fan-out streams of the event handled: every event it sends is made in them too.
+        self.scope = item.envelope.scope
         self._attempt = item.tries.runs
         self._rerun = len(item.resolved)
         self._emitted = 0
@@ -145,6 +147,10 @@ class Outbox:
     def returned_id(self) -> bytes:
         """The id of the event the invocation returns."""
         return derive_id(self._parent, self._step, self._attempt, self._rerun, -1)
+
+    def member_id(self, position: int) -> bytes:
+        """The id of the event at ``position`` of the list the invocation returns."""
+        return derive_id(self._parent, self._step, self._attempt, self._rerun, -2 - position)
 
     def add(self, envelope: Envelope) -> None:
         self._items.append(envelope)
@@ -196,7 +202,12 @@ class StepFace:
         if step is not None:
             spec.check_target(step, event)
         event_id, version = self._outbox.next_id(), self._known.version
-        self._outbox.add(spec.codec.encode(event, target=step, step=name, event_id=event_id, state_version=version))
+        outbox = self._outbox
+        outbox.add(
+            spec.codec.encode(
+                event, target=step, step=name, event_id=event_id, state_version=version, scope=outbox.scope
+            )
+        )
 
     def write_event_to_stream(self, event: Event) -> None:
         outbox, codec, name = self._outbox, self._host.spec.codec, self._code.name

@@ -190,7 +190,9 @@ class _StepWorker:
             return None
         targets = self._routing.targets(envelope)
         if len(targets) == 1 and (targets[0] == self._step or targets[0] in loans):
-            return self._steps[targets[0]]
+            route = self._routing.steps[targets[0]]
+            if route.joins is None and not route.slots:  # those wait for other events, at the dispatcher
+                return self._steps[targets[0]]
         return None
 
     async def _invoke_tracked(self, item: WorkItem, code: StepCode) -> ItemDone:
@@ -264,9 +266,14 @@ class _StepWorker:
         try:
             if item.timed_out is not None:  # this attempt already ran, past its time, on an actor now replaced
                 raise self._timed_out(name, item)
-            event = await codec.loads_async(item.envelope.payload)
+            if item.members is None:
+                event = await codec.loads_async(item.envelope.payload)
+                events = [event]
+            else:  # a join, or a step of several event parameters: its events in order
+                events = [await codec.loads_async(member.payload) for member in item.members]
+                event = events[0] if events else None
             ctx = step_context(item.ctx_id, StepFace(self._host, item, outbox, code, attempts, known))
-            kwargs = await self._arguments(ctx, event, code.config)
+            kwargs = await self._arguments(ctx, events, code.config)
             if self._verbose:
                 print(f"Running step {name}", flush=True)
             result = await self._body(code, kwargs, item)
@@ -284,18 +291,56 @@ class _StepWorker:
             print(f"Step {name} produced {produced}", flush=True)
         if result is None:
             return ItemDone(item.run_id)
+        scope = item.envelope.scope
+        if isinstance(result, list) and code.config.fan_out_types:
+            return self._fanned_out(item, code, result, outbox, known, event, attempts)
         if not isinstance(result, Event):
             wrong = WorkflowRuntimeError(
                 f"Step function {name} returned {type(result).__name__} instead of an Event instance."
             )
-            return ItemDone(item.run_id, failure=self._failure(name, wrong, event, attempts))
+            return ItemDone(item.run_id, failure=self._failure(name, wrong, event, attempts, scope))
         try:
+            _check_bare(code, result)
             output = codec.encode(
-                result, step=name, event_id=outbox.returned_id(), state_version=known.version, copy=False
+                result, step=name, event_id=outbox.returned_id(), state_version=known.version, copy=False, scope=scope
             )
         except Exception as err:
-            return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts))
+            return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts, scope))
         return ItemDone(item.run_id, output=output, step=None if name == self._step else name)
+
+    def _fanned_out(
+        self,
+        item: WorkItem,
+        code: StepCode,
+        result: list[Any],
+        outbox: Outbox,
+        known: Known,
+        event: Event | None,
+        attempts: Attempts,
+    ) -> ItemDone:
+        """A returned list: its events, each its own event of one new stream (opened by the dispatcher)."""
+        name, scope = code.name, item.envelope.scope
+        try:
+            for position, member in enumerate(result):
+                if not isinstance(member, Event):
+                    raise WorkflowRuntimeError(
+                        f"Step function {name} returned a list whose item {position} is a {type(member).__name__}, "
+                        "not an Event instance"
+                    )
+            members = tuple(
+                self._codec.encode(
+                    member,
+                    step=name,
+                    event_id=outbox.member_id(position),
+                    state_version=known.version,
+                    copy=False,
+                    scope=scope,
+                )
+                for position, member in enumerate(result)
+            )
+        except Exception as err:
+            return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts, scope))
+        return ItemDone(item.run_id, fan_out=members, step=None if name == self._step else name)
 
     async def _body(self, code: StepCode, kwargs: dict[str, Any], item: WorkItem) -> Any:
         """Run the step's body, within its timeout. A sync body runs in a thread, which nothing can stop: one still
@@ -335,12 +380,20 @@ class _StepWorker:
         except Exception as policy_err:  # a user's retry condition or wait that raised fails the step
             err, delay = policy_err, None
         if delay is None:
-            return ItemDone(item.run_id, failure=self._failure(code.name, err, event, attempts), step=step)
+            return ItemDone(
+                item.run_id, failure=self._failure(code.name, err, event, attempts, item.envelope.scope), step=step
+            )
         retry = replace(item, tries=attempts.failed(err, self._codec.dumps), timed_out=None, deliveries=0)
         return ItemDone(item.run_id, retry=retry, retry_after=delay, step=step)
 
-    async def _arguments(self, ctx: Context[Any], event: Event, config: StepConfig) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {config.event_name: event}
+    async def _arguments(self, ctx: Context[Any], events: list[Event], config: StepConfig) -> dict[str, Any]:
+        kwargs: dict[str, Any]
+        if config.join is not None:
+            kwargs = {config.event_name: events}
+        elif config.slots is not None:
+            kwargs = {parameter: event for (parameter, _), event in zip(config.slots, events, strict=True)}
+        else:
+            kwargs = {config.event_name: events[0]}
         if config.context_parameter:
             kwargs[config.context_parameter] = ctx
         if config.resources:
@@ -355,7 +408,9 @@ class _StepWorker:
             return None
         return policy.next(attempts.elapsed(), attempts.number, error)
 
-    def _failure(self, step: str, err: Exception, event: Event | None, attempts: Attempts) -> Failure:
+    def _failure(
+        self, step: str, err: Exception, event: Event | None, attempts: Attempts, scope: tuple[str, ...] = ()
+    ) -> Failure:
         """The step failed for good after ``attempts``: its error and the ``StepFailedEvent`` for ``@catch_error``."""
         message = f"{type(err).__name__}: {err}"
         elapsed = attempts.elapsed()
@@ -372,10 +427,24 @@ class _StepWorker:
             failed_at=datetime.now(timezone.utc),
         )
         try:
-            failed_envelope: Envelope | None = self._codec.encode(failed, step=step)
+            failed_envelope: Envelope | None = self._codec.encode(failed, step=step, scope=scope)
         except Exception:
             failed_envelope = None
         return Failure(step, error, message, failed_envelope, attempts.number, elapsed)
+
+
+def _check_bare(code: StepCode, result: Event) -> None:
+    """Refuse an event returned on its own whose type the step's annotation declares only inside a list."""
+    config = code.config
+    if not config.fan_out_types or any(isinstance(result, t) for t in config.bare_return_types if isinstance(t, type)):
+        return
+    if any(isinstance(result, t) for t in config.fan_out_types):
+        kind = type(result).__name__
+        raise WorkflowRuntimeError(
+            f"Step function {code.name} returned a single {kind}, but its return annotation has {kind} only inside "
+            f"a list: return [{kind}(...)] to fan out, or add {kind} to the return annotation (-> list[...] | "
+            f"{kind}) to send it on its own"
+        )
 
 
 def _known(item: WorkItem) -> Known:
