@@ -35,7 +35,8 @@ class Progress(Event):
 
 
 class Greet(Workflow):
-    """Streams ``count`` Progress events, then greets ``name``; the name "fail" makes its step raise."""
+    """Streams ``count`` Progress events, then greets ``name`` (saying "again" in a context that greeted before);
+    the name "fail" makes its step raise."""
 
     @step
     async def greet(self, ctx: Context, ev: GreetStart) -> StopEvent:
@@ -43,7 +44,9 @@ class Greet(Workflow):
             raise ValueError("no greeting for fail")
         for n in range(ev.count):
             ctx.write_event_to_stream(Progress(n=n))
-        return StopEvent(result=f"hello {ev.name}")
+        greeted = await ctx.store.get("greeted", default=0) + 1
+        await ctx.store.set("greeted", greeted)
+        return StopEvent(result=f"hello {ev.name}" + (f" again ({greeted})" if greeted > 1 else ""))
 
 
 class Survey(Workflow):
@@ -136,10 +139,21 @@ def test_a_run_waits_for_its_result_and_a_failed_run_answers_500_with_its_error(
     assert http.get(f"/handlers/{body['handler_id']}").json()["status"] == "completed"
     assert http.get(f"/results/{body['handler_id']}").json()["result"] == {"result": "hello ada"}
 
+    again = {"start_event": {"name": "ada", "count": 0}, "handler_id": body["handler_id"]}
+    assert http.post("/workflows/Greet/run", json=again).json()["result"]["value"] == {"result": "hello ada again (2)"}
+
     failed = http.post("/workflows/Greet/run", json={"kwargs": {"name": "fail"}})
     assert failed.status_code == 500
     assert failed.json()["status"] == "failed" and failed.json()["error"] == "no greeting for fail"
     assert http.get(f"/handlers/{failed.json()['handler_id']}").status_code == 500
+    streamed = http.get(f"/events/{failed.json()['handler_id']}", params={"sse": "false", "after_sequence": "-1"})
+    last = json.loads(streamed.text.splitlines()[-1])
+    assert (last["type"], last["types"]) == ("WorkflowFailedEvent", ["StopEvent"])
+    assert last["value"]["step_name"] == "greet"
+    assert last["value"]["exception"] == {
+        "exception_type": "builtins.ValueError",
+        "exception_message": "no greeting for fail",
+    }
     listed = http.get("/handlers", params={"status": "failed", "workflow_name": "Greet"}).json()["handlers"]
     assert [h["handler_id"] for h in listed] == [failed.json()["handler_id"]]
 
