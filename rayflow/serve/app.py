@@ -27,7 +27,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rayflow.config import settings
 from rayflow.errors import ContextStateError, RayflowError, WorkflowRuntimeError
-from rayflow.events import StartEvent
 from rayflow.runtime.cluster import ensure_ray
 from rayflow.serve.envelope import EventDecodeError, event_registry, parse_event
 from rayflow.serve.handlers import STATUSES, HandlerBusyError, HandlerRegistry, ServedRun
@@ -139,19 +138,16 @@ def create_app(
         kwargs = body.get("kwargs", {})
         if not isinstance(kwargs, dict):
             raise HTTPException(400, "Validation error for 'kwargs': expected an object")
-        data = body.get("start_event", kwargs)
+        data = body.get("start_event")
         start_class = workflow.start_event_class
-        start_event: StartEvent | None = None
-        if data is not None:
-            try:
-                event = parse_event(data, registries[name], bare=start_class)
-            except EventDecodeError as err:
-                raise HTTPException(400, f"Validation error for 'start_event': {err}") from err
-            if not isinstance(event, start_class):
-                raise HTTPException(
-                    400, f"Validation error for 'start_event': the start event must be a {start_class.__name__}"
-                )
-            start_event = event
+        try:
+            start_event = parse_event(kwargs if data is None else data, registries[name], bare=start_class)
+        except EventDecodeError as err:
+            raise HTTPException(400, f"Validation error for 'start_event': {err}") from err
+        if not isinstance(start_event, start_class):
+            raise HTTPException(
+                400, f"Validation error for 'start_event': the start event must be a {start_class.__name__}"
+            )
         try:
             return registry.start(name, start_event, handler_id)
         except HandlerBusyError as err:
@@ -248,6 +244,7 @@ def create_app(
                 after = int(resume)
             except ValueError:
                 raise HTTPException(400, f"Invalid Last-Event-ID header: {resume!r} (an event number)") from None
+        after = max(after, -1)
         if run.finished_streaming() and after >= run.last_sequence():
             return Response(status_code=204)
         frames = event_frames(

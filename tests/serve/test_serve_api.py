@@ -177,6 +177,7 @@ def test_run_nowait_then_the_whole_stream_and_a_resume_gets_exactly_the_missed_e
         rest = _sse(response)
     assert first_two + rest == whole
 
+    assert _sse(http.get(f"/events/{handler_id}", params={"after_sequence": "-7"})) == whole
     ndjson = http.get(f"/events/{handler_id}", params={"sse": "false", "after_sequence": "3"})
     assert ndjson.headers["content-type"].startswith("application/x-ndjson")
     assert [json.loads(line) for line in ndjson.text.splitlines()] == [env for _, env in whole[4:]]
@@ -231,7 +232,8 @@ def test_a_cancelled_run_ends_its_stream_and_shows_cancelled(http: httpx.Client)
     [
         ("post", "/workflows/Nope/run", {}, 404, "Nope"),
         ("get", "/workflows/Nope/schema", None, 404, "Nope"),
-        ("post", "/workflows/Greet/run", {"start_event": {"count": 2}}, 400, "'start_event'"),
+        ("post", "/workflows/Greet/run", {"start_event": {"count": 2}}, 400, "'start_event': Invalid GreetStart: name"),
+        ("post", "/workflows/Greet/run-nowait", {}, 400, "name: Field required"),
         ("post", "/workflows/Greet/run-nowait", {"start_event": {"name": "x", "count": "many"}}, 400, "count"),
         ("post", "/workflows/Greet/run", {"start_event": {"type": "Progress", "value": {"n": 1}}}, 400, "GreetStart"),
         ("post", "/workflows/Greet/run", {"context": {"state": {}}}, 400, "'context'"),
