@@ -148,15 +148,21 @@ async def _follow(run: ServedRun) -> None:
                 await asyncio.wait({pending_next}, timeout=_DRAIN_S)
                 if not pending_next.done():
                     break
+            if pending_next.cancelled() or pending_next.exception() is not None:
+                break  # the stream broke off; the handler's end says why
             last, pending_next = pending_next.result(), None
             if isinstance(last, StopEvent):
                 break
             run.record(last)
         try:
-            stop = await ending
+            stop = await asyncio.shield(ending)
+        except asyncio.CancelledError:
+            if not ending.cancelled():
+                raise  # this follower is cancelled, not the run
+            run.end("cancelled")
         except WorkflowCancelledByUser as err:
             run.end("cancelled", error=str(err) or None)
-        except BaseException as err:
+        except Exception as err:
             run.end("failed", error=str(err) or type(err).__name__)
             if not isinstance(last, StopEvent):
                 last = WorkflowFailedEvent(step_name="", exception=err)
