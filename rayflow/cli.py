@@ -3,6 +3,8 @@
 ``rayflow draw MODULE:WORKFLOW`` loads a workflow class (a module on ``sys.path`` with the current directory
 first, as ``python -m`` has it, or a file path such as ``examples/branching.py``) and writes its graph
 (``rayflow.draw``). A user's mistake is one line on stderr and exit status 2, never a traceback.
+
+``rayflow serve [NAME=]MODULE:WORKFLOW...`` serves workflows over HTTP (``rayflow.serve``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from types import ModuleType
 import click
 
 from rayflow.draw import graph_of, to_dot, to_html, to_mermaid, to_svg
-from rayflow.errors import WorkflowConfigurationError
+from rayflow.errors import ServeConfigurationError, WorkflowConfigurationError
 from rayflow.workflow import Workflow
 
 __all__ = ["main", "rayflow"]
@@ -132,6 +134,55 @@ def draw(target: str, output: str | None, fmt: str | None) -> None:
                 Path(output).write_text(text, encoding="utf-8")
             except OSError as err:
                 raise UserError(f"cannot write {output}: {err.strerror}") from err
+    except UserError as err:
+        _fail(str(err))
+
+
+def _served(targets: tuple[str, ...]) -> dict[str, Workflow]:
+    """One workflow instance per ``[NAME=]MODULE:WORKFLOW``, by the name clients use (the class name by default)."""
+    served: dict[str, Workflow] = {}
+    for target in targets:
+        name, equals, location = target.partition("=")
+        if not equals or ":" in name:
+            name, location = "", target
+        workflow_class = load_workflow(location)
+        name = name or workflow_class.__name__
+        if name in served:
+            raise UserError(f"two workflows are served as {name!r}; name one with NAME=MODULE:WORKFLOW")
+        try:
+            served[name] = workflow_class()
+        except Exception as err:
+            raise UserError(f"{location}() failed: {type(err).__name__}: {err}") from err
+    return served
+
+
+@rayflow.command()
+@click.argument("targets", nargs=-1, required=True, metavar="[NAME=]MODULE:WORKFLOW...")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option(
+    "--token",
+    envvar="RAYFLOW_TOKEN",
+    help="Bearer token every request must carry (env RAYFLOW_TOKEN); required off 127.0.0.1.",
+)
+def serve(targets: tuple[str, ...], host: str, port: int, token: str | None) -> None:
+    """Serve workflows over HTTP with the REST API of LlamaIndex's workflow server.
+
+    Each MODULE:WORKFLOW is served under its class name (or NAME=MODULE:WORKFLOW under NAME), one instance each:
+    `rayflow serve examples/branching.py:TriageWorkflow --port 8000`.
+    """
+    try:
+        try:
+            from rayflow.serve import check_binding
+            from rayflow.serve import serve as serve_workflows
+        except ImportError as err:
+            raise UserError(f"rayflow serve needs FastAPI and uvicorn: pip install 'rayflow[serve]' ({err})") from err
+        try:
+            check_binding(host, token)
+        except ServeConfigurationError as err:
+            raise UserError(str(err)) from err
+        workflows = _served(targets)
+        serve_workflows(workflows, host=host, port=port, token=token)
     except UserError as err:
         _fail(str(err))
 

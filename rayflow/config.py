@@ -104,6 +104,10 @@ class Settings:
     #: Recent results a model replica keeps per input (a text's vector), to answer an input it has just computed
     #: without computing it again (0: no cache).
     model_cache_items: int = field(default_factory=lambda: _int("RAYFLOW_MODEL_CACHE_ITEMS", 4096))
+    #: Seconds an idle event stream of ``rayflow serve`` goes without a server-sent-events heartbeat comment.
+    serve_heartbeat_s: float = field(default_factory=lambda: _float("RAYFLOW_SERVE_HEARTBEAT_S", 25.0))
+    #: Finished runs ``rayflow serve`` keeps (their status, result and events); the oldest are forgotten first.
+    serve_kept_handlers: int = field(default_factory=lambda: _int("RAYFLOW_SERVE_KEPT_HANDLERS", 1000))
     #: Where converted model weights are cached ("" for ``~/.cache/rayflow``).
     cache_dir: str = field(default_factory=lambda: os.environ.get("RAYFLOW_CACHE_DIR", ""))
 

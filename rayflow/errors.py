@@ -9,6 +9,7 @@ __all__ = [
     "JournalError",
     "PayloadLostError",
     "RayflowError",
+    "ServeConfigurationError",
     "StateLockLost",
     "StepTimeoutError",
     "WorkflowActorDiedError",
@@ -89,3 +90,7 @@ class PayloadLostError(WorkflowActorDiedError):
 
 class JournalError(RayflowError):
     """A run journal could not be read or written, or holds no record of the run asked for."""
+
+
+class ServeConfigurationError(RayflowError):
+    """``rayflow serve`` was told to listen where it may not (beyond this machine without a token)."""
