@@ -95,6 +95,8 @@ class _StepWorker:
         self._context = ContextActor(context)
         self._replicas = StateReplicas(self._context, settings().state_replicas, settings().state_max_age_s)
         self._collect = CollectBuffers()
+        #: For each collect buffer here, the newest state version of the events in it (see ``StepFace``).
+        self._collect_versions: dict[tuple[str, str, str], int] = {}
         self._resources = ResourceResolver()
         shelf.hold_here(ray.get_runtime_context().current_actor)  # large payloads wait here for the dispatcher
         config = settings()
@@ -121,6 +123,7 @@ class _StepWorker:
             flush_size=settings().outbox_flush,
             emit=self._emit,
             store=self._store,
+            collect_versions=self._collect_versions,
         )
         return self._label
 
@@ -216,7 +219,7 @@ class _StepWorker:
         if task is not None:
             task.cancel()
         self._collect.drop_run(run_id)
-        versions = self._host.collect_versions
+        versions = self._collect_versions  # also before ready(): an end_run may come first
         for key in [key for key in versions if key[0] == run_id]:
             del versions[key]
 
