@@ -13,7 +13,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, overload
+from typing import Annotated, Any, Protocol, TypeVar, Union, get_args, get_origin, overload, runtime_checkable
 
 from rayflow.collect import Collect
 from rayflow.context import Context
@@ -23,9 +23,20 @@ from rayflow.resource import ResourceDefinition, resource_of
 from rayflow.retry_policy import RetryPolicy
 from rayflow.spec import StepConfig, attach_config, is_event_type
 
-__all__ = ["catch_error", "step"]
+__all__ = ["StepConfig", "StepFunction", "catch_error", "step"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@runtime_checkable
+class StepFunction(Protocol):
+    """A function ``@step`` made a step: callable as before, with what the decorator read in ``_step_config``."""
+
+    _step_config: StepConfig
+    __name__: str
+    __qualname__: str
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
 def _flatten(annotation: Any) -> list[Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializationInfo, model_serializer
@@ -20,12 +21,18 @@ __all__ = [
     "Event",
     "HumanResponseEvent",
     "InputRequiredEvent",
+    "InternalDispatchEvent",
     "StartEvent",
     "StepFailedEvent",
+    "StepState",
+    "StepStateChanged",
     "StopEvent",
+    "UnhandledEvent",
     "WorkflowCancelledEvent",
     "WorkflowFailedEvent",
+    "WorkflowIdleEvent",
     "WorkflowTimedOutEvent",
+    "internal_event",
 ]
 
 
@@ -188,6 +195,56 @@ class HumanResponseEvent(Event):
     """The caller's answer to an ``InputRequiredEvent``, sent with ``handler.ctx.send_event``."""
 
 
+class InternalDispatchEvent(Event):
+    """What the engine does, streamed only to ``handler.stream_events(expose_internal=True)``."""
+
+
+class WorkflowIdleEvent(InternalDispatchEvent):
+    """The run has nothing running or queued and waits for an event from outside (a paused wait, a question)."""
+
+
+class UnhandledEvent(InternalDispatchEvent):
+    """An event sent into the run that no step and no wait took (it was ignored)."""
+
+    event_type: str = Field(description="The event's class name.")
+    qualified_name: str = Field(description="The event's class, module and name.")
+    step_name: str | None = Field(default=None, description="The step it was sent to, if sent to one.")
+    idle: bool = Field(description="Whether the run is idle once the event was ignored.")
+
+
+class StepState(Enum):
+    """Where one invocation of a step is: queued with no actor free, running, or over."""
+
+    PREPARING = "preparing"
+    RUNNING = "running"
+    NOT_RUNNING = "not_running"
+
+
+class StepStateChanged(InternalDispatchEvent):
+    """One invocation of a step changed state: on which worker (rayflow: the number of the actor in the step's
+    pool), for which event, and, once over, which event it returned."""
+
+    name: str = Field(description="The step's name.")
+    step_state: StepState = Field(description="preparing, running or not_running.")
+    worker_id: str = Field(description="The worker (actor number) it runs on; '<enqueued>' while preparing.")
+    input_event_name: str = Field(description="The event the step runs for.")
+    output_event_name: str | None = Field(default=None, description="The event it returned, once over.")
+
+
+def internal_event(fields: tuple[Any, ...]) -> InternalDispatchEvent:
+    """The internal event the dispatcher described as plain ``fields`` (its core never builds events)."""
+    kind, *rest = fields
+    if kind == "step":
+        name, state, worker, given, returned = rest
+        return StepStateChanged(
+            name=name, step_state=StepState(state), worker_id=worker, input_event_name=given, output_event_name=returned
+        )
+    if kind == "unhandled":
+        event_type, qualified, step_name, idle = rest
+        return UnhandledEvent(event_type=event_type, qualified_name=qualified, step_name=step_name, idle=idle)
+    return WorkflowIdleEvent()
+
+
 #: rayflow's own event classes: every workflow knows them, and snapshots rebuild them without being told.
 BUILTIN_EVENTS: tuple[type[Event], ...] = (
     Event,
@@ -199,4 +256,7 @@ BUILTIN_EVENTS: tuple[type[Event], ...] = (
     WorkflowFailedEvent,
     WorkflowTimedOutEvent,
     WorkflowCancelledEvent,
+    WorkflowIdleEvent,
+    UnhandledEvent,
+    StepStateChanged,
 )

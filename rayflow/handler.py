@@ -13,10 +13,10 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from typing import Any
 
 from rayflow.context import Context
-from rayflow.errors import WorkflowRuntimeError
-from rayflow.events import Event, StopEvent
+from rayflow.errors import WorkflowCancelledByUser, WorkflowRuntimeError
+from rayflow.events import Event, InternalDispatchEvent, StopEvent, WorkflowCancelledEvent
 
-__all__ = ["WorkflowHandler"]
+__all__ = ["InternalDispatchEvent", "WorkflowCancelledByUser", "WorkflowCancelledEvent", "WorkflowHandler"]
 
 
 class WorkflowHandler:
@@ -28,6 +28,7 @@ class WorkflowHandler:
         run_id: str,
         drive: Callable[[Callable[[Event], None]], Coroutine[Any, Any, StopEvent]],
         cancel: Callable[[], object],
+        expose: Callable[[], object] = lambda: None,
     ) -> None:
         """Start driving the run: ``drive(publish)`` runs it, handing each streamed event to ``publish``."""
         self._ctx = ctx
@@ -36,6 +37,7 @@ class WorkflowHandler:
         self._streamed = False
         self._result: StopEvent | None = None
         self._cancel = cancel
+        self._expose = expose
         self._task = asyncio.get_running_loop().create_task(drive(self._queue.put_nowait))
 
     @property
@@ -74,19 +76,20 @@ class WorkflowHandler:
     async def stream_events(self, expose_internal: bool = False) -> AsyncGenerator[Event, None]:
         """The run's streamed events in the order they were written, ending with the run's last event.
 
-        A handler's stream can be read once: a second read raises ``WorkflowRuntimeError``. rayflow does not
-        stream LlamaIndex's internal events (step state changes): ``expose_internal=True`` is refused.
+        A handler's stream can be read once: a second read raises ``WorkflowRuntimeError``. With
+        ``expose_internal`` it also has the engine's internal events (``StepStateChanged`` for each invocation,
+        ``WorkflowIdleEvent``, ``UnhandledEvent``): made only for a stream that asks, from the run's start when asked
+        before the run reached its dispatcher (``stream_events`` called right after ``run()``), else from then on.
         """
-        if expose_internal:
-            raise WorkflowRuntimeError(
-                "stream_events(expose_internal=True): rayflow does not stream internal events (StepStateChanged); "
-                "see the README's differences from LlamaIndex"
-            )
         if self._streamed:
             raise WorkflowRuntimeError("All the streamed events have already been consumed.")
         self._streamed = True
+        if expose_internal:
+            self._expose()
         while True:
             event = await self._queue.get()
+            if not expose_internal and isinstance(event, InternalDispatchEvent):
+                continue
             yield event
             if isinstance(event, StopEvent):
                 break

@@ -33,7 +33,7 @@ from rayflow.events import BUILTIN_EVENTS, Event, InputRequiredEvent, StartEvent
 from rayflow.resource import ResourceDefinition
 from rayflow.retry_policy import RetryPolicy
 
-__all__ = ["StepConfig", "StepSpec", "WorkflowSpec", "attach_config", "config_of", "is_event_type"]
+__all__ = ["StepConfig", "StepSpec", "WorkflowSpec", "attach_config", "config_of", "is_event_type", "steps_of"]
 
 #: Attribute of a step function that holds its ``StepConfig``.
 _CONFIG_ATTR = "_step_config"
@@ -124,6 +124,11 @@ def _classes_named_by(func: Callable[..., Any]) -> set[type]:
         if isinstance(value, type) and issubclass(value, Event):
             found.add(value)
     return found
+
+
+def steps_of(cls: type) -> dict[str, Callable[..., Any]]:
+    """The step functions of workflow class ``cls`` by name (methods, and free functions added to it)."""
+    return {name: func for name, (_, func, _) in _steps_of(cls).items()}
 
 
 def _steps_of(cls: type) -> dict[str, tuple[StepConfig, Callable[..., Any], bool]]:

@@ -48,7 +48,7 @@ class WorkflowTestRunner:
         self,
         start_event: StartEvent | None = None,
         ctx: Context[Any] | None = None,
-        expose_internal: bool = False,
+        expose_internal: bool = True,
         exclude_events: list[type[Event]] | None = None,
         **kwargs: Any,
     ) -> WorkflowTestResult:
@@ -56,7 +56,7 @@ class WorkflowTestRunner:
 
         ``start_event`` (or ``kwargs`` for the workflow's start event) starts the run, ``ctx`` continues
         an earlier context. Events whose exact type is in ``exclude_events`` are left out of ``collected``.
-        ``expose_internal`` is False by default (LlamaIndex: True): rayflow streams no internal events.
+        ``expose_internal`` (True by default, as in LlamaIndex) collects the internal events too.
         Errors of the run (a step's exception, ``WorkflowTimeoutError``, ...) propagate.
         """
         handler = self._workflow.run(ctx=ctx, start_event=start_event, **kwargs)

@@ -17,17 +17,25 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rayflow.context import Context
+from rayflow.context import BaseSerializer, Context
 from rayflow.context.context import bind_host, face_of
+from rayflow.decorators import StepFunction
 from rayflow.errors import WorkflowRuntimeError, WorkflowValidationError
 from rayflow.events import Event, StartEvent, StopEvent
 from rayflow.handler import WorkflowHandler
 from rayflow.journal import Journal
 from rayflow.runtime.session import WorkflowSession
-from rayflow.spec import WorkflowSpec, add_free_step, config_of, free_steps
+from rayflow.spec import StepConfig, WorkflowSpec, add_free_step, config_of, free_steps, steps_of
 from rayflow.validation import validate_graph, validate_resources
 
-__all__ = ["Workflow"]
+__all__ = [
+    "BaseSerializer",
+    "StepConfig",
+    "StepFunction",
+    "Workflow",
+    "get_steps_from_class",
+    "get_steps_from_instance",
+]
 
 log = logging.getLogger("rayflow")
 
@@ -163,7 +171,7 @@ class Workflow:
                 "workflow.run() needs a running event loop: call it from async code (asyncio.run(main()))"
             ) from err
         run = self._session.begin(ctx, event)
-        return WorkflowHandler(ctx, run.run_id, run.drive, run.cancel)
+        return WorkflowHandler(ctx, run.run_id, run.drive, run.cancel, run.expose)
 
     @property
     def journal(self) -> Journal | None:
@@ -187,7 +195,7 @@ class Workflow:
                 "workflow.resume() needs a running event loop: call it from async code (asyncio.run(main()))"
             ) from err
         ctx, run = self._session.resume(run_id)
-        return WorkflowHandler(ctx, run.run_id, run.drive, run.cancel)
+        return WorkflowHandler(ctx, run.run_id, run.drive, run.cancel, run.expose)
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -202,3 +210,17 @@ class Workflow:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def get_steps_from_class(workflow_class: type) -> dict[str, Callable[..., Any]]:
+    """The steps of ``workflow_class`` by name: its ``@step`` methods (a subclass's override wins) and the free
+    functions added to it with ``@step(workflow=...)``."""
+    return steps_of(workflow_class)
+
+
+def get_steps_from_instance(workflow: Workflow) -> dict[str, Callable[..., Any]]:
+    """The steps of ``workflow`` by name, its methods bound to it."""
+    return {
+        name: getattr(workflow, name) if getattr(type(workflow), name, None) is func else func
+        for name, func in steps_of(type(workflow)).items()
+    }

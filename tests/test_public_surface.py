@@ -61,8 +61,52 @@ def test_the_package_exports_what_llamaindex_users_import_from_the_top():
     assert sorted(set(workflows.__all__) - set(rayflow.__all__)) == []
 
 
-@pytest.mark.parametrize("module", ["collect", "context", "errors", "retry_policy", "testing"])
-def test_a_port_finds_every_public_name_of_these_llamaindex_modules(module: str) -> None:
+#: Names LlamaIndex Workflows 2.26.1's public modules hold that rayflow leaves out, and why (the README's list).
+LEFT_OUT = {
+    "ResourceManager": "resources set on the driver would reach each actor as pickled copies",
+    "WorkflowMeta": "rayflow's Workflow has no metaclass: its steps are read when the class is compiled",
+    "CollectionReleaseEvent": "a join's events travel as its work item's members, not as an event",
+    "IdleReleasedEvent": "the result of LlamaIndex's server releasing an idle run; rayflow has none",
+    "SerializableEvent": "LlamaIndex's JSON form of events in its snapshots",
+    "UnreconstructedException": "LlamaIndex's JSON form of exceptions in its snapshots",
+    "JsonSerializer": "in rayflow.context (and the package), not rayflow.events: the serializers import the events",
+}
+
+#: Internal helpers and type variables LlamaIndex's modules import or define for themselves.
+INTERNAL = {
+    "step_accepts_event",
+    "CatchErrorHandler",
+    "inspect_signature",
+    "is_free_function",
+    "make_step_function",
+    "validate_step_signature",
+    "import_module_from_qualified_name",
+    "ExternalRunAdapter",
+    "as_v2_runtime_compatibility_shim",
+    "B",
+    "P",
+    "R",
+    "R_co",
+    "T",
+}
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "workflow",
+        "decorators",
+        "events",
+        "context",
+        "errors",
+        "handler",
+        "retry_policy",
+        "resource",
+        "testing",
+        "collect",
+    ],
+)
+def test_every_public_name_of_a_llamaindex_module_is_ported_or_listed_as_left_out(module: str) -> None:
     theirs = importlib.import_module(f"workflows.{module}")
     ours = importlib.import_module(f"rayflow.{module}")
     names = getattr(theirs, "__all__", None) or [
@@ -70,4 +114,9 @@ def test_a_port_finds_every_public_name_of_these_llamaindex_modules(module: str)
         for n in dir(theirs)
         if not n.startswith("_") and getattr(getattr(theirs, n), "__module__", "").startswith("workflows")
     ]
-    assert sorted(n for n in names if not hasattr(ours, n)) == []
+    assert sorted(n for n in names if not hasattr(ours, n) and n not in LEFT_OUT and n not in INTERNAL) == []
+
+
+def test_the_readme_lists_every_name_left_out() -> None:
+    readme = (ROOT.parent / "README.md").read_text()
+    assert [name for name in LEFT_OUT if f"`{name}`" not in readme] == []

@@ -12,6 +12,7 @@ from rayflow.core.commands import (
     WorkItem,
 )
 from rayflow.core.envelope import Envelope, Resolved
+from rayflow.core.internal import step_state
 from rayflow.core.routing import delivers
 from rayflow.core.state import DispatcherState, Pool, Run
 from rayflow.core.streams import count, stream_for, take_join, take_slot
@@ -71,6 +72,8 @@ def enqueue_item(fx: Effects, run: Run, name: str, item: WorkItem, *, front: boo
     run.inflight += 1
     run.active[name] += 1
     home = run.homes.get(name) if pool.route.collects else None
+    if run.internal and not any(slot.idle for slot in pool.actors.values()):
+        fx.commands.append(step_state(run.run_id, name, "preparing", "<enqueued>", item))
     queue = pool.actors[home].queue if home is not None and home in pool.actors else pool.queue
     if front:
         queue.push_front((item,))

@@ -88,6 +88,10 @@ class Waiter:
     resolved: Resolved = ()
 
 
+#: The type keys of an internal event (a step's state changed, the run is idle, an event was ignored): its payload
+#: is a tuple of plain values (``rayflow.core.internal``), made into the event by the caller's side.
+INTERNAL_KEYS = ("rayflow.events.InternalDispatchEvent",)
+
 #: The id of every run's start event: the root its other events' ids derive from.
 START_ID = b"start"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import deque
 
 from rayflow.core.commands import CallStep, Command, StartActor, WatchCall, WorkItem
+from rayflow.core.internal import step_state
 from rayflow.core.state import ActorSlot, Call, DispatcherState, Pool
 
 __all__ = ["feed", "start_actor"]
@@ -77,6 +78,10 @@ def _call(state: DispatcherState, pool: Pool, slot: ActorSlot, items: list[WorkI
     slot.inflight += 1
     slot.runs.update({item.run_id for item in items})
     call: list[Command] = [CallStep(call_id, pool.route.name, slot.id, items, tuple(name for name, _ in loans))]
+    for item in items:
+        run = state.runs.get(item.run_id)
+        if run is not None and run.internal:
+            call.append(step_state(item.run_id, pool.route.name, "running", str(slot.id), item))
     if timeout is not None:
         call.append(WatchCall(call_id, timeout * len(items) + state.grace_s))
     return call

@@ -37,6 +37,7 @@ from rayflow.core.commands import (
 from rayflow.core.effects import Effects, end_run, enqueue, enqueue_item, uncount
 from rayflow.core.envelope import Envelope, Failure, Kind
 from rayflow.core.feeding import feed, start_actor
+from rayflow.core.internal import idle, ignored, step_state
 from rayflow.core.state import ActorSlot, DispatcherState, Run
 from rayflow.core.streams import count, fan_out, finish_streams
 from rayflow.core.supervision import (
@@ -56,6 +57,7 @@ from rayflow.core.ticks import (
     CallOverdue,
     CancelRequested,
     EventsEmitted,
+    InternalAsked,
     RequirementsChecked,
     RetryDue,
     RunResumed,
@@ -77,6 +79,10 @@ def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
         _run_resumed(fx, tick)
     elif isinstance(tick, WarmUp):
         _warm(fx)
+    elif isinstance(tick, InternalAsked):
+        run = state.runs.get(tick.run_id)
+        if run is not None:
+            run.internal = True
     elif isinstance(tick, EventsEmitted):
         run = state.runs.get(tick.run_id)
         if run is not None:
@@ -139,7 +145,7 @@ def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
 
 
 def _run_started(fx: Effects, tick: RunStarted) -> None:
-    run = Run(tick.run_id, tick.ctx_id, tick.timeout)
+    run = Run(tick.run_id, tick.ctx_id, tick.timeout, internal=tick.internal)
     fx.state.runs[tick.run_id] = run
     _warm(fx)
     if tick.timeout is not None:
@@ -207,7 +213,9 @@ def _emit(fx: Effects, run: Run, envelope: Envelope, source: str | None) -> None
     if run.waits:
         skipped, awaited = resume_waits(fx, run, envelope, targets)
         if awaited and not skipped and envelope.target is None and not targets:
-            return  # awaited by a wait whose requirements it does not meet, and no step takes it: ignored
+            if run.internal:  # awaited by a wait whose requirements it does not meet, and no step takes it: ignored
+                fx.commands.append(ignored(run, envelope, idle_now=not (run.inflight or run.checking)))
+            return
     if envelope.target is not None and (
         envelope.target not in fx.state.pools or not fx.state.routing.accepts(envelope.target, envelope.type_keys)
     ):
@@ -278,6 +286,8 @@ def _call_finished(fx: Effects, tick: CallFinished) -> None:
             again.append(item)
             continue
         run.last_step = name = done.step or call.step
+        if run.internal:
+            fx.commands.append(step_state(run.run_id, name, "not_running", str(call.actor), item, done.output))
         if pool.route.collects and not done.holding:
             buffers_empty(run, call.step, item)
         if done.retry is not None:
@@ -335,7 +345,15 @@ def _actor_start_failed(fx: Effects, tick: ActorStartFailed) -> None:
 
 
 def _check_idle(fx: Effects, run: Run) -> None:
-    if run.inflight or run.awaiting_input or run.waits or run.checking or run.run_id not in fx.state.runs:
+    if run.run_id not in fx.state.runs:
+        return
+    if run.inflight or run.checking:
+        run.idle_told = False
+        return
+    if run.awaiting_input or run.waits:  # idle: waiting for an event from outside
+        told = idle(run) if run.internal else None
+        if told is not None:
+            fx.commands.append(told)
         return
     last = f" (the last step to run was {run.last_step!r})" if run.last_step else ""
     end_run(

@@ -118,6 +118,9 @@ class Run:
     next_stream: int = 0
     #: Streams whose count fell to zero this tick: they end at the end of it unless work came back.
     ending: set[str] = field(default_factory=set)
+    #: The caller streams internal events (``rayflow.core.internal``); whether it was told the run is idle.
+    internal: bool = False
+    idle_told: bool = False
     #: For each step of several event parameters: the events waiting, one queue per parameter.
     slots: dict[str, list[deque[Envelope]]] = field(default_factory=dict)
 

@@ -18,6 +18,8 @@ class RunStarted:
     start: Envelope
     timeout: float | None
     now: float
+    #: The caller streams the engine's internal events (``stream_events(expose_internal=True)``).
+    internal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +160,16 @@ class RetryDue:
     number: int
 
 
+@dataclass(frozen=True, slots=True)
+class InternalAsked:
+    """The caller of run ``run_id`` streams the engine's internal events from now on."""
+
+    run_id: str
+
+
 Tick = (
     WarmUp
+    | InternalAsked
     | RunStarted
     | RunResumed
     | EventsEmitted

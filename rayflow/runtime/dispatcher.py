@@ -59,6 +59,7 @@ from rayflow.core.ticks import (
     CallOverdue,
     CancelRequested,
     EventsEmitted,
+    InternalAsked,
     RequirementsChecked,
     RetryDue,
     RunResumed,
@@ -167,9 +168,15 @@ class _Dispatcher:
         self._blob, self._verbose, self._state = workflow_blob, verbose, _fresh_state(routes)
         return await self.ready()
 
-    async def start_run(self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None) -> None:
+    async def start_run(
+        self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None, internal: bool = False
+    ) -> None:
         self._streams[run_id] = _RunStream()
-        self._apply(RunStarted(run_id, ctx_id, start, timeout, asyncio.get_running_loop().time()))
+        self._apply(RunStarted(run_id, ctx_id, start, timeout, asyncio.get_running_loop().time(), internal))
+
+    async def expose(self, run_id: str) -> None:
+        """The run's caller streams internal events from now on."""
+        self._apply(InternalAsked(run_id))
 
     async def resume_run(self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None) -> None:
         self._streams[run_id] = _RunStream()
@@ -422,8 +429,14 @@ class Dispatcher:
         context: ContextActor = ray.get(self._handle.bind.remote(workflow_blob, routes, verbose))
         return context
 
-    async def start_run(self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None) -> None:
-        await self._handle.start_run.remote(run_id, ctx_id, start, timeout)
+    async def start_run(
+        self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None, *, internal: bool = False
+    ) -> None:
+        await self._handle.start_run.remote(run_id, ctx_id, start, timeout, internal)
+
+    def expose(self, run_id: str) -> None:
+        """Stream the run's internal events (step states, idle, ignored events) from now on."""
+        self._handle.expose.remote(run_id)
 
     async def resume_run(self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None) -> None:
         await self._handle.resume_run.remote(run_id, ctx_id, pending, timeout)

@@ -34,7 +34,7 @@ from rayflow.codec import qualified_name
 from rayflow.context.context import Context, face_of
 from rayflow.context.state_store import DictState
 from rayflow.core.commands import EndRun, Outcome
-from rayflow.core.envelope import START_ID
+from rayflow.core.envelope import INTERNAL_KEYS, START_ID
 from rayflow.core.state import Pending
 from rayflow.errors import (
     ContextStateError,
@@ -46,6 +46,7 @@ from rayflow.events import (
     StartEvent,
     StopEvent,
     WorkflowFailedEvent,
+    internal_event,
 )
 from rayflow.journal import Journal, RunRecord, RunStatus
 from rayflow.runtime.blob import workflow_blob
@@ -68,6 +69,8 @@ class RunStart:
     run_id: str
     drive: Callable[[Publish], Coroutine[Any, Any, StopEvent]]
     cancel: Callable[[], object]
+    #: The caller streams the run's internal events from now on.
+    expose: Callable[[], object] = lambda: None
 
 
 class WorkflowSession:
@@ -93,6 +96,8 @@ class WorkflowSession:
         self._workflow_name = qualified_name(type(workflow))
         #: Ids of the runs this session drives now.
         self._running: set[str] = set()
+        #: Runs whose caller streams the engine's internal events (``stream_events(expose_internal=True)``).
+        self._internal: set[str] = set()
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
@@ -149,6 +154,7 @@ class WorkflowSession:
             run_id,
             lambda publish: self._drive(run_id, face, start, started, publish, journaling),
             lambda: asyncio.ensure_future(self._cancel(run_id, started)),
+            lambda: self._expose(run_id, started),
         )
 
     def resume(self, run_id: str) -> tuple[Context[Any], RunStart]:
@@ -199,6 +205,21 @@ class WorkflowSession:
         if slots is None:
             slots = self._slots[loop] = asyncio.Semaphore(self._num_concurrent_runs)
         return slots
+
+    def _expose(self, run_id: str, started: asyncio.Event) -> asyncio.Future[None] | None:
+        """Stream the run's internal events: from its start if it has not reached the dispatcher yet (the usual
+        case: ``stream_events`` right after ``run()``), else from when the dispatcher hears of it."""
+        if run_id in self._internal:
+            return None
+        self._internal.add(run_id)
+
+        async def tell() -> None:
+            await started.wait()
+            dispatcher = self.runtime.dispatcher
+            if dispatcher is not None and run_id in self._running:
+                dispatcher.expose(run_id)
+
+        return asyncio.ensure_future(tell())
 
     async def _cancel(self, run_id: str, started: asyncio.Event) -> None:
         await started.wait()  # a cancel asked before the run reached the dispatcher waits for it
@@ -274,6 +295,7 @@ class WorkflowSession:
         finally:
             started.set()
             self._running.discard(run_id)
+            self._internal.discard(run_id)
             face.running, face.pending = False, None
             runtime.run_ended()
             if slots is not None:
@@ -309,6 +331,9 @@ class WorkflowSession:
                             self.runtime.died(dispatcher)
                             raise died
                         return item
+                    if item.type_keys == INTERNAL_KEYS:
+                        publish(internal_event(item.payload))
+                        continue
                     face.see(item.state_version)  # what the caller does next happens after what it read
                     if journaling is not None and not journaling.first_time(item):
                         continue  # streamed before a recovery
@@ -378,6 +403,7 @@ class WorkflowSession:
                         face.ctx_id,
                         self._spec.codec.encode(start, event_id=START_ID, state_version=face.known),
                         self._timeout,
+                        internal=run_id in self._internal,
                     )
                 return dispatcher, context
             except RayActorError as err:

@@ -1,8 +1,8 @@
 """``WorkflowTestRunner`` (the engine's ``testing`` module): runs a workflow to its end and hands back what it
 streamed, counted by type, with the result and the run's context.
 
-The runner is called with ``expose_internal=False``: by default LlamaIndex's runner also collects its internal
-step-state events (``StepStateChanged``), which rayflow does not have.
+The runner is called with ``expose_internal=False`` where the test counts the stream: by default both engines'
+runners also collect the internal step-state events (``StepStateChanged``), which ``test_internal_events`` pins.
 """
 
 import importlib
