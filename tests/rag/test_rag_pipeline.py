@@ -92,6 +92,7 @@ def test_rag_pipeline_example_streams_progress_and_tokens_then_prints_answer_and
     assert lines[-1].startswith("done in ")
 
 
+@pytest.mark.slow  # ~15 s; tests/rag/test_rerank.py checks the cross-encoder itself by default
 def test_rag_pipeline_example_takes_a_query_a_data_directory_and_a_cross_encoder(
     example_env: dict[str, str], ray_env: None, server: OpenAIServer, tmp_path: Path, cross_encoder_dir: str
 ) -> None:

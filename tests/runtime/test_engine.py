@@ -167,6 +167,7 @@ async def test_fan_out_and_collect_with_a_pool_and_concurrent_runs():
         assert 1 <= len([a for a in names if ".work." in a]) <= 4
 
 
+@pytest.mark.slow  # ~30 s on 2 cores; the 500-event fan-out above runs by default, benchmarks/ the large ones
 async def test_a_hundred_thousand_events_fan_out_and_collect():
     async with FanOut(timeout=600) as wf:
         assert await wf.run(n=100_000) == (100_000, sum(range(100_000)), 100_000)

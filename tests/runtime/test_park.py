@@ -86,6 +86,7 @@ async def test_a_redefined_class_never_gets_a_set_that_ran_the_old_code(park: Ac
     await new.close()
 
 
+@pytest.mark.slow  # ~12 s: a spare set starts beside the first; the park's other tests run by default
 async def test_a_blank_spare_serves_any_class_of_its_shape() -> None:
     park = ActorPark(sets=2, spares=1, park_s=600)
     previous = install(park)
