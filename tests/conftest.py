@@ -24,7 +24,8 @@ def ray_cluster() -> Iterator[None]:
     import rayflow
 
     # num_gpus: logical GPUs (none need exist) so placement of fractional-GPU model replicas is tested on CPU.
-    rayflow.init(num_cpus=4, num_gpus=2, include_dashboard=False)
+    # "local": a Ray of its own, even where another one runs on this machine (ray.init would join that one).
+    rayflow.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False)
     yield
     ray.shutdown()
 

@@ -6,8 +6,8 @@ when the workflow object is garbage-collected, when the instance has had no run 
 seconds (a later run starts it again), and at interpreter exit. Killing the dispatcher also ends the actors it owns.
 
 When the dispatcher or the context actor dies, the driver forgets that set of actors (``died``) and stops what is
-left of it in a helper thread; the next run starts a new set, under new names (``<label>-<n>.dispatcher``, ...): Ray
-may hold a dead actor's name a while.
+left of it in a helper thread; the next run starts a new set. Every set after an instance's first has names of its
+own (``<label>-<n>.dispatcher``, ...): Ray may hold the names of a set that died or was released a while.
 Before an idle release, ``keep`` reads what the caller's live contexts need to find again in the next set.
 
 Starting and releasing go through the driver's park (``rayflow.runtime.park``): a start takes a parked set (one an
@@ -117,7 +117,9 @@ class WorkflowRuntime:
         self._holder: list[_Actors | None] = [None]
         #: Threads stopping sets of actors that died (``close`` waits for them), and how many sets died.
         self._retiring: list[threading.Thread] = []
-        self._deaths = 0
+        #: Sets of actors this instance started: each new one is named apart (``<label>-<n>``), as Ray may still
+        #: hold the names of one released or dead a moment ago.
+        self._sets = 0
         self._active = 0
         self._closing: asyncio.Future[None] | None = None
         self._last_end = time.monotonic()
@@ -172,7 +174,8 @@ class WorkflowRuntime:
                         park.stop(dispatcher)  # it could not serve: a new set below
                         dispatcher = None
                 if dispatcher is None or context is None:
-                    label = f"{self.label}-{self._deaths}" if self._deaths else self.label
+                    label = f"{self.label}-{self._sets}" if self._sets else self.label
+                    self._sets += 1
                     dispatcher = Dispatcher.create(self._blob(), list(self._spec.routes), label, self._verbose)
                     context = dispatcher.ready_sync()
                 actors = self._holder[0] = _Actors(dispatcher, context, context.watching())
@@ -204,7 +207,6 @@ class WorkflowRuntime:
             if actors is None or actors.dispatcher is not dispatcher:
                 return  # already forgotten (by another run of the set, or by close())
             self._holder[0] = None
-            self._deaths += 1
             retiring = threading.Thread(target=_retire, args=(actors,), name=f"{self.label}.retire", daemon=True)
             self._retiring.append(retiring)
         retiring.start()
