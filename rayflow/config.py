@@ -104,6 +104,11 @@ class Settings:
     #: Recent results a model replica keeps per input (a text's vector), to answer an input it has just computed
     #: without computing it again (0: no cache).
     model_cache_items: int = field(default_factory=lambda: _int("RAYFLOW_MODEL_CACHE_ITEMS", 4096))
+    #: Records of step invocations a run's driver keeps for its trace (``handler.trace()``); the rest are counted
+    #: in its statistics only (0: no trace). A verbose workflow, or OpenTelemetry spans, get every record.
+    trace_max_slices: int = field(default_factory=lambda: _int("RAYFLOW_TRACE_MAX_SLICES", 10_000))
+    #: Whether runs make OpenTelemetry spans when an SDK tracer provider is set (0: never).
+    otel: bool = field(default_factory=lambda: _int("RAYFLOW_OTEL", 1) != 0)
     #: Where converted model weights are cached ("" for ``~/.cache/rayflow``).
     cache_dir: str = field(default_factory=lambda: os.environ.get("RAYFLOW_CACHE_DIR", ""))
 

@@ -25,6 +25,7 @@ PUBLIC = [
     "rayflow.retry_policy",
     "rayflow.resource",
     "rayflow.testing",
+    "rayflow.stats",
 ]
 
 

@@ -8,7 +8,9 @@ step actors, put events on run streams and end runs. It knows the workflow by it
 pool settings) and holds the pickled workflow only as bytes to hand to the step actors it starts: it never
 unpickles an event or the workflow, so it loads no user code (when an event's field must be read, for
 ``wait_for_event`` requirements, a step actor reads it). The driver reads a run's stream by long polling
-``next_items``: the envelopes written to the stream (with their ids), and last the run's ``EndRun``.
+``next_items``: the envelopes written to the stream (with their ids), records of the run's step invocations as they
+finish (``rayflow.core.stats``: as many as the driver asked for), and last the run's book and its ``EndRun``. The
+dispatcher keeps the statistics of each run and of the instance (``stats``), O(1) per step invocation.
 
 A dispatcher and the actors it owns form a *set*, which the driver may park between workflow instances
 (``rayflow.runtime.park``): ``park`` forgets the instance (its routes, runs, blob; the context actor's contexts;
@@ -21,6 +23,7 @@ instance's blob and routes and serves it as if newly created, binding kept step 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -49,6 +52,7 @@ from rayflow.core.envelope import Envelope
 from rayflow.core.reducer import reduce
 from rayflow.core.routing import RoutingTable, StepRoute
 from rayflow.core.state import DispatcherState, Pending
+from rayflow.core.stats import Invocation, RunStats, RunWatch, StatsBook, StepsDone, StepStarted
 from rayflow.core.ticks import (
     ActorStarted,
     ActorStartFailed,
@@ -122,6 +126,9 @@ class _Dispatcher:
         self._warming = True
         self._self = ray.get_runtime_context().current_actor
         self._actors = StepActors(label, self._self, self._context)
+        self._book = StatsBook()
+        self._watches: dict[str, RunWatch] = {}
+        self._ended_books: OrderedDict[str, StatsBook] = OrderedDict()
 
     async def ready(self) -> ContextActor:
         """Start every step pool to its warm size and the context actor, and wait for them (so a run's timeout counts
@@ -163,15 +170,46 @@ class _Dispatcher:
     async def bind(self, workflow_blob: bytes, routes: list[StepRoute], verbose: bool) -> ContextActor:
         """Serve a new workflow instance with this set's actors, as ``ready`` does for a new set."""
         self._blob, self._verbose, self._state = workflow_blob, verbose, _fresh_state(routes)
+        self._book, self._ended_books = StatsBook(), OrderedDict()
         return await self.ready()
 
-    async def start_run(self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None) -> None:
-        self._streams[run_id] = _RunStream()
+    async def start_run(
+        self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None, forward: int = 0
+    ) -> None:
+        """Start a run; ``forward``: how many records of its step invocations to put on its stream (-1: all)."""
+        self._open(run_id, forward)
         self._apply(RunStarted(run_id, ctx_id, start, timeout, asyncio.get_running_loop().time()))
 
-    async def resume_run(self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None) -> None:
-        self._streams[run_id] = _RunStream()
+    async def resume_run(
+        self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None, forward: int = 0
+    ) -> None:
+        self._open(run_id, forward)
         self._apply(RunResumed(run_id, ctx_id, pending, timeout, asyncio.get_running_loop().time()))
+
+    def _open(self, run_id: str, forward: int) -> None:
+        self._streams[run_id] = _RunStream()
+        self._watches[run_id] = RunWatch(StatsBook(runs=1), forward)
+
+    async def stats(self, run_id: str | None) -> tuple[StatsBook, dict[str, int]] | None:
+        """The book of run ``run_id`` (None: of every run served so far, ended or not) and the events queued for each
+        step now; None for a run this dispatcher does not know (any more)."""
+        if run_id is None:
+            book = StatsBook()
+            book.merge(self._book)
+            for watch in self._watches.values():
+                book.merge(watch.book)
+            return book, self._state.queued()
+        live = self._watches.get(run_id)
+        if live is not None:
+            return live.book, self._state.queued(run_id)
+        ended = self._ended_books.get(run_id)
+        return None if ended is None else (ended, {})
+
+    async def started(self, run_id: str, note: StepStarted, after: None = None) -> None:
+        """A step invocation began (sent by step actors of a verbose workflow): on to the run's stream."""
+        stream = self._streams.get(run_id)
+        if stream is not None:
+            stream.put(note)
 
     async def snapshot(self, run_id: str) -> Pending | None:
         """The run's unfinished work (also for a run that was cancelled, timed out or failed); None if unknown."""
@@ -282,8 +320,16 @@ class _Dispatcher:
         self._close_run(command)
 
     def _close_run(self, command: EndRun) -> None:
-        """Put the run's end on its stream, and tell every step actor the run is over."""
+        """Put the run's book and end on its stream, and tell every step actor the run is over."""
         stream = self._streams.get(command.run_id)
+        watch = self._watches.pop(command.run_id, None)
+        if watch is not None:
+            self._book.merge(watch.book)
+            self._ended_books[command.run_id] = watch.book
+            if len(self._ended_books) > settings().ended_snapshots:
+                self._ended_books.popitem(last=False)
+            if stream is not None:
+                stream.put(RunStats(watch.book, watch.dropped))
         if stream is not None:
             stream.put(command)  # the last item of the run's stream: how it ended, for the driver
         for worker in self._actors.serving.values():
@@ -301,7 +347,7 @@ class _Dispatcher:
 
     async def _await_call(self, call_id: int, ref: Any) -> None:
         try:
-            results, elapsed, retire, cpu = await ref
+            results, elapsed, retire, cpu, records = await ref
         except RayActorError as err:
             self._apply(CallFinished(call_id, lost=f"the step actor died: {_first_line(err)}"))
             return
@@ -314,7 +360,32 @@ class _Dispatcher:
             lost = f"the step actor did not hand over large payloads: {type(err).__name__}: {_first_line(err)}"
             self._apply(CallFinished(call_id, lost=lost))
             return
+        self._observe(records)  # before the call's results: the book a run's end carries counts its last step
         self._apply(CallFinished(call_id, results, elapsed, retire=retire, cpu=cpu))
+
+    def _observe(self, records: list[Invocation]) -> None:
+        """Add the records of a call's step invocations to their runs' books, and send them on to the drivers that
+        want them. A record of a run that has ended counts in its book still (and in the instance's)."""
+        by_run: dict[str, list[Invocation]] = {}
+        for record in records:
+            mine = by_run.get(record.run_id)
+            if mine is None:
+                by_run[record.run_id] = [record]
+            else:
+                mine.append(record)
+        for run_id, mine in by_run.items():
+            watch = self._watches.get(run_id)
+            if watch is None:
+                ended = self._ended_books.get(run_id)
+                for record in mine:
+                    self._book.add(record)
+                    if ended is not None:
+                        ended.add(record)
+                continue
+            kept = watch.take(mine)
+            stream = self._streams.get(run_id)
+            if kept and stream is not None:
+                stream.put(StepsDone(kept))
 
     def _stop_actor(self, command: StopActor) -> None:
         """End a step actor that left its pool (dead, blocked, or retiring): killed, since it may be blocked."""
@@ -418,11 +489,21 @@ class Dispatcher:
         context: ContextActor = ray.get(self._handle.bind.remote(workflow_blob, routes, verbose))
         return context
 
-    async def start_run(self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None) -> None:
-        await self._handle.start_run.remote(run_id, ctx_id, start, timeout)
+    async def start_run(
+        self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None, forward: int = 0
+    ) -> None:
+        """Start a run; ``forward``: how many records of its step invocations its stream carries (-1: all)."""
+        await self._handle.start_run.remote(run_id, ctx_id, start, timeout, forward)
 
-    async def resume_run(self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None) -> None:
-        await self._handle.resume_run.remote(run_id, ctx_id, pending, timeout)
+    async def resume_run(
+        self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None, forward: int = 0
+    ) -> None:
+        await self._handle.resume_run.remote(run_id, ctx_id, pending, timeout, forward)
+
+    async def stats(self, run_id: str | None) -> tuple[StatsBook, dict[str, int]] | None:
+        """The book of run ``run_id`` (None: of the instance) and the events queued per step now; None: unknown."""
+        answer: tuple[StatsBook, dict[str, int]] | None = await self._handle.stats.remote(run_id)
+        return answer
 
     async def snapshot(self, run_id: str) -> Pending | None:
         """The run's unfinished work (None: a run that ended with a StopEvent, or an unknown one)."""

@@ -21,6 +21,7 @@ id, up to ``RAYFLOW_JOURNAL_RECOVERIES`` times; ``resume`` picks up a journaled 
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 import warnings
 import weakref
@@ -36,6 +37,7 @@ from rayflow.context.state_store import DictState
 from rayflow.core.commands import EndRun, Outcome
 from rayflow.core.envelope import START_ID
 from rayflow.core.state import Pending
+from rayflow.core.stats import StatsBook, WorkflowStats
 from rayflow.errors import (
     ContextStateError,
     JournalError,
@@ -53,6 +55,7 @@ from rayflow.runtime.caller_face import CallerFace
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.dispatcher import Dispatcher
 from rayflow.runtime.journaling import RunJournal
+from rayflow.runtime.observer import RunObserver
 from rayflow.runtime.run_end import JOURNAL_STATUS, Publish, death_of, finish
 from rayflow.runtime.runtime import WorkflowRuntime
 from rayflow.spec import WorkflowSpec
@@ -62,12 +65,13 @@ __all__ = ["RunStart", "WorkflowSession"]
 
 @dataclass(frozen=True)
 class RunStart:
-    """A run the session began: its id, the coroutine that drives it (given where to publish its events), and how
-    to cancel it."""
+    """A run the session began: its id, the coroutine that drives it (given where to publish its events), how
+    to cancel it, and what the driver learns of its step invocations."""
 
     run_id: str
     drive: Callable[[Publish], Coroutine[Any, Any, StopEvent]]
     cancel: Callable[[], object]
+    observer: RunObserver | None = None
 
 
 class WorkflowSession:
@@ -145,11 +149,25 @@ class WorkflowSession:
         self._running.add(run_id)
         face.run_id, face.running, face.pending = run_id, True, []
         started = asyncio.Event()
+        observer = RunObserver(run_id, self._spec.name, list(self._spec.steps), self._verbose)
         return RunStart(
             run_id,
-            lambda publish: self._drive(run_id, face, start, started, publish, journaling),
+            lambda publish: self._drive(run_id, face, start, started, publish, journaling, observer),
             lambda: asyncio.ensure_future(self._cancel(run_id, started)),
+            observer,
         )
+
+    async def stats(self) -> WorkflowStats:
+        """The figures of every run this instance's actors served (live runs so far included), from its dispatcher."""
+        dispatcher = self.runtime.dispatcher
+        answer = None
+        if dispatcher is not None:
+            try:
+                answer = await dispatcher.stats(None)
+            except RayActorError:
+                answer = None
+        book, queued = answer if answer is not None else (StatsBook(), {})
+        return book.snapshot(list(self._spec.steps), queued)
 
     def resume(self, run_id: str) -> tuple[Context[Any], RunStart]:
         """The run ``run_id`` of this session's journal: a run still running goes on from its last checkpoint on this
@@ -253,6 +271,7 @@ class WorkflowSession:
         started: asyncio.Event,
         publish: Publish,
         journaling: RunJournal | None,
+        observer: RunObserver,
     ) -> StopEvent:
         runtime = self.runtime
         slots = self._run_slots()
@@ -262,8 +281,8 @@ class WorkflowSession:
         try:
             while True:
                 try:
-                    dispatcher, context = await self._begin(run_id, face, start)
-                    end = await self._follow(run_id, face, dispatcher, context, started, publish, journaling)
+                    dispatcher, context = await self._begin(run_id, face, start, observer)
+                    end = await self._follow(run_id, face, dispatcher, context, started, publish, journaling, observer)
                 except WorkflowActorDiedError as error:
                     if journaling is not None and self._recover(face, journaling, error):
                         continue
@@ -272,6 +291,7 @@ class WorkflowSession:
                     raise self._failed(error, face, publish) from None
                 return await self._end(end, face, publish, journaling)
         finally:
+            observer.end("failed", "the run's actors died")  # unless it ended on the dispatcher (said then)
             started.set()
             self._running.discard(run_id)
             face.running, face.pending = False, None
@@ -288,6 +308,7 @@ class WorkflowSession:
         started: asyncio.Event,
         publish: Publish,
         journaling: RunJournal | None,
+        observer: RunObserver,
     ) -> EndRun:
         """Read the started run's stream into ``publish`` (checkpointing it, if journaled) until its end;
         ``WorkflowActorDiedError`` if its dispatcher or context actor died."""
@@ -303,11 +324,14 @@ class WorkflowSession:
                 )
             while True:
                 for item in await dispatcher.next_items(run_id):
+                    if observer.see(item):
+                        continue
                     if isinstance(item, EndRun):
                         died = death_of(item, self._spec.codec)
                         if died is not None:  # the dispatcher saw its context actor die
                             self.runtime.died(dispatcher)
                             raise died
+                        observer.end(item.outcome.value, None if item.outcome is Outcome.DONE else item.message)
                         return item
                     face.see(item.state_version)  # what the caller does next happens after what it read
                     if journaling is not None and not journaling.first_time(item):
@@ -359,7 +383,9 @@ class WorkflowSession:
         await journaling.done(stop)
         return stop
 
-    async def _begin(self, run_id: str, face: CallerFace, start: StartEvent | None) -> tuple[Dispatcher, ContextActor]:
+    async def _begin(
+        self, run_id: str, face: CallerFace, start: StartEvent | None, observer: RunObserver
+    ) -> tuple[Dispatcher, ContextActor]:
         """Start the run (or resume a snapshot's) on the dispatcher, seeding its context first. Actors found dead on
         the way (they died while the instance had no run) are replaced once: the run had not begun."""
         retried = False
@@ -369,7 +395,7 @@ class WorkflowSession:
             try:
                 await self.context_actor(face)
                 if face.resume is not None:  # a context from a snapshot: its unfinished work, not a new start
-                    await dispatcher.resume_run(run_id, face.ctx_id, face.resume, self._timeout)
+                    await dispatcher.resume_run(run_id, face.ctx_id, face.resume, self._timeout, observer.forward)
                     face.resume = None
                 else:
                     assert start is not None
@@ -378,7 +404,9 @@ class WorkflowSession:
                         face.ctx_id,
                         self._spec.codec.encode(start, event_id=START_ID, state_version=face.known),
                         self._timeout,
+                        observer.forward,
                     )
+                observer.begin(functools.partial(dispatcher.stats, run_id))
                 return dispatcher, context
             except RayActorError as err:
                 error = self._dispatcher_died(dispatcher, err)
