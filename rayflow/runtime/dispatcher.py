@@ -129,6 +129,9 @@ class _Dispatcher:
         self._book = StatsBook()
         self._watches: dict[str, RunWatch] = {}
         self._ended_books: OrderedDict[str, StatsBook] = OrderedDict()
+        #: Notified each time a step call comes back (its records counted): what ``stats`` waits on.
+        self._calls_back = asyncio.Condition()
+        self._stats_waiting = 0
 
     async def ready(self) -> ContextActor:
         """Start every step pool to its warm size and the context actor, and wait for them (so a run's timeout counts
@@ -192,7 +195,10 @@ class _Dispatcher:
 
     async def stats(self, run_id: str | None) -> tuple[StatsBook, dict[str, int]] | None:
         """The book of run ``run_id`` (None: of every run served so far, ended or not) and the events queued for each
-        step now; None for a run this dispatcher does not know (any more)."""
+        step now; None for a run this dispatcher does not know (any more). For an ended run (or the instance), it
+        first waits, up to ``RAYFLOW_SHUTDOWN_GRACE_S``, for the calls still carrying ended runs' items to come back:
+        a step that sent events and returned may be counted after the run its events ended."""
+        await self._settled(run_id)
         if run_id is None:
             book = StatsBook()
             book.merge(self._book)
@@ -204,6 +210,25 @@ class _Dispatcher:
             return live.book, self._state.queued(run_id)
         ended = self._ended_books.get(run_id)
         return None if ended is None else (ended, {})
+
+    async def _settled(self, run_id: str | None) -> None:
+        def settled() -> bool:
+            return not any(
+                (item.run_id == run_id) if run_id is not None else (item.run_id not in self._watches)
+                for call in self._state.calls.values()
+                for item in call.items
+            )
+
+        if run_id in self._watches or settled():
+            return
+        self._stats_waiting += 1
+        try:
+            async with self._calls_back:
+                await asyncio.wait_for(self._calls_back.wait_for(settled), settings().shutdown_grace_s)
+        except TimeoutError:
+            pass  # a call that does not come back (a blocked step) is not waited for
+        finally:
+            self._stats_waiting -= 1
 
     async def started(self, run_id: str, note: StepStarted, after: None = None) -> None:
         """A step invocation began (sent by step actors of a verbose workflow): on to the run's stream."""
@@ -346,6 +371,12 @@ class _Dispatcher:
         self._apply(ActorStarted(step, index))
 
     async def _await_call(self, call_id: int, ref: Any) -> None:
+        await self._call_back(call_id, ref)
+        if self._stats_waiting:
+            async with self._calls_back:
+                self._calls_back.notify_all()
+
+    async def _call_back(self, call_id: int, ref: Any) -> None:
         try:
             results, elapsed, retire, cpu, records = await ref
         except RayActorError as err:

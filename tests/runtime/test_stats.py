@@ -3,6 +3,7 @@ verbose output printed by the driver."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -34,13 +35,14 @@ class Done(Event):
 
 
 class Counted(Workflow):
-    """``begin`` sends n Work events; ``middle`` fails twice on item 0 before it succeeds (or always, with
+    """``begin`` sends n Work events (and lingers, if asked); ``middle`` fails twice on item 0 before it succeeds (or always, with
     ``fail``); ``end`` collects the n results."""
 
     @step
     async def begin(self, ctx: Context, ev: StartEvent) -> Work | None:
         for i in range(ev.n):
             ctx.send_event(Work(i=i, n=ev.n, fail=ev.get("fail", False)))
+        await asyncio.sleep(ev.get("linger", 0))  # still running when the run ends: cancelled, counted all the same
         return None
 
     @step(num_workers=2, retry_policy=retry_policy(wait=wait_fixed(0.001), stop=stop_after_attempt(3)))
@@ -62,10 +64,10 @@ def _counts(stats: Any) -> dict[str, tuple[int, int, int, int, int]]:
 async def test_stats_count_every_invocation_of_a_run_and_of_the_instance() -> None:
     async with Counted(timeout=60) as wf:
         began = time.perf_counter()
-        handler = wf.run(n=3)
+        handler = wf.run(n=3, linger=30)
         assert await handler == 3
-        wall = time.perf_counter() - began
         stats = await handler.stats()
+        wall = time.perf_counter() - began
         assert stats.run_id == handler.run_id
         # begin: 1 in, 3 sent; middle: 3 events, item 0 tried 3 times; end: 3 in, the StopEvent out.
         assert _counts(stats) == {"begin": (1, 3, 0, 0, 0), "middle": (5, 3, 2, 0, 0), "end": (3, 1, 0, 0, 0)}
