@@ -197,4 +197,6 @@ def _what(record: Invocation) -> str:
         return "paused in wait_for_event"
     if record.outcome == CANCELLED:
         return "was cancelled"
-    return "produced no event" if record.returned is None else f"produced event {record.returned}"
+    what = "produced no event" if record.returned is None else f"produced event {record.returned}"
+    sent = record.emitted - (record.returned is not None)
+    return f"{what} ({sent} sent)" if sent else what
