@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -44,14 +45,12 @@ LiveStats = Callable[[], Awaitable[tuple[StatsBook, dict[str, int]] | None]]
 
 
 def otel_tracer() -> Any:
-    """rayflow's OpenTelemetry tracer, or None: no ``opentelemetry`` API, ``RAYFLOW_OTEL=0``, or no SDK tracer
-    provider set (the API's default proxy or no-op provider, whose spans would record nothing)."""
-    if not settings().otel:
-        return None
-    try:
-        from opentelemetry import trace
-    except ImportError:
-        return None
+    """rayflow's OpenTelemetry tracer, or None: ``RAYFLOW_OTEL=0``, the ``opentelemetry`` API not imported in this
+    process, or no SDK tracer provider set (the API's default proxy or no-op provider, whose spans record nothing)."""
+    if not settings().otel or "opentelemetry.trace" not in sys.modules:
+        return None  # whoever sets a tracer provider has imported the API: no import here, no cost
+    from opentelemetry import trace
+
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return None
