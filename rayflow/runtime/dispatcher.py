@@ -23,7 +23,6 @@ instance's blob and routes and serves it as if newly created, binding kept step 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -52,7 +51,7 @@ from rayflow.core.envelope import Envelope
 from rayflow.core.reducer import reduce
 from rayflow.core.routing import RoutingTable, StepRoute
 from rayflow.core.state import DispatcherState, Pending
-from rayflow.core.stats import Invocation, RunStats, RunWatch, StatsBook, StepsDone, StepStarted
+from rayflow.core.stats import Invocation, StatsBook, StepStarted
 from rayflow.core.ticks import (
     ActorStarted,
     ActorStartFailed,
@@ -75,6 +74,7 @@ from rayflow.runtime.actors import stop_actors, stop_actors_sync
 from rayflow.runtime.claims import claim, claim_results
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.reusable_worker import ReusableWorker
+from rayflow.runtime.run_stats import RunStatsKeeper
 from rayflow.runtime.step_actors import StepActors
 
 __all__ = ["Dispatcher"]
@@ -85,9 +85,12 @@ class _RunStream:
     items: list[Any] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def put(self, item: Any) -> None:
+    def put(self, item: Any, wake: bool = True) -> None:
+        """Add ``item``; ``wake=False``: it waits for the next item that wakes the reader (records of step
+        invocations do not cost the driver a call each, unless it prints them as they come)."""
         self.items.append(item)
-        self.ready.set()
+        if wake:
+            self.ready.set()
 
     async def take(self) -> list[Any]:
         await self.ready.wait()
@@ -126,12 +129,7 @@ class _Dispatcher:
         self._warming = True
         self._self = ray.get_runtime_context().current_actor
         self._actors = StepActors(label, self._self, self._context)
-        self._book = StatsBook()
-        self._watches: dict[str, RunWatch] = {}
-        self._ended_books: OrderedDict[str, StatsBook] = OrderedDict()
-        #: Notified each time a step call comes back (its records counted): what ``stats`` waits on.
-        self._calls_back = asyncio.Condition()
-        self._stats_waiting = 0
+        self._stats = RunStatsKeeper()
 
     async def ready(self) -> ContextActor:
         """Start every step pool to its warm size and the context actor, and wait for them (so a run's timeout counts
@@ -173,7 +171,7 @@ class _Dispatcher:
     async def bind(self, workflow_blob: bytes, routes: list[StepRoute], verbose: bool) -> ContextActor:
         """Serve a new workflow instance with this set's actors, as ``ready`` does for a new set."""
         self._blob, self._verbose, self._state = workflow_blob, verbose, _fresh_state(routes)
-        self._book, self._ended_books = StatsBook(), OrderedDict()
+        self._stats = RunStatsKeeper()
         return await self.ready()
 
     async def start_run(
@@ -191,44 +189,17 @@ class _Dispatcher:
 
     def _open(self, run_id: str, forward: int) -> None:
         self._streams[run_id] = _RunStream()
-        self._watches[run_id] = RunWatch(StatsBook(runs=1), forward)
+        self._stats.open(run_id, forward)
 
     async def stats(self, run_id: str | None) -> tuple[StatsBook, dict[str, int]] | None:
         """The book of run ``run_id`` (None: of every run served so far, ended or not) and the events queued for each
-        step now; None for a run this dispatcher does not know (any more). For an ended run (or the instance), it
-        first waits, up to ``RAYFLOW_SHUTDOWN_GRACE_S``, for the calls still carrying ended runs' items to come back:
-        a step that sent events and returned may be counted after the run its events ended."""
-        await self._settled(run_id)
-        if run_id is None:
-            book = StatsBook()
-            book.merge(self._book)
-            for watch in self._watches.values():
-                book.merge(watch.book)
-            return book, self._state.queued()
-        live = self._watches.get(run_id)
-        if live is not None:
-            return live.book, self._state.queued(run_id)
-        ended = self._ended_books.get(run_id)
-        return None if ended is None else (ended, {})
+        step now; None for a run this dispatcher does not know (any more). See ``RunStatsKeeper.book``."""
+        book = await self._stats.book(run_id, self._carried)
+        return None if book is None else (book, self._state.queued(run_id))
 
-    async def _settled(self, run_id: str | None) -> None:
-        def settled() -> bool:
-            return not any(
-                (item.run_id == run_id) if run_id is not None else (item.run_id not in self._watches)
-                for call in self._state.calls.values()
-                for item in call.items
-            )
-
-        if run_id in self._watches or settled():
-            return
-        self._stats_waiting += 1
-        try:
-            async with self._calls_back:
-                await asyncio.wait_for(self._calls_back.wait_for(settled), settings().shutdown_grace_s)
-        except TimeoutError:
-            pass  # a call that does not come back (a blocked step) is not waited for
-        finally:
-            self._stats_waiting -= 1
+    def _carried(self) -> list[str]:
+        """The runs of the items of the step calls in flight."""
+        return [item.run_id for call in self._state.calls.values() for item in call.items]
 
     async def started(self, run_id: str, note: StepStarted, after: None = None) -> None:
         """A step invocation began (sent by step actors of a verbose workflow): on to the run's stream."""
@@ -347,14 +318,9 @@ class _Dispatcher:
     def _close_run(self, command: EndRun) -> None:
         """Put the run's book and end on its stream, and tell every step actor the run is over."""
         stream = self._streams.get(command.run_id)
-        watch = self._watches.pop(command.run_id, None)
-        if watch is not None:
-            self._book.merge(watch.book)
-            self._ended_books[command.run_id] = watch.book
-            if len(self._ended_books) > settings().ended_snapshots:
-                self._ended_books.popitem(last=False)
-            if stream is not None:
-                stream.put(RunStats(watch.book, watch.dropped))
+        book = self._stats.close(command.run_id)
+        if book is not None and stream is not None:
+            stream.put(book, wake=False)  # the end comes next
         if stream is not None:
             stream.put(command)  # the last item of the run's stream: how it ended, for the driver
         for worker in self._actors.serving.values():
@@ -372,9 +338,7 @@ class _Dispatcher:
 
     async def _await_call(self, call_id: int, ref: Any) -> None:
         await self._call_back(call_id, ref)
-        if self._stats_waiting:
-            async with self._calls_back:
-                self._calls_back.notify_all()
+        await self._stats.call_back()
 
     async def _call_back(self, call_id: int, ref: Any) -> None:
         try:
@@ -395,28 +359,11 @@ class _Dispatcher:
         self._apply(CallFinished(call_id, results, elapsed, retire=retire, cpu=cpu))
 
     def _observe(self, records: list[Invocation]) -> None:
-        """Add the records of a call's step invocations to their runs' books, and send them on to the drivers that
-        want them. A record of a run that has ended counts in its book still (and in the instance's)."""
-        by_run: dict[str, list[Invocation]] = {}
-        for record in records:
-            mine = by_run.get(record.run_id)
-            if mine is None:
-                by_run[record.run_id] = [record]
-            else:
-                mine.append(record)
-        for run_id, mine in by_run.items():
-            watch = self._watches.get(run_id)
-            if watch is None:
-                ended = self._ended_books.get(run_id)
-                for record in mine:
-                    self._book.add(record)
-                    if ended is not None:
-                        ended.add(record)
-                continue
-            kept = watch.take(mine)
-            stream = self._streams.get(run_id)
-            if kept and stream is not None:
-                stream.put(StepsDone(kept))
+        """Count the records of a call's step invocations, and send them on to the drivers that want them."""
+        for done in self._stats.observe(records):
+            stream = self._streams.get(done.records[0].run_id)
+            if stream is not None:
+                stream.put(done, wake=self._verbose)
 
     def _stop_actor(self, command: StopActor) -> None:
         """End a step actor that left its pool (dead, blocked, or retiring): killed, since it may be blocked."""

@@ -4,9 +4,10 @@
 coroutine the session gives it: the run waits for a slot (``num_concurrent_runs``), starts the instance's
 actors if needed (``WorkflowRuntime``), seeds its context's state, starts (or resumes) the run on the
 dispatcher, then reads the run's stream into the handler until the run ends, turning the end into the
-StopEvent or the error ``await handler`` raises. The session is the ``ContextHost`` of the instance:
-``Context(workflow)`` gets its caller's face here (``rayflow.runtime.caller_face``), which reaches the store through
-the context actor and sends events into the running run.
+StopEvent or the error ``await handler`` raises (the records of step invocations on the stream go to the run's
+observer, ``rayflow.runtime.observer``: verbose lines, the trace, OpenTelemetry spans). The session is the
+``ContextHost`` of the instance: ``Context(workflow)`` gets its caller's face here (``rayflow.runtime.caller_face``),
+which reaches the store through the context actor and sends events into the running run.
 
 A dead dispatcher or context actor fails the runs it served with ``WorkflowActorDiedError`` (the dispatcher's
 death is seen here, the context actor's by the dispatcher), and the next run starts a new set of actors. A

@@ -17,6 +17,7 @@ value (``wait_for_event`` requirements): user code is loaded by step actors only
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import threading
 import time
@@ -208,7 +209,7 @@ class _StepWorker:
         if item.run_id in self._ended:
             return ItemDone(item.run_id)
         outbox = Outbox(self._host, item, code.name)
-        event = item.envelope.class_name
+        event = _class_name(item.envelope.type_name)
         started, began = time.time(), time.perf_counter()
         if self._verbose:
             self._dispatcher.started(
@@ -417,9 +418,15 @@ def _record(
     else:
         outcome = DONE
         if done.output is not None:
-            returned = done.output.class_name
+            returned = _class_name(done.output.type_name)
             emitted += 1
     return Invocation(run_id, step, actor, node, started, seconds, event, emitted, returned, outcome, error)
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_name(type_name: str) -> str:
+    """An event type's class name (its type key without the module), one string per type for the records."""
+    return type_name.rsplit(".", 1)[-1]
 
 
 def _known(item: WorkItem) -> Known:
