@@ -342,7 +342,7 @@ class _Dispatcher:
 
     async def _call_back(self, call_id: int, ref: Any) -> None:
         try:
-            results, elapsed, retire, cpu, records = await ref
+            results, elapsed, retire, cpu, rows = await ref
         except RayActorError as err:
             self._apply(CallFinished(call_id, lost=f"the step actor died: {_first_line(err)}"))
             return
@@ -355,7 +355,8 @@ class _Dispatcher:
             lost = f"the step actor did not hand over large payloads: {type(err).__name__}: {_first_line(err)}"
             self._apply(CallFinished(call_id, lost=lost))
             return
-        self._observe(records)  # before the call's results: the book a run's end carries counts its last step
+        # Before the call's results: the book a run's end carries counts the step that ended it.
+        self._observe([Invocation._make(row) for row in rows])
         self._apply(CallFinished(call_id, results, elapsed, retire=retire, cpu=cpu))
 
     def _observe(self, records: list[Invocation]) -> None:

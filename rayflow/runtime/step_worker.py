@@ -135,10 +135,11 @@ class _StepWorker:
 
     async def run(
         self, items: list[WorkItem], loans: tuple[str, ...] = ()
-    ) -> tuple[list[ItemDone], float, str | None, float, list[Invocation]]:
+    ) -> tuple[list[ItemDone], float, str | None, float, list[tuple[Any, ...]]]:
         """Run the step for each item; one ``ItemDone`` per item, in order, the seconds taken, why this actor must
         be replaced (None: it need not), the CPU seconds this process used meanwhile, and a record of each step
-        invocation the call ran (``rayflow.core.stats``).
+        invocation the call ran (an ``Invocation`` of ``rayflow.core.stats`` as a plain tuple: Ray packs a list of
+        tuples of strings and numbers with msgpack, where a named tuple would be pickled object by object).
 
         The items of one run run one after the other, after those of the run's earlier calls here; the items of
         different runs run at the same time (one awaits, another runs). An event a step returns that only this step
@@ -175,7 +176,8 @@ class _StepWorker:
             await asyncio.gather(*(run_of(positions) for positions in groups))
         await self._dispatcher.delivered()
         done = [result for result in results if result is not None]
-        return done, time.perf_counter() - began, self._retire, time.process_time() - cpu, records
+        rows = [tuple(record) for record in records]
+        return done, time.perf_counter() - began, self._retire, time.process_time() - cpu, rows
 
     async def _item(self, item: WorkItem, loans: tuple[str, ...], records: list[Invocation]) -> ItemDone:
         """Run one item, and what it returns here while that stays local; what the dispatcher is told of it."""

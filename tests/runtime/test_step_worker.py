@@ -17,6 +17,7 @@ import ray
 from rayflow import Context, Event, StartEvent, StepFailedEvent, StopEvent, Workflow, WorkflowRuntimeError, step
 from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope, Kind
+from rayflow.core.stats import Invocation
 from rayflow.core.ticks import ItemDone
 from rayflow.runtime.actors import stop_actors
 from rayflow.runtime.blob import workflow_blob
@@ -119,7 +120,8 @@ async def harness(ray_env: None) -> AsyncIterator[Harness]:
 async def test_a_batch_runs_in_order_with_one_item_done_each(harness: Harness) -> None:
     codec = harness.spec.codec
     items = [harness.item(f"r{n}", StartEvent(n=n)) for n in (1, 2, 3, 4)]
-    results, elapsed, retire, _, records = await harness.worker.run(items)
+    results, elapsed, retire, _, rows = await harness.worker.run(items)
+    records = [Invocation._make(row) for row in rows]
     assert retire is None
     # One record per invocation, for the statistics and the trace: how it ended, what it emitted.
     assert [(r.run_id, r.step, r.actor, r.outcome, r.emitted, r.returned) for r in records] == [
