@@ -35,8 +35,8 @@ class Done(Event):
 
 
 class Counted(Workflow):
-    """``begin`` sends n Work events (and lingers, if asked); ``middle`` fails twice on item 0 before it succeeds (or always, with
-    ``fail``); ``end`` collects the n results."""
+    """``begin`` sends n Work events (and lingers, if asked); ``middle`` fails twice on item 0 before it succeeds
+    (or always, with ``fail``); ``end`` collects the n results."""
 
     @step
     async def begin(self, ctx: Context, ev: StartEvent) -> Work | None:
