@@ -108,6 +108,11 @@ class Settings:
     serve_heartbeat_s: float = field(default_factory=lambda: _float("RAYFLOW_SERVE_HEARTBEAT_S", 25.0))
     #: Finished runs ``rayflow serve`` keeps (their status, result and events); the oldest are forgotten first.
     serve_kept_handlers: int = field(default_factory=lambda: _int("RAYFLOW_SERVE_KEPT_HANDLERS", 1000))
+    #: Records of step invocations a run's driver keeps for its trace (``handler.trace()``); the rest are counted
+    #: in its statistics only (0: no trace). A verbose workflow, or OpenTelemetry spans, get every record.
+    trace_max_slices: int = field(default_factory=lambda: _int("RAYFLOW_TRACE_MAX_SLICES", 10_000))
+    #: Whether runs make OpenTelemetry spans when an SDK tracer provider is set (0: never).
+    otel: bool = field(default_factory=lambda: _int("RAYFLOW_OTEL", 1) != 0)
     #: Where converted model weights are cached ("" for ``~/.cache/rayflow``).
     cache_dir: str = field(default_factory=lambda: os.environ.get("RAYFLOW_CACHE_DIR", ""))
 

@@ -3,18 +3,23 @@
 ``workflow.run()`` returns the handler at once; a task on the caller's event loop drives the run (the
 runtime's session starts it on the dispatcher and reads its stream into the handler until it ends). The
 stream holds what steps wrote with ``ctx.write_event_to_stream`` and, last, the StopEvent (or the failure,
-timeout or cancel event).
+timeout or cancel event). Beyond LlamaIndex, the handler tells what ran: ``await handler.stats()`` (figures per step)
+and ``handler.trace()`` (the run's timeline as Chrome trace JSON).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from typing import Any
 
 from rayflow.context import Context
+from rayflow.core.stats import StatsBook, WorkflowStats
+from rayflow.core.timeline import RunSpan, chrome_trace
 from rayflow.errors import WorkflowCancelledByUser, WorkflowRuntimeError
 from rayflow.events import Event, InternalDispatchEvent, StopEvent, WorkflowCancelledEvent
+from rayflow.runtime.observer import RunObserver
 
 __all__ = ["InternalDispatchEvent", "WorkflowCancelledByUser", "WorkflowCancelledEvent", "WorkflowHandler"]
 
@@ -28,9 +33,12 @@ class WorkflowHandler:
         run_id: str,
         drive: Callable[[Callable[[Event], None]], Coroutine[Any, Any, StopEvent]],
         cancel: Callable[[], object],
+        observer: RunObserver | None = None,
         expose: Callable[[], object] = lambda: None,
     ) -> None:
-        """Start driving the run: ``drive(publish)`` runs it, handing each streamed event to ``publish``."""
+        """Start driving the run: ``drive(publish)`` runs it, handing each streamed event to ``publish``;
+        ``observer``: what the driver learns of its step invocations."""
+        self._observer = observer
         self._ctx = ctx
         self.run_id = run_id
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -107,6 +115,29 @@ class WorkflowHandler:
     async def send_event(self, event: Event, step: str | None = None) -> None:
         """Send ``event`` into the running run (to ``step`` only, if given)."""
         self._ctx.send_event(event, step)
+
+    async def stats(self) -> WorkflowStats:
+        """The run's figures per step (``rayflow.stats.StepStats``): events in and out, events queued now, retries,
+        failures, latency percentiles per invocation, seconds busy per actor. Asked of the dispatcher while it knows
+        the run (during it, and after it for its last ``RAYFLOW_ENDED_SNAPSHOTS`` runs), else what the run's end
+        brought. ``format_stats(await handler.stats())`` makes a text table, ``.to_dict()`` plain data."""
+        if self._observer is None:
+            return StatsBook().snapshot(run_id=self.run_id)
+        return await self._observer.stats()
+
+    def trace(self) -> dict[str, Any]:
+        """The run's timeline as Chrome trace JSON (open it in Perfetto or chrome://tracing): a slice per step
+        invocation on a track per actor, grouped by node. Complete once the run is over; up to
+        ``RAYFLOW_TRACE_MAX_SLICES`` invocations."""
+        if self._observer is None:
+            return chrome_trace(RunSpan(self.run_id, "", 0.0), ())
+        return self._observer.trace()
+
+    def save_trace(self, path: str | os.PathLike[str]) -> None:
+        """Write ``trace()`` to ``path`` as JSON."""
+        if self._observer is None:
+            raise WorkflowRuntimeError("This run has no trace")
+        self._observer.save_trace(path)
 
     def __str__(self) -> str:
         return f"WorkflowHandler(run_id={self.run_id}, done={self.is_done()})"

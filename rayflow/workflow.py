@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from rayflow.context import BaseSerializer, Context
 from rayflow.context.context import bind_host, face_of
+from rayflow.core.stats import WorkflowStats
 from rayflow.decorators import StepFunction
 from rayflow.errors import WorkflowRuntimeError, WorkflowValidationError
 from rayflow.events import Event, StartEvent, StopEvent
@@ -44,8 +45,9 @@ class Workflow:
     """A set of steps that pass events; ``run(**kwargs)`` starts a run and returns its handler.
 
     ``timeout`` (seconds, None for none) bounds each run; ``disable_validation`` skips the event-graph
-    check of the first run; ``verbose`` prints each step as it runs; ``num_concurrent_runs`` caps the runs
-    of this instance going on at once (the others wait for a slot).
+    check of the first run; ``verbose`` prints, in the driver, each step invocation as it begins and ends (its run,
+    actor, node and time taken); ``num_concurrent_runs`` caps the runs of this instance going on at once (the others
+    wait for a slot).
 
     ``journal`` (rayflow's own, beyond LlamaIndex: a directory path, an fsspec URL, or a ``Journal``) makes runs
     durable: each run records its progress there, goes on from its last checkpoint when its dispatcher or context
@@ -171,7 +173,7 @@ class Workflow:
                 "workflow.run() needs a running event loop: call it from async code (asyncio.run(main()))"
             ) from err
         run = self._session.begin(ctx, event)
-        return WorkflowHandler(ctx, run.run_id, run.drive, run.cancel, run.expose)
+        return WorkflowHandler(ctx, run.run_id, run.drive, run.cancel, run.observer, run.expose)
 
     @property
     def journal(self) -> Journal | None:
@@ -195,7 +197,12 @@ class Workflow:
                 "workflow.resume() needs a running event loop: call it from async code (asyncio.run(main()))"
             ) from err
         ctx, run = self._session.resume(run_id)
-        return WorkflowHandler(ctx, run.run_id, run.drive, run.cancel, run.expose)
+        return WorkflowHandler(ctx, run.run_id, run.drive, run.cancel, run.observer, run.expose)
+
+    async def stats(self) -> WorkflowStats:
+        """The figures per step of every run of this instance so far (``handler.stats()`` for one run), counted by
+        its dispatcher: they start again when its actors do (after an idle release, ``close()`` or an actor death)."""
+        return await self._session.stats()
 
     # -- lifetime ------------------------------------------------------------------------------
 

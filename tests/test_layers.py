@@ -40,7 +40,17 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("runtime", ("rayflow.runtime",)),
-    ("public", ("rayflow.decorators", "rayflow.validation", "rayflow.handler", "rayflow.workflow", "rayflow.testing")),
+    (
+        "public",
+        (
+            "rayflow.decorators",
+            "rayflow.validation",
+            "rayflow.handler",
+            "rayflow.workflow",
+            "rayflow.testing",
+            "rayflow.stats",
+        ),
+    ),
     ("apps", ("rayflow.rag", "rayflow.draw", "rayflow.cli", "rayflow.serve")),
 ]
 _TOP = len(LAYERS)  # the package itself (``rayflow/__init__.py``) re-exports from every layer but the apps

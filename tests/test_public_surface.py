@@ -26,6 +26,7 @@ PUBLIC = [
     "rayflow.resource",
     "rayflow.testing",
     "rayflow.collect",
+    "rayflow.stats",
 ]
 
 

@@ -199,6 +199,18 @@ class DispatcherState:
         waits = tuple((name, waiter) for name, waiter, _ in run.waits)
         return Pending(tuple(items), waits, run.awaiting_input)
 
+    def queued(self, run_id: str | None = None) -> dict[str, int]:
+        """The events waiting for each step now (not running), of one run or of all (scans the queues: for
+        statistics, not for routing)."""
+        counts = {}
+        for name, pool in self.pools.items():
+            queues = [pool.queue, *(slot.queue for slot in pool.actors.values())]
+            if run_id is None:
+                counts[name] = sum(len(queue) for queue in queues)
+            else:
+                counts[name] = sum(1 for queue in queues for item in queue if item.run_id == run_id)
+        return counts
+
     @classmethod
     def of(
         cls,

@@ -8,7 +8,9 @@ step actors, put events on run streams and end runs. It knows the workflow by it
 pool settings) and holds the pickled workflow only as bytes to hand to the step actors it starts: it never
 unpickles an event or the workflow, so it loads no user code (when an event's field must be read, for
 ``wait_for_event`` requirements, a step actor reads it). The driver reads a run's stream by long polling
-``next_items``: the envelopes written to the stream (with their ids), and last the run's ``EndRun``.
+``next_items``: the envelopes written to the stream (with their ids), records of the run's step invocations as they
+finish (``rayflow.core.stats``: as many as the driver asked for), and last the run's book and its ``EndRun``. The
+dispatcher keeps the statistics of each run and of the instance (``stats``), O(1) per step invocation.
 
 A dispatcher and the actors it owns form a *set*, which the driver may park between workflow instances
 (``rayflow.runtime.park``): ``park`` forgets the instance (its routes, runs, blob; the context actor's contexts;
@@ -51,6 +53,7 @@ from rayflow.core.envelope import Envelope
 from rayflow.core.reducer import reduce
 from rayflow.core.routing import RoutingTable, StepRoute
 from rayflow.core.state import DispatcherState, Pending
+from rayflow.core.stats import Invocation, StatsBook, StepStarted
 from rayflow.core.ticks import (
     ActorStarted,
     ActorStartFailed,
@@ -74,6 +77,7 @@ from rayflow.runtime.actors import stop_actors, stop_actors_sync
 from rayflow.runtime.claims import claim, claim_results
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.reusable_worker import ReusableWorker
+from rayflow.runtime.run_stats import RunStatsKeeper
 from rayflow.runtime.step_actors import StepActors
 
 __all__ = ["Dispatcher"]
@@ -84,9 +88,12 @@ class _RunStream:
     items: list[Any] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def put(self, item: Any) -> None:
+    def put(self, item: Any, wake: bool = True) -> None:
+        """Add ``item``; ``wake=False``: it waits for the next item that wakes the reader (records of step
+        invocations do not cost the driver a call each, unless it prints them as they come)."""
         self.items.append(item)
-        self.ready.set()
+        if wake:
+            self.ready.set()
 
     async def take(self) -> list[Any]:
         await self.ready.wait()
@@ -125,6 +132,7 @@ class _Dispatcher:
         self._warming = True
         self._self = ray.get_runtime_context().current_actor
         self._actors = StepActors(label, self._self, self._context)
+        self._stats = RunStatsKeeper()
 
     async def ready(self) -> ContextActor:
         """Start every step pool to its warm size and the context actor, and wait for them (so a run's timeout counts
@@ -166,21 +174,52 @@ class _Dispatcher:
     async def bind(self, workflow_blob: bytes, routes: list[StepRoute], verbose: bool) -> ContextActor:
         """Serve a new workflow instance with this set's actors, as ``ready`` does for a new set."""
         self._blob, self._verbose, self._state = workflow_blob, verbose, _fresh_state(routes)
+        self._stats = RunStatsKeeper()
         return await self.ready()
 
     async def start_run(
-        self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None, internal: bool = False
+        self,
+        run_id: str,
+        ctx_id: str,
+        start: Envelope,
+        timeout: float | None,
+        forward: int = 0,
+        internal: bool = False,
     ) -> None:
-        self._streams[run_id] = _RunStream()
+        """Start a run; ``forward``: how many records of its step invocations to put on its stream (-1: all);
+        ``internal``: its caller streams internal events."""
+        self._open(run_id, forward)
         self._apply(RunStarted(run_id, ctx_id, start, timeout, asyncio.get_running_loop().time(), internal))
 
     async def expose(self, run_id: str) -> None:
         """The run's caller streams internal events from now on."""
         self._apply(InternalAsked(run_id))
 
-    async def resume_run(self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None) -> None:
-        self._streams[run_id] = _RunStream()
+    async def resume_run(
+        self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None, forward: int = 0
+    ) -> None:
+        self._open(run_id, forward)
         self._apply(RunResumed(run_id, ctx_id, pending, timeout, asyncio.get_running_loop().time()))
+
+    def _open(self, run_id: str, forward: int) -> None:
+        self._streams[run_id] = _RunStream()
+        self._stats.open(run_id, forward)
+
+    async def stats(self, run_id: str | None) -> tuple[StatsBook, dict[str, int]] | None:
+        """The book of run ``run_id`` (None: of every run served so far, ended or not) and the events queued for each
+        step now; None for a run this dispatcher does not know (any more). See ``RunStatsKeeper.book``."""
+        book = await self._stats.book(run_id, self._carried)
+        return None if book is None else (book, self._state.queued(run_id))
+
+    def _carried(self) -> list[str]:
+        """The runs of the items of the step calls in flight."""
+        return [item.run_id for call in self._state.calls.values() for item in call.items]
+
+    async def started(self, run_id: str, note: StepStarted, after: None = None) -> None:
+        """A step invocation began (sent by step actors of a verbose workflow): on to the run's stream."""
+        stream = self._streams.get(run_id)
+        if stream is not None:
+            stream.put(note)
 
     async def snapshot(self, run_id: str) -> Pending | None:
         """The run's unfinished work (also for a run that was cancelled, timed out or failed); None if unknown."""
@@ -293,8 +332,11 @@ class _Dispatcher:
         self._close_run(command)
 
     def _close_run(self, command: EndRun) -> None:
-        """Put the run's end on its stream, and tell every step actor the run is over."""
+        """Put the run's book and end on its stream, and tell every step actor the run is over."""
         stream = self._streams.get(command.run_id)
+        book = self._stats.close(command.run_id)
+        if book is not None and stream is not None:
+            stream.put(book, wake=False)  # the end comes next
         if stream is not None:
             stream.put(command)  # the last item of the run's stream: how it ended, for the driver
         for worker in self._actors.serving.values():
@@ -311,8 +353,12 @@ class _Dispatcher:
         self._apply(ActorStarted(step, index))
 
     async def _await_call(self, call_id: int, ref: Any) -> None:
+        await self._call_back(call_id, ref)
+        await self._stats.call_back()
+
+    async def _call_back(self, call_id: int, ref: Any) -> None:
         try:
-            results, elapsed, retire, cpu = await ref
+            results, elapsed, retire, cpu, rows = await ref
         except RayActorError as err:
             self._apply(CallFinished(call_id, lost=f"the step actor died: {_first_line(err)}"))
             return
@@ -325,7 +371,16 @@ class _Dispatcher:
             lost = f"the step actor did not hand over large payloads: {type(err).__name__}: {_first_line(err)}"
             self._apply(CallFinished(call_id, lost=lost))
             return
+        # Before the call's results: the book a run's end carries counts the step that ended it.
+        self._observe([Invocation._make(row) for row in rows])
         self._apply(CallFinished(call_id, results, elapsed, retire=retire, cpu=cpu))
+
+    def _observe(self, records: list[Invocation]) -> None:
+        """Count the records of a call's step invocations, and send them on to the drivers that want them."""
+        for done in self._stats.observe(records):
+            stream = self._streams.get(done.records[0].run_id)
+            if stream is not None:
+                stream.put(done, wake=self._verbose)
 
     def _stop_actor(self, command: StopActor) -> None:
         """End a step actor that left its pool (dead, blocked, or retiring): killed, since it may be blocked."""
@@ -430,16 +485,32 @@ class Dispatcher:
         return context
 
     async def start_run(
-        self, run_id: str, ctx_id: str, start: Envelope, timeout: float | None, *, internal: bool = False
+        self,
+        run_id: str,
+        ctx_id: str,
+        start: Envelope,
+        timeout: float | None,
+        forward: int = 0,
+        *,
+        internal: bool = False,
     ) -> None:
-        await self._handle.start_run.remote(run_id, ctx_id, start, timeout, internal)
+        """Start a run; ``forward``: how many records of its step invocations its stream carries (-1: all);
+        ``internal``: its caller streams internal events."""
+        await self._handle.start_run.remote(run_id, ctx_id, start, timeout, forward, internal)
 
     def expose(self, run_id: str) -> None:
         """Stream the run's internal events (step states, idle, ignored events) from now on."""
         self._handle.expose.remote(run_id)
 
-    async def resume_run(self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None) -> None:
-        await self._handle.resume_run.remote(run_id, ctx_id, pending, timeout)
+    async def resume_run(
+        self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None, forward: int = 0
+    ) -> None:
+        await self._handle.resume_run.remote(run_id, ctx_id, pending, timeout, forward)
+
+    async def stats(self, run_id: str | None) -> tuple[StatsBook, dict[str, int]] | None:
+        """The book of run ``run_id`` (None: of the instance) and the events queued per step now; None: unknown."""
+        answer: tuple[StatsBook, dict[str, int]] | None = await self._handle.stats.remote(run_id)
+        return answer
 
     async def snapshot(self, run_id: str) -> Pending | None:
         """The run's unfinished work (None: a run that ended with a StopEvent, or an unknown one)."""

@@ -4,9 +4,10 @@
 coroutine the session gives it: the run waits for a slot (``num_concurrent_runs``), starts the instance's
 actors if needed (``WorkflowRuntime``), seeds its context's state, starts (or resumes) the run on the
 dispatcher, then reads the run's stream into the handler until the run ends, turning the end into the
-StopEvent or the error ``await handler`` raises. The session is the ``ContextHost`` of the instance:
-``Context(workflow)`` gets its caller's face here (``rayflow.runtime.caller_face``), which reaches the store through
-the context actor and sends events into the running run.
+StopEvent or the error ``await handler`` raises (the records of step invocations on the stream go to the run's
+observer, ``rayflow.runtime.observer``: verbose lines, the trace, OpenTelemetry spans). The session is the
+``ContextHost`` of the instance: ``Context(workflow)`` gets its caller's face here (``rayflow.runtime.caller_face``),
+which reaches the store through the context actor and sends events into the running run.
 
 A dead dispatcher or context actor fails the runs it served with ``WorkflowActorDiedError`` (the dispatcher's
 death is seen here, the context actor's by the dispatcher), and the next run starts a new set of actors. A
@@ -21,6 +22,7 @@ id, up to ``RAYFLOW_JOURNAL_RECOVERIES`` times; ``resume`` picks up a journaled 
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 import warnings
 import weakref
@@ -36,6 +38,7 @@ from rayflow.context.state_store import DictState
 from rayflow.core.commands import EndRun, Outcome
 from rayflow.core.envelope import INTERNAL_KEYS, START_ID
 from rayflow.core.state import Pending
+from rayflow.core.stats import StatsBook, WorkflowStats
 from rayflow.errors import (
     ContextStateError,
     JournalError,
@@ -54,6 +57,7 @@ from rayflow.runtime.caller_face import CallerFace
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.dispatcher import Dispatcher
 from rayflow.runtime.journaling import RunJournal
+from rayflow.runtime.observer import RunObserver
 from rayflow.runtime.run_end import JOURNAL_STATUS, Publish, death_of, finish
 from rayflow.runtime.runtime import WorkflowRuntime
 from rayflow.spec import WorkflowSpec
@@ -63,12 +67,13 @@ __all__ = ["RunStart", "WorkflowSession"]
 
 @dataclass(frozen=True)
 class RunStart:
-    """A run the session began: its id, the coroutine that drives it (given where to publish its events), and how
-    to cancel it."""
+    """A run the session began: its id, the coroutine that drives it (given where to publish its events), how
+    to cancel it, and what the driver learns of its step invocations."""
 
     run_id: str
     drive: Callable[[Publish], Coroutine[Any, Any, StopEvent]]
     cancel: Callable[[], object]
+    observer: RunObserver | None = None
     #: The caller streams the run's internal events from now on.
     expose: Callable[[], object] = lambda: None
 
@@ -150,12 +155,26 @@ class WorkflowSession:
         self._running.add(run_id)
         face.run_id, face.running, face.pending = run_id, True, []
         started = asyncio.Event()
+        observer = RunObserver(run_id, self._spec.name, list(self._spec.steps), self._verbose)
         return RunStart(
             run_id,
-            lambda publish: self._drive(run_id, face, start, started, publish, journaling),
+            lambda publish: self._drive(run_id, face, start, started, publish, journaling, observer),
             lambda: asyncio.ensure_future(self._cancel(run_id, started)),
+            observer,
             lambda: self._expose(run_id, started),
         )
+
+    async def stats(self) -> WorkflowStats:
+        """The figures of every run this instance's actors served (live runs so far included), from its dispatcher."""
+        dispatcher = self.runtime.dispatcher
+        answer = None
+        if dispatcher is not None:
+            try:
+                answer = await dispatcher.stats(None)
+            except RayActorError:
+                answer = None
+        book, queued = answer if answer is not None else (StatsBook(), {})
+        return book.snapshot(list(self._spec.steps), queued)
 
     def resume(self, run_id: str) -> tuple[Context[Any], RunStart]:
         """The run ``run_id`` of this session's journal: a run still running goes on from its last checkpoint on this
@@ -274,6 +293,7 @@ class WorkflowSession:
         started: asyncio.Event,
         publish: Publish,
         journaling: RunJournal | None,
+        observer: RunObserver,
     ) -> StopEvent:
         runtime = self.runtime
         slots = self._run_slots()
@@ -283,8 +303,8 @@ class WorkflowSession:
         try:
             while True:
                 try:
-                    dispatcher, context = await self._begin(run_id, face, start)
-                    end = await self._follow(run_id, face, dispatcher, context, started, publish, journaling)
+                    dispatcher, context = await self._begin(run_id, face, start, observer)
+                    end = await self._follow(run_id, face, dispatcher, context, started, publish, journaling, observer)
                 except WorkflowActorDiedError as error:
                     if journaling is not None and self._recover(face, journaling, error):
                         continue
@@ -293,6 +313,7 @@ class WorkflowSession:
                     raise self._failed(error, face, publish) from None
                 return await self._end(end, face, publish, journaling)
         finally:
+            observer.end("failed", "the run's actors died")  # unless it ended on the dispatcher (said then)
             started.set()
             self._running.discard(run_id)
             self._internal.discard(run_id)
@@ -310,6 +331,7 @@ class WorkflowSession:
         started: asyncio.Event,
         publish: Publish,
         journaling: RunJournal | None,
+        observer: RunObserver,
     ) -> EndRun:
         """Read the started run's stream into ``publish`` (checkpointing it, if journaled) until its end;
         ``WorkflowActorDiedError`` if its dispatcher or context actor died."""
@@ -325,11 +347,14 @@ class WorkflowSession:
                 )
             while True:
                 for item in await dispatcher.next_items(run_id):
+                    if observer.see(item):
+                        continue
                     if isinstance(item, EndRun):
                         died = death_of(item, self._spec.codec)
                         if died is not None:  # the dispatcher saw its context actor die
                             self.runtime.died(dispatcher)
                             raise died
+                        observer.end(item.outcome.value, None if item.outcome is Outcome.DONE else item.message)
                         return item
                     if item.type_keys == INTERNAL_KEYS:
                         publish(internal_event(item.payload))
@@ -384,7 +409,9 @@ class WorkflowSession:
         await journaling.done(stop)
         return stop
 
-    async def _begin(self, run_id: str, face: CallerFace, start: StartEvent | None) -> tuple[Dispatcher, ContextActor]:
+    async def _begin(
+        self, run_id: str, face: CallerFace, start: StartEvent | None, observer: RunObserver
+    ) -> tuple[Dispatcher, ContextActor]:
         """Start the run (or resume a snapshot's) on the dispatcher, seeding its context first. Actors found dead on
         the way (they died while the instance had no run) are replaced once: the run had not begun."""
         retried = False
@@ -394,7 +421,7 @@ class WorkflowSession:
             try:
                 await self.context_actor(face)
                 if face.resume is not None:  # a context from a snapshot: its unfinished work, not a new start
-                    await dispatcher.resume_run(run_id, face.ctx_id, face.resume, self._timeout)
+                    await dispatcher.resume_run(run_id, face.ctx_id, face.resume, self._timeout, observer.forward)
                     face.resume = None
                 else:
                     assert start is not None
@@ -403,8 +430,10 @@ class WorkflowSession:
                         face.ctx_id,
                         self._spec.codec.encode(start, event_id=START_ID, state_version=face.known),
                         self._timeout,
+                        observer.forward,
                         internal=run_id in self._internal,
                     )
+                observer.begin(functools.partial(dispatcher.stats, run_id))
                 return dispatcher, context
             except RayActorError as err:
                 error = self._dispatcher_died(dispatcher, err)

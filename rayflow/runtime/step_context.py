@@ -144,6 +144,11 @@ class Outbox:
         self._emitted += 1
         return derive_id(self._parent, self._step, self._attempt, self._rerun, position)
 
+    @property
+    def emitted(self) -> int:
+        """Events this invocation emitted so far (sent or streamed)."""
+        return self._emitted
+
     def returned_id(self) -> bytes:
         """The id of the event the invocation returns."""
         return derive_id(self._parent, self._step, self._attempt, self._rerun, -1)

@@ -17,6 +17,7 @@ value (``wait_for_event`` requirements): user code is loaded by step actors only
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import threading
 import time
@@ -34,6 +35,7 @@ from rayflow.context.state_store import StateStore
 from rayflow.core.collect import CollectBuffers
 from rayflow.core.commands import Checks, WorkItem
 from rayflow.core.envelope import Envelope, Failure, Kind
+from rayflow.core.stats import CANCELLED, DONE, FAILED, PAUSED, RETRY, Invocation, StepStarted
 from rayflow.core.ticks import ItemDone
 from rayflow.errors import StepTimeoutError, WorkflowRuntimeError
 from rayflow.events import Event, StepFailedEvent
@@ -54,6 +56,10 @@ class _DispatcherInbox:
     def __init__(self, handle: Any) -> None:
         self._handle = handle
         self._last: Any = None
+
+    def started(self, run_id: str, note: StepStarted) -> None:
+        """Say that a step invocation began (``Workflow(verbose=True)``), in order with the emits."""
+        self._last = self._handle.started.remote(run_id, note, self._last)
 
     def emit(self, run_id: str, step: str, envelopes: list[Envelope]) -> None:
         """Send ``envelopes``.
@@ -103,6 +109,9 @@ class _StepWorker:
         self._local_hops = config.local_hops
         self._ended_memory = config.ended_runs_memory
         self._verbose = verbose
+        #: How this actor names itself in the records of its invocations: ``<step>.<index>``, and its node.
+        self._actor = ".".join(label.rsplit(".", 2)[-2:])
+        self._node = ray.get_runtime_context().get_node_id()[:8]
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._running: dict[str, asyncio.Task[Any]] = {}
         #: Per run with items here: its calls run one after the other.
@@ -129,9 +138,11 @@ class _StepWorker:
 
     async def run(
         self, items: list[WorkItem], loans: tuple[str, ...] = ()
-    ) -> tuple[list[ItemDone], float, str | None, float]:
+    ) -> tuple[list[ItemDone], float, str | None, float, list[tuple[Any, ...]]]:
         """Run the step for each item; one ``ItemDone`` per item, in order, the seconds taken, why this actor must
-        be replaced (None: it need not), and the CPU seconds this process used meanwhile.
+        be replaced (None: it need not), the CPU seconds this process used meanwhile, and a record of each step
+        invocation the call ran (an ``Invocation`` of ``rayflow.core.stats`` as a plain tuple: Ray packs a list of
+        tuples of strings and numbers with msgpack, where a named tuple would be pickled object by object).
 
         The items of one run run one after the other, after those of the run's earlier calls here; the items of
         different runs run at the same time (one awaits, another runs). An event a step returns that only this step
@@ -144,6 +155,7 @@ class _StepWorker:
         for position, item in enumerate(items):
             by_run.setdefault(item.run_id, []).append(position)
         results: list[ItemDone | None] = [None] * len(items)
+        records: list[Invocation] = []
 
         async def run_of(positions: list[int]) -> None:
             run_id = items[positions[0]].run_id
@@ -154,7 +166,7 @@ class _StepWorker:
             try:
                 async with lock:
                     for position in positions:
-                        results[position] = await self._item(items[position], loans)
+                        results[position] = await self._item(items[position], loans, records)
             finally:
                 lock.users -= 1
                 if not lock.users:
@@ -167,13 +179,14 @@ class _StepWorker:
             await asyncio.gather(*(run_of(positions) for positions in groups))
         await self._dispatcher.delivered()
         done = [result for result in results if result is not None]
-        return done, time.perf_counter() - began, self._retire, time.process_time() - cpu
+        rows = [tuple(record) for record in records]
+        return done, time.perf_counter() - began, self._retire, time.process_time() - cpu, rows
 
-    async def _item(self, item: WorkItem, loans: tuple[str, ...]) -> ItemDone:
+    async def _item(self, item: WorkItem, loans: tuple[str, ...], records: list[Invocation]) -> ItemDone:
         """Run one item, and what it returns here while that stays local; what the dispatcher is told of it."""
         if self._retire is not None:
             return ItemDone(item.run_id, requeue=True)
-        done = await self._invoke_tracked(item, self._own)
+        done = await self._invoke_tracked(item, self._own, records)
         hops = self._local_hops
         while hops and done.output is not None:
             code = self._runs_here(done.output, loans)
@@ -181,7 +194,7 @@ class _StepWorker:
                 break
             hops -= 1
             ran = done.output
-            done = await self._invoke_tracked(WorkItem(item.run_id, item.ctx_id, ran), code)
+            done = await self._invoke_tracked(WorkItem(item.run_id, item.ctx_id, ran), code, records)
             shelf.release(held_numbers([ran]) - held_numbers(envelopes_of(done)))
         if self._own.config.collects:
             done = replace(done, holding=self._collect.holds(item.run_id, self._step))
@@ -198,17 +211,28 @@ class _StepWorker:
                 return self._steps[targets[0]]
         return None
 
-    async def _invoke_tracked(self, item: WorkItem, code: StepCode) -> ItemDone:
+    async def _invoke_tracked(self, item: WorkItem, code: StepCode, records: list[Invocation]) -> ItemDone:
+        """Run one invocation as a task ``end_run`` can cancel, and add its record to ``records``."""
         if item.run_id in self._ended:
             return ItemDone(item.run_id)
-        task = asyncio.ensure_future(self._invoke(item, code))
+        outbox = Outbox(self._host, item, code.name)
+        event = _class_name(item.envelope.type_name)
+        started, began = time.time(), time.perf_counter()
+        if self._verbose:
+            self._dispatcher.started(
+                item.run_id, StepStarted(item.run_id, code.name, self._actor, self._node, started, event)
+            )
+        task = asyncio.ensure_future(self._invoke(item, code, outbox))
         self._running[item.run_id] = task
         try:
-            return await task
+            done = await task
         except asyncio.CancelledError:
-            return ItemDone(item.run_id)
+            done = None
         finally:
             self._running.pop(item.run_id, None)
+        seconds = time.perf_counter() - began
+        records.append(_record(item.run_id, code.name, self._actor, self._node, started, seconds, event, outbox, done))
+        return done if done is not None else ItemDone(item.run_id)
 
     async def end_run(self, run_id: str) -> None:
         """The run is over: stop its invocation here, skip its queued items, drop its collect buffers."""
@@ -256,14 +280,13 @@ class _StepWorker:
 
         return StateStore(ctx_id, backend)
 
-    async def _invoke(self, item: WorkItem, code: StepCode) -> ItemDone:
+    async def _invoke(self, item: WorkItem, code: StepCode, outbox: Outbox) -> ItemDone:
         """One attempt at ``item``: decode its event, build the step's arguments (resources), run the body within
         its timeout. Any failure on the way is the attempt's: the retry policy may retry it (a new delivery after
         the policy's wait, off this actor), else it fails the step, for ``@catch_error`` to see."""
         name = code.name
         codec = self._codec
         attempts = Attempts.of(item.tries, codec.loads)
-        outbox = Outbox(self._host, item, name)
         known = _known(item)
         event: Event | None = None
         try:
@@ -277,8 +300,6 @@ class _StepWorker:
                 event = events[0] if events else None
             ctx = step_context(item.ctx_id, StepFace(self._host, item, outbox, code, attempts, known))
             kwargs = await self._arguments(ctx, events, code.config)
-            if self._verbose:
-                print(f"Running step {name}", flush=True)
             result = await self._body(code, kwargs, item)
         except asyncio.CancelledError:
             raise
@@ -289,9 +310,6 @@ class _StepWorker:
             outbox.flush()
             return self._failed(item, code, err, event, attempts)
         outbox.flush()
-        if self._verbose:
-            produced = "no event" if result is None else f"event {type(result).__name__}"
-            print(f"Step {name} produced {produced}", flush=True)
         if result is None:
             return ItemDone(item.run_id)
         scope = item.envelope.scope
@@ -448,6 +466,42 @@ def _check_bare(code: StepCode, result: Event) -> None:
             f"a list: return [{kind}(...)] to fan out, or add {kind} to the return annotation (-> list[...] | "
             f"{kind}) to send it on its own"
         )
+def _record(
+    run_id: str,
+    step: str,
+    actor: str,
+    node: str,
+    started: float,
+    seconds: float,
+    event: str,
+    outbox: Outbox,
+    done: ItemDone | None,
+) -> Invocation:
+    """The record of one invocation that ended with ``done`` (None: it was cancelled)."""
+    emitted, returned, error = outbox.emitted, None, None
+    if done is None:
+        outcome = CANCELLED
+    elif done.retry is not None:
+        outcome, error = RETRY, done.retry.tries.message
+    elif done.failure is not None:
+        outcome, error = FAILED, done.failure.message
+    elif done.waiting is not None:
+        outcome = PAUSED
+    else:
+        outcome = DONE
+        if done.output is not None:
+            returned = _class_name(done.output.type_name)
+            emitted += 1
+        elif done.fan_out is not None:
+            returned = "list"
+            emitted += len(done.fan_out)
+    return Invocation(run_id, step, actor, node, started, seconds, event, emitted, returned, outcome, error)
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_name(type_name: str) -> str:
+    """An event type's class name (its type key without the module), one string per type for the records."""
+    return type_name.rsplit(".", 1)[-1]
 
 
 def _known(item: WorkItem) -> Known:

@@ -15,6 +15,7 @@ import pytest
 from rayflow import Context, Event, StartEvent, StopEvent, Workflow, step
 from rayflow.core.commands import EndRun, Outcome
 from rayflow.core.envelope import Envelope, Kind
+from rayflow.core.stats import RunStats, StepsDone, StepStarted
 from rayflow.runtime.blob import workflow_blob
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.dispatcher import Dispatcher
@@ -65,11 +66,15 @@ async def _start(dispatcher: Dispatcher, run_id: str, event: StartEvent) -> None
 
 async def _stream(dispatcher: Dispatcher, run_id: str, until_end: bool = True) -> tuple[list[Any], EndRun | None]:
     """A run's stream items as the driver reads them: the decoded events of the envelopes, and the ``EndRun`` that
-    came last (None with ``until_end=False``: only the first batch is read)."""
+    came last (None with ``until_end=False``: only the first batch is read); records of step invocations and the
+    run's book are left out."""
     events: list[Any] = []
     while True:
         items = await asyncio.wait_for(dispatcher.next_items(run_id), timeout=60)
         assert items, "next_items answers only with items"
+        items = [item for item in items if not isinstance(item, RunStats | StepsDone | StepStarted)]  # observations
+        if not items:
+            continue
         end = items.pop() if isinstance(items[-1], EndRun) else None
         assert not [item for item in items if isinstance(item, EndRun)], "the EndRun comes last"
         events.extend(SPEC.codec.loads(item.payload) for item in items)

@@ -17,6 +17,7 @@ import ray
 from rayflow import Context, Event, StartEvent, StepFailedEvent, StopEvent, Workflow, WorkflowRuntimeError, step
 from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope, Kind
+from rayflow.core.stats import Invocation
 from rayflow.core.ticks import ItemDone
 from rayflow.runtime.actors import stop_actors
 from rayflow.runtime.blob import workflow_blob
@@ -119,8 +120,18 @@ async def harness(ray_env: None) -> AsyncIterator[Harness]:
 async def test_a_batch_runs_in_order_with_one_item_done_each(harness: Harness) -> None:
     codec = harness.spec.codec
     items = [harness.item(f"r{n}", StartEvent(n=n)) for n in (1, 2, 3, 4)]
-    results, elapsed, retire, _ = await harness.worker.run(items)
+    results, elapsed, retire, _, rows = await harness.worker.run(items)
+    records = [Invocation._make(row) for row in rows]
     assert retire is None
+    # One record per invocation, for the statistics and the trace: how it ended, what it emitted.
+    assert [(r.run_id, r.step, r.actor, r.outcome, r.emitted, r.returned) for r in records] == [
+        ("r1", "work", "work.0", "done", 2, "Out"),
+        ("r2", "work", "work.0", "failed", 1, None),
+        ("r3", "work", "work.0", "failed", 1, None),
+        ("r4", "work", "work.0", "done", 1, None),
+    ]
+    assert records[1].error == "ValueError: bad input 2"
+    assert all(r.seconds >= 0 and r.event == "StartEvent" and len(r.node) == 8 for r in records)
     assert [done.run_id for done in results] == ["r1", "r2", "r3", "r4"]
     assert elapsed > 0
 
@@ -172,12 +183,12 @@ async def test_end_run_cancels_a_running_invocation(harness: Harness) -> None:
     running = harness.worker.run([harness.item("slow", StartEvent(n=1, hang=True))])
     await harness.emits(1)  # the step has streamed its progress: it is now in its long sleep
     harness.worker.end_run("slow")
-    results, elapsed, _, _ = await asyncio.wait_for(running, timeout=60)
+    results, elapsed, _, _, _ = await asyncio.wait_for(running, timeout=60)
     assert results == [ItemDone("slow")]
     assert elapsed < 60
 
     # Items of the ended run still queued for the actor are skipped without running; other runs run.
-    results, _, _, _ = await harness.worker.run(
+    results, _, _, _, _ = await harness.worker.run(
         [harness.item("slow", StartEvent(n=1)), harness.item("next", StartEvent(n=1))]
     )
     skipped, ran = results
