@@ -3,9 +3,9 @@ its join gets every event's result exactly once even when an actor running one o
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +25,13 @@ class Done(Event):
 
 
 class Spread(Workflow):
+    """A list of 8 parts; with a ``gauge``, each part's work waits until two are going at once (so on two actors:
+    one run's invocations run one after the other on an actor)."""
+
+    def __init__(self, gauge: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gauge = gauge
+
     @step
     async def split(self, ev: StartEvent) -> list[Part]:
         return [Part(i=i, crash_mark=ev.get("crash_mark", "")) for i in range(8)]
@@ -35,7 +42,9 @@ class Spread(Workflow):
         if ev.i == 3 and mark is not None and not mark.exists():
             mark.write_text("crashed once")
             os._exit(1)  # the actor dies with this event's call: it goes to another actor
-        await asyncio.sleep(0.2)  # long enough for the pool to grow while the others wait
+        if self.gauge is not None:
+            await self.gauge.enter.remote()
+            await self.gauge.leave.remote()
         return Done(i=ev.i, pid=os.getpid())
 
     @step
@@ -43,8 +52,8 @@ class Spread(Workflow):
         return StopEvent(result=(sorted(d.i for d in done), len({d.pid for d in done})))
 
 
-async def test_a_lists_events_run_on_several_actors_and_join_once_each() -> None:
-    async with Spread(timeout=120) as workflow:
+async def test_a_lists_events_run_on_several_actors_and_join_once_each(gauge_factory: Any) -> None:
+    async with Spread(gauge_factory(hold=2), timeout=120) as workflow:
         ids, actors = await workflow.run()
     assert ids == list(range(8))
     assert actors >= 2
