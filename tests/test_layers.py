@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("runtime", ("rayflow.runtime",)),
     ("public", ("rayflow.decorators", "rayflow.validation", "rayflow.handler", "rayflow.workflow", "rayflow.testing")),
-    ("apps", ("rayflow.rag", "rayflow.draw", "rayflow.cli", "rayflow.serve")),
+    ("apps", ("rayflow.rag", "rayflow.draw", "rayflow.cli", "rayflow.commands", "rayflow.serve")),
 ]
 _TOP = len(LAYERS)  # the package itself (``rayflow/__init__.py``) re-exports from every layer but the apps
 
