@@ -214,7 +214,10 @@ class _StepWorker:
         if task is not None:
             task.cancel()
         self._collect.drop_run(run_id)
-        versions = self._host.collect_versions
+        host: StepHost | None = getattr(self, "_host", None)  # None before ready(): a spare not yet bound
+        if host is None:
+            return
+        versions = host.collect_versions
         for key in [key for key in versions if key[0] == run_id]:
             del versions[key]
 
