@@ -285,7 +285,11 @@ def batch(
 )
 @click.option("--repeat", default=1, show_default=True, help="Timed runs per measurement; the best is kept.")
 @click.option("--engines", default=None, help="Comma-separated subset of rayflow,llama,ray (default: all there are).")
-@click.option("--quick", is_flag=True, help="Sizes 500,2000, LlamaIndex to 500, 200 hops: well under a minute.")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Sizes 1000,5000, LlamaIndex to 1000, 100 hops: well under a minute on a quiet machine.",
+)
 @click.option("--address", help=_ADDRESS_HELP)
 def bench(
     events: str,
@@ -305,8 +309,9 @@ def bench(
     from rayflow.commands.connect import connect
 
     try:
+        llama_warm_up = 1000
         if quick:
-            events, llama_max, chain = "500,2000", 500, 200
+            events, llama_max, chain, llama_warm_up = "1000,5000", 1000, 100, 100
         try:
             sizes = sorted({int(size) for size in events.split(",") if size.strip()})
         except ValueError as err:
@@ -325,7 +330,7 @@ def bench(
         connect(address)
     except UserError as err:
         _fail(str(err))
-    results = asyncio.run(run_bench(chosen, sizes, workers, chain, repeat, llama_max))
+    results = asyncio.run(run_bench(chosen, sizes, workers, chain, repeat, llama_max, llama_warm_up))
     click.echo(render(results, sizes, chain))
 
 

@@ -81,15 +81,16 @@ async def timed(run: Callable[[], Any], expected: int, repeat: int) -> float:
 
 
 async def bench_workflows(
-    api: ModuleType, label: str, sizes: Sequence[int], workers: int, hops: int, repeat: int
+    api: ModuleType, label: str, sizes: Sequence[int], workers: int, hops: int, repeat: int, warm_up: int = 1000
 ) -> Result:
-    """Time the fan-out at each size and the chain, after a warm-up run of each (rayflow makes its actors)."""
+    """Time the fan-out at each size and the chain, after a warm-up run of each (rayflow makes its actors): a fan-out
+    of ``warm_up`` events at most (the smallest size if smaller) and chains of 50 hops."""
     fanout_cls, chain_classes = build_workflows(api, workers)
     fanout = fanout_cls(timeout=None)
     chains = {kind: cls(timeout=None) for kind, cls in chain_classes.items()}
     result = Result()
     try:
-        warm = min(1000, *sizes) if sizes else 1000
+        warm = min(warm_up, *sizes) if sizes else warm_up
         log(f"[{label}] warm-up: fan-out of {warm}, chains of 50")
         await timed(lambda: fanout.run(n=warm), warm, 1)
         for chain in chains.values():
@@ -256,10 +257,16 @@ def llama_available() -> bool:
 
 
 async def run_bench(
-    engines: Sequence[str], sizes: Sequence[int], workers: int, hops: int, repeat: int, llama_max: int
+    engines: Sequence[str],
+    sizes: Sequence[int],
+    workers: int,
+    hops: int,
+    repeat: int,
+    llama_max: int,
+    llama_warm_up: int = 1000,
 ) -> dict[str, Result]:
     """Measure each of ``engines`` in turn (Ray already connected): rayflow, raw Ray, then LlamaIndex up to
-    ``llama_max`` events."""
+    ``llama_max`` events, warmed up with a fan-out of ``llama_warm_up`` (it starts no actors: a small one will do)."""
     results: dict[str, Result] = {}
     if "rayflow" in engines:
         results["rayflow"] = await bench_workflows(rayflow_api(), "rayflow", sizes, workers, hops, repeat)
@@ -267,5 +274,7 @@ async def run_bench(
         results["ray"] = bench_raw_ray(sizes, workers, hops, repeat)
     if "llama" in engines:
         llama_sizes = [n for n in sizes if n <= llama_max]
-        results["llama"] = await bench_workflows(llama_api(), "LlamaIndex", llama_sizes, workers, hops, repeat)
+        results["llama"] = await bench_workflows(
+            llama_api(), "LlamaIndex", llama_sizes, workers, hops, repeat, llama_warm_up
+        )
     return results
