@@ -87,7 +87,7 @@ async def bench_workflows(
     of ``warm_up`` events at most (the smallest size if smaller) and chains of 50 hops."""
     fanout_cls, chain_classes = build_workflows(api, workers)
     fanout = fanout_cls(timeout=None)
-    chains = {kind: cls(timeout=None) for kind, cls in chain_classes.items()}
+    chains = {kind: cls(timeout=None) for kind, cls in chain_classes.items()} if hops else {}
     result = Result()
     try:
         warm = min(warm_up, *sizes) if sizes else warm_up
