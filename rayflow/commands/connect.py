@@ -104,6 +104,6 @@ def connect(address: str | None, *, log_to_driver: bool = True) -> None:
         probe(address)
     try:
         init(address, **options)
-    except (ConnectionError, RuntimeError, ValueError) as err:
+    except Exception as err:  # Ray raises bare Exception too (a local node that timed out starting)
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise UserError(f"cannot start or join {where}: {type(err).__name__}: {err}") from err
