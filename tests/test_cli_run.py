@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 from cli_support import COMMAND_TIMEOUT_S, ROOT, cli_env, command, rayflow, stderr_lines
+from click.testing import CliRunner
+
+from rayflow.cli import rayflow as rayflow_group
 
 
 def test_run_streams_each_event_then_prints_the_result(ray_env: None) -> None:
@@ -77,8 +80,6 @@ def test_each_user_mistake_is_one_line_and_exit_status_2(not_ray: str) -> None:
             ["cli_workflows:Greeter", "--kw", "name=ann", "--kw", "times=many"],
             "the arguments do not fit GreetStart: times: Input should be a valid integer",
         ),
-        "missing field": (["cli_workflows:Greeter"], "the arguments do not fit GreetStart: name: Field required"),
-        "bad --kw": (["cli_workflows:Greeter", "--kw", "name"], "--kw expects key=value"),
         "address refused": (
             ["cli_workflows:Greeter", "--kw", "name=ann", "--address", refused],
             f"cannot reach the Ray cluster at {refused}",
@@ -101,3 +102,21 @@ def test_each_user_mistake_is_one_line_and_exit_status_2(not_ray: str) -> None:
         assert (process.returncode, out) == (2, ""), f"{name}: {err}"
         assert len(lines) == 1 and lines[0].startswith("rayflow: error: "), f"{name}: {err}"
         assert cases[name][1] in lines[0], f"{name}: {lines[0]}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["cli_workflows:Greeter"], "the arguments do not fit GreetStart: name: Field required"),
+        (["cli_workflows:Greeter", "--kw", "name"], "--kw expects key=value"),
+        (["cli_workflows:Greeter", "--input", "missing.json"], "cannot read missing.json"),
+    ],
+)
+def test_argument_mistakes_are_caught_before_ray_starts(
+    args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    result = CliRunner().invoke(rayflow_group, ["run", *args])
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rayflow: error: ") and message in lines[0], result.stderr
