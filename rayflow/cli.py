@@ -327,7 +327,7 @@ def bench(
                 raise UserError("LlamaIndex Workflows is not installed (pip install llama-index-workflows)")
             chosen.remove("llama")
             click.echo("rayflow: LlamaIndex Workflows is not installed: rayflow and raw Ray only", err=True)
-        connect(address)
+        connect(address, log_to_driver=False)  # stdout is the table's
     except UserError as err:
         _fail(str(err))
     results = asyncio.run(run_bench(chosen, sizes, workers, chain, repeat, llama_max, llama_warm_up))

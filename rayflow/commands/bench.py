@@ -197,7 +197,7 @@ def render(results: dict[str, Result], sizes: Sequence[int], hops: int) -> str:
             cells = " | ".join(fmt(r.chain_ms_per_hop.get(kind), ".3f") for r in (rf, li, rr))
             lines.append(f"| {kind}, {hops:,} hops | {cells} |")
     lines.append("")
-    if 5000 in sizes:
+    if 5000 in li.events_per_s:
         lines.append(
             f"- 5,000 events: rayflow / LlamaIndex ="
             f" {ratio(rf.events_per_s.get(5000), li.events_per_s.get(5000))} (target >= 50x)"
