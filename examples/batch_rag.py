@@ -1,6 +1,7 @@
 """Many questions through ONE warm RAG workflow, concurrently: per-query latency and queries per second.
 
 python examples/batch_rag.py [--queries FILE] [--concurrency 8] [--llm auto|openai|local|none]
+rayflow batch examples/batch_rag.py:workflow questions.jsonl -o answers.jsonl   # each line {"query": "..."}
 
 The workflow, index and model choices are examples/rag_pipeline.py's. One ``AnswerFromDocs`` instance serves every
 query: its step actors, the index actor and the model actors start once (a warm-up query), then the batch runs
@@ -57,6 +58,17 @@ QUESTIONS: list[tuple[str, str]] = [
     ("How do I open a support ticket?", "support_faq.pdf"),
     ("When did WebSocket proxying become generally available?", "changelog.md"),
 ]
+
+
+def workflow() -> AnswerFromDocs:
+    """The workflow ``rayflow run`` / ``rayflow batch`` take as ``examples/batch_rag.py:workflow``: the sample
+    documents indexed, the LLM chosen as ``--llm auto`` does (``RAYFLOW_EXAMPLE_LLM`` picks another), the cosine
+    reranker, 600 s per run. Each run's keyword argument is ``query``."""
+    Settings.llm, why_llm = choose_llm(
+        os.environ.get("RAYFLOW_EXAMPLE_LLM", "auto"), os.environ.get("OPENAI_MODEL", "gpt-4o-mini"), MAX_NEW_TOKENS
+    )
+    print(f"LLM: {why_llm}", flush=True)
+    return AnswerFromDocs(index=build_index(DATA_DIR, CHUNK_WORDS), timeout=600.0)
 
 
 def load_queries(path: Path | None) -> list[tuple[str, str | None]]:

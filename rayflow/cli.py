@@ -2,22 +2,27 @@
 
 ``rayflow draw MODULE:WORKFLOW`` loads a workflow class (a module on ``sys.path`` with the current directory
 first, as ``python -m`` has it, or a file path such as ``examples/branching.py``) and writes its graph
-(``rayflow.draw``). A user's mistake is one line on stderr and exit status 2, never a traceback.
+(``rayflow.draw``). ``rayflow run``, ``rayflow batch`` and ``rayflow bench`` run workflows on Ray
+(``rayflow.commands``). A user's mistake is one line on stderr and exit status 2, never a traceback.
 
 ``rayflow serve [NAME=]MODULE:WORKFLOW...`` serves workflows over HTTP (``rayflow.serve``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import os
+import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import click
 
+from rayflow.commands import UserError
 from rayflow.draw import graph_of, to_dot, to_html, to_mermaid, to_svg
 from rayflow.errors import ServeConfigurationError, WorkflowConfigurationError
 from rayflow.workflow import Workflow
@@ -34,10 +39,6 @@ _SUFFIXES = {
     ".html": "html",
     ".htm": "html",
 }
-
-
-class UserError(Exception):
-    """A mistake in the command line or in the code it names; shown as one line, exit status 2."""
 
 
 def _fail(message: str) -> None:
@@ -75,20 +76,82 @@ def _load_module(name: str) -> ModuleType:
         raise UserError(f"importing {name} failed: {type(err).__name__}: {err}") from err
 
 
-def load_workflow(target: str) -> type[Workflow]:
-    """The ``Workflow`` subclass that ``MODULE:CLASS`` (or ``path/to/file.py:CLASS``) names."""
+def _resolve(target: str) -> object:
+    """What ``MODULE:NAME`` (or ``path/to/file.py:NAME``) names."""
     module_name, colon, attribute = target.rpartition(":")
     if not colon or not module_name or not attribute:
         raise UserError(f"expected MODULE:WORKFLOW (for example examples/branching.py:TriageWorkflow), got {target!r}")
     module = _load_module(module_name)
-    found = module
+    found: object = module
     for part in attribute.split("."):
         if not hasattr(found, part):
             raise UserError(f"{module_name} has no attribute {attribute!r}")
         found = getattr(found, part)
-    if not (isinstance(found, type) and issubclass(found, Workflow)) or found is Workflow:
-        raise UserError(f"{target} is not a rayflow Workflow subclass")
     return found
+
+
+def _is_workflow_class(found: object) -> bool:
+    return isinstance(found, type) and issubclass(found, Workflow) and found is not Workflow
+
+
+def load_workflow(target: str) -> type[Workflow]:
+    """The ``Workflow`` subclass that ``MODULE:CLASS`` (or ``path/to/file.py:CLASS``) names."""
+    found = _resolve(target)
+    if not _is_workflow_class(found):
+        raise UserError(f"{target} is not a rayflow Workflow subclass")
+    return found  # type: ignore[return-value]
+
+
+def workflow_maker(target: str, timeout: float | None) -> tuple[Callable[[], Workflow], bool]:
+    """How to make the workflow instance ``MODULE:NAME`` names, and whether that needs Ray first.
+
+    NAME is a ``Workflow`` subclass (built with no arguments, or ``timeout=`` when given), a ``Workflow`` instance,
+    or a function that returns one (called once Ray is up, since building it may start actors: an index, a model).
+    """
+    found = _resolve(target)
+
+    def build() -> Workflow:
+        try:
+            if _is_workflow_class(found):
+                made = found(**({} if timeout is None else {"timeout": timeout}))  # type: ignore[operator]
+            elif isinstance(found, Workflow):
+                made = found
+            else:
+                made = found()  # type: ignore[operator]
+        except Exception as err:
+            raise UserError(f"making the workflow {target} failed: {type(err).__name__}: {err}") from err
+        if not isinstance(made, Workflow):
+            raise UserError(f"{target}() returned {type(made).__name__}, not a rayflow Workflow")
+        return made
+
+    if _is_workflow_class(found) or isinstance(found, Workflow):
+        return build, False
+    if callable(found) and not isinstance(found, type):
+        return build, True
+    raise UserError(f"{target} is not a rayflow Workflow subclass, instance, or a function returning one")
+
+
+def _ready_workflow(
+    target: str, kwargs: dict[str, object] | None, timeout: float | None, address: str | None, log_to_driver: bool
+) -> Workflow:
+    """The workflow ``target`` names, checked (its graph, and ``kwargs`` against its StartEvent when given), on a
+    connected Ray. What can be checked without Ray is checked before Ray starts."""
+    from rayflow.commands.connect import connect
+    from rayflow.commands.run import check_arguments, check_workflow
+
+    make, needs_ray = workflow_maker(target, timeout)
+    workflow = None if needs_ray else make()
+    if workflow is not None:
+        check_workflow(workflow)
+        if kwargs is not None:
+            check_arguments(workflow, kwargs)
+    connect(address, log_to_driver=log_to_driver)
+    if workflow is None:
+        workflow = make()
+        check_workflow(workflow)
+        if kwargs is not None:
+            check_arguments(workflow, kwargs)
+    return workflow
 
 
 def _format_of(fmt: str | None, output: str | None) -> str:
@@ -185,6 +248,139 @@ def serve(targets: tuple[str, ...], host: str, port: int, token: str | None) -> 
         serve_workflows(workflows, host=host, port=port, token=token)
     except UserError as err:
         _fail(str(err))
+_ADDRESS_HELP = "Ray cluster to join (host:port, ray://host:port, auto); default: RAY_ADDRESS, else a local Ray."
+
+
+@rayflow.command()
+@click.argument("target", metavar="MODULE:WORKFLOW")
+@click.option(
+    "--kw", "pairs", multiple=True, metavar="KEY=VALUE", help="A keyword argument; VALUE as JSON if it parses."
+)
+@click.option(
+    "--input", "input_file", metavar="FILE.json", help="A JSON object of keyword arguments (--kw adds to it)."
+)
+@click.option("--address", help=_ADDRESS_HELP)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: each event, then the result.")
+@click.option("--timeout", type=float, help="Seconds the run may take (default: the workflow's own timeout).")
+def run(
+    target: str,
+    pairs: tuple[str, ...],
+    input_file: str | None,
+    address: str | None,
+    as_json: bool,
+    timeout: float | None,
+) -> None:
+    """Run a workflow once, printing its streamed events as they arrive, then its result.
+
+    `rayflow run examples/streaming.py:StreamingWorkflow --kw topic=rayflow`. Exit status 1 when the run fails.
+    """
+    from rayflow.commands.run import keyword_arguments, run_command
+
+    try:
+        kwargs = keyword_arguments(pairs, input_file)
+        workflow = _ready_workflow(target, kwargs, timeout, address, log_to_driver=not as_json)
+    except UserError as err:
+        _fail(str(err))
+    try:
+        code = asyncio.run(run_command(workflow, kwargs, as_json, timeout))
+    except KeyboardInterrupt:
+        click.echo("rayflow: interrupted; the run was cancelled", err=True)
+        code = 130
+    sys.exit(code)
+
+
+@rayflow.command()
+@click.argument("target", metavar="MODULE:WORKFLOW")
+@click.argument("inputs", metavar="INPUTS.jsonl")
+@click.option("-o", "--output", required=True, metavar="RESULTS.jsonl", help="Where each run's record is appended.")
+@click.option("--concurrency", default=8, show_default=True, help="Most runs in flight at once.")
+@click.option("--address", help=_ADDRESS_HELP)
+@click.option("--timeout", type=float, help="Seconds each run may take (default: the workflow's own timeout).")
+@click.option("--retry-failed", is_flag=True, help="Run again the inputs recorded as failed in the output.")
+def batch(
+    target: str,
+    inputs: str,
+    output: str,
+    concurrency: int,
+    address: str | None,
+    timeout: float | None,
+    retry_failed: bool,
+) -> None:
+    """Run a workflow once per line of INPUTS.jsonl (a JSON object of keyword arguments), all on one instance.
+
+    Each run's record, {"index", "input", "result", "error"}, is appended to RESULTS.jsonl as the run ends; a rerun
+    with the same -o skips the inputs recorded there. Ctrl-C stops cleanly (exit status 130).
+    """
+    from rayflow.commands.batch import batch_command, open_output, read_inputs
+
+    try:
+        if concurrency < 1:
+            raise UserError(f"--concurrency must be at least 1, got {concurrency}")
+        loaded = read_inputs(Path(inputs))
+        out, recovered = open_output(Path(output), loaded, retry_failed)
+        workflow = _ready_workflow(target, None, timeout, address, log_to_driver=True)
+    except UserError as err:
+        _fail(str(err))
+    again = shlex.join(["rayflow", *sys.argv[1:]]) if sys.argv[1:2] == ["batch"] else "the same command"
+    sys.exit(asyncio.run(batch_command(workflow, loaded, out, recovered, concurrency, timeout, again)))
+
+
+@rayflow.command()
+@click.option("--events", default="1000,5000,10000", show_default=True, help="Comma-separated fan-out sizes.")
+@click.option("--workers", default=4, show_default=True, help="num_workers of the fan-out's worker step.")
+@click.option("--chain", default=2000, show_default=True, help="Hops of the sequential chains (0 skips them).")
+@click.option(
+    "--llama-max", default=5000, show_default=True, help="Largest size LlamaIndex runs (its fan-in is quadratic)."
+)
+@click.option("--repeat", default=1, show_default=True, help="Timed runs per measurement; the best is kept.")
+@click.option("--engines", default=None, help="Comma-separated subset of rayflow,llama,ray (default: all there are).")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Sizes 1000,5000, LlamaIndex to 1000, 100 hops: well under a minute on a quiet machine.",
+)
+@click.option("--address", help=_ADDRESS_HELP)
+def bench(
+    events: str,
+    workers: int,
+    chain: int,
+    llama_max: int,
+    repeat: int,
+    engines: str | None,
+    quick: bool,
+    address: str | None,
+) -> None:
+    """Time a fan-out/fan-in and two chains on rayflow, LlamaIndex Workflows (when installed) and raw Ray.
+
+    Prints a table of events/s, ms per hop and the ratios. `rayflow bench --quick`.
+    """
+    from rayflow.commands.bench import ENGINES, llama_available, render, run_bench
+    from rayflow.commands.connect import connect
+
+    try:
+        llama_warm_up = 1000
+        if quick:
+            events, llama_max, chain, llama_warm_up = "1000,5000", 1000, 100, 100
+        try:
+            sizes = sorted({int(size) for size in events.split(",") if size.strip()})
+        except ValueError as err:
+            raise UserError(f"--events takes comma-separated integers, got {events!r}") from err
+        if not sizes or sizes[0] < 1 or workers < 1 or repeat < 1 or chain < 0:
+            raise UserError("--events sizes, --workers and --repeat must be at least 1, --chain at least 0")
+        chosen = [e.strip() for e in engines.split(",")] if engines else [e for e in ENGINES]
+        unknown = sorted(set(chosen) - set(ENGINES))
+        if unknown:
+            raise UserError(f"unknown engines {', '.join(unknown)}; choose from {','.join(ENGINES)}")
+        if "llama" in chosen and not llama_available():
+            if engines:
+                raise UserError("LlamaIndex Workflows is not installed (pip install llama-index-workflows)")
+            chosen.remove("llama")
+            click.echo("rayflow: LlamaIndex Workflows is not installed: rayflow and raw Ray only", err=True)
+        connect(address, log_to_driver=False)  # stdout is the table's
+    except UserError as err:
+        _fail(str(err))
+    results = asyncio.run(run_bench(chosen, sizes, workers, chain, repeat, llama_max, llama_warm_up))
+    click.echo(render(results, sizes, chain))
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "rayflow.stats",
         ),
     ),
-    ("apps", ("rayflow.rag", "rayflow.draw", "rayflow.cli", "rayflow.serve")),
+    ("apps", ("rayflow.rag", "rayflow.draw", "rayflow.cli", "rayflow.commands", "rayflow.serve")),
 ]
 _TOP = len(LAYERS)  # the package itself (``rayflow/__init__.py``) re-exports from every layer but the apps
 
