@@ -248,6 +248,8 @@ def serve(targets: tuple[str, ...], host: str, port: int, token: str | None) -> 
         serve_workflows(workflows, host=host, port=port, token=token)
     except UserError as err:
         _fail(str(err))
+
+
 _ADDRESS_HELP = "Ray cluster to join (host:port, ray://host:port, auto); default: RAY_ADDRESS, else a local Ray."
 
 
@@ -262,6 +264,7 @@ _ADDRESS_HELP = "Ray cluster to join (host:port, ray://host:port, auto); default
 @click.option("--address", help=_ADDRESS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: each event, then the result.")
 @click.option("--timeout", type=float, help="Seconds the run may take (default: the workflow's own timeout).")
+@click.option("--stats", "stats", is_flag=True, help="Then the run's per-step statistics (stderr; with --json a line).")
 def run(
     target: str,
     pairs: tuple[str, ...],
@@ -269,6 +272,7 @@ def run(
     address: str | None,
     as_json: bool,
     timeout: float | None,
+    stats: bool,
 ) -> None:
     """Run a workflow once, printing its streamed events as they arrive, then its result.
 
@@ -282,7 +286,7 @@ def run(
     except UserError as err:
         _fail(str(err))
     try:
-        code = asyncio.run(run_command(workflow, kwargs, as_json, timeout))
+        code = asyncio.run(run_command(workflow, kwargs, as_json, timeout, stats))
     except KeyboardInterrupt:
         click.echo("rayflow: interrupted; the run was cancelled", err=True)
         code = 130

@@ -18,8 +18,11 @@ from rayflow.cli import rayflow as rayflow_group
 
 
 def test_run_streams_each_event_then_prints_the_result(ray_env: None) -> None:
-    done = rayflow(["run", "cli_workflows:Greeter", "--kw", "name=ann", "--kw", "times=3"], cli_env(join_session=True))
+    args = ["run", "cli_workflows:Greeter", "--kw", "name=ann", "--kw", "times=3", "--stats"]
+    done = rayflow(args, cli_env(join_session=True))
     assert done.returncode == 0, done.stderr
+    table = [line.split() for line in stderr_lines(done.stderr)]
+    assert ["step", "in", "out", "queued"] == table[-2][:4] and table[-1][:3] == ["greet", "1", "4"]  # 3 sent, 1 back
     lines = [line for line in done.stdout.splitlines() if not line.startswith("(")]
     assert lines == [
         'Progress number=0 note="hello ann"',

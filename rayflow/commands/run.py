@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ from rayflow.commands import UserError
 from rayflow.commands.records import dumps, error_text, event_fields, event_line
 from rayflow.errors import WorkflowConfigurationError, WorkflowTimeoutError, WorkflowValidationError
 from rayflow.events import Event, StopEvent
+from rayflow.handler import WorkflowHandler
+from rayflow.stats import format_stats
 from rayflow.workflow import Workflow
 
 __all__ = ["check_arguments", "check_workflow", "keyword_arguments", "play", "run_command", "validation_text"]
@@ -80,13 +82,18 @@ def check_workflow(workflow: Workflow) -> None:
 
 
 async def play(
-    workflow: Workflow, kwargs: dict[str, Any], on_event: Callable[[Event], None], timeout_s: float | None
+    workflow: Workflow,
+    kwargs: dict[str, Any],
+    on_event: Callable[[Event], None],
+    timeout_s: float | None,
+    on_end: Callable[[WorkflowHandler], Awaitable[None]] | None = None,
 ) -> Any:
     """Run ``workflow`` with ``kwargs``, handing ``on_event`` every streamed event but the one that ends the run;
     return the result (``await handler``'s) or raise the run's error.
 
     ``timeout_s`` bounds the whole run from here: past it the run is cancelled and ``WorkflowTimeoutError`` raised.
-    Cancelling the task that awaits this cancels the run too.
+    Cancelling the task that awaits this cancels the run too. ``on_end(handler)`` runs once the run is over, however
+    it ended (``--stats`` reads the run's statistics there).
     """
     handler = workflow.run(**kwargs)
 
@@ -98,26 +105,42 @@ async def play(
 
     task = asyncio.ensure_future(follow())
     try:
-        done, _ = await asyncio.wait({task}, timeout=timeout_s)
-    except asyncio.CancelledError:
-        task.cancel()
-        await handler.cancel_run()
-        raise
-    if not done:
-        task.cancel()
-        await handler.cancel_run()
-        raise WorkflowTimeoutError(f"the run took longer than {timeout_s:g} s (--timeout); it was cancelled")
-    return task.result()
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        except asyncio.CancelledError:
+            task.cancel()
+            await handler.cancel_run()
+            raise
+        if not done:
+            task.cancel()
+            await handler.cancel_run()
+            raise WorkflowTimeoutError(f"the run took longer than {timeout_s:g} s (--timeout); it was cancelled")
+        return task.result()
+    finally:
+        if on_end is not None:
+            await on_end(handler)
 
 
-async def run_command(workflow: Workflow, kwargs: dict[str, Any], as_json: bool, timeout_s: float | None) -> int:
+async def run_command(
+    workflow: Workflow, kwargs: dict[str, Any], as_json: bool, timeout_s: float | None, stats: bool = False
+) -> int:
     """``rayflow run``'s output: each streamed event on a line of stdout as it arrives, then the result; the exit
     status (0, or 1 when the run failed, its error on one line of stderr).
 
     ``as_json``: each line a JSON object, ``{"event": type, "data": fields}``, then ``{"result": ...}`` or
     ``{"error": "Type: message"}``. Otherwise ``Type field=value ...`` lines, then ``result: ...`` (a string as it
-    is, anything else as JSON).
+    is, anything else as JSON). ``stats``: then the run's per-step statistics (``handler.stats()``), as the table of
+    ``format_stats`` on stderr, or as ``{"stats": ...}`` (before the result) with ``as_json``.
     """
+
+    async def report(handler: WorkflowHandler) -> None:
+        if not stats:
+            return
+        figures = await handler.stats()
+        if as_json:
+            print(dumps({"stats": figures.to_dict()}), flush=True)
+        else:
+            print(format_stats(figures), file=sys.stderr, flush=True)
 
     def show(event: Event) -> None:
         if as_json:
@@ -126,7 +149,7 @@ async def run_command(workflow: Workflow, kwargs: dict[str, Any], as_json: bool,
             print(event_line(event), flush=True)
 
     try:
-        result = await play(workflow, kwargs, show, timeout_s)
+        result = await play(workflow, kwargs, show, timeout_s, report)
     except Exception as err:
         if as_json:
             print(dumps({"error": error_text(err)}), flush=True)

@@ -466,6 +466,8 @@ def _check_bare(code: StepCode, result: Event) -> None:
             f"a list: return [{kind}(...)] to fan out, or add {kind} to the return annotation (-> list[...] | "
             f"{kind}) to send it on its own"
         )
+
+
 def _record(
     run_id: str,
     step: str,
