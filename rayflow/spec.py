@@ -65,6 +65,8 @@ class StepConfig:
     max_in_flight: int | None = None
     #: Actors the step's pool starts with (``@step(warm=...)``), at most ``num_workers``.
     warm: int = 1
+    #: GPUs each actor of the step's pool reserves (``@step(num_gpus=...)``).
+    num_gpus: float = 0.0
 
 
 def is_event_type(tp: Any) -> bool:
@@ -222,10 +224,12 @@ class WorkflowSpec:
                     or config.role == "catch_error"
                     or config.timeout is not None
                     or config.max_in_flight is not None
+                    or config.num_gpus > 0
                 ),
                 timeout=config.timeout,
                 max_in_flight=config.max_in_flight,
                 warm=config.warm,
+                num_gpus=config.num_gpus,
             )
             for step, config in configs.items()
         )

@@ -43,6 +43,8 @@ class StepRoute:
     #: Actors the pool starts with, before any event needs them (``@step(warm=...)``); it grows from there toward
     #: ``num_workers`` while events wait.
     warm: int = 1
+    #: GPUs each actor of the pool reserves (``@step(num_gpus=...)``): where Ray may place them.
+    num_gpus: float = 0.0
 
 
 @dataclass

@@ -135,8 +135,9 @@ class _Dispatcher:
         self._spawn(self._watch_context())
         return self._context
 
-    async def spare(self, shape: list[tuple[str, int]]) -> bool:
-        """Start blank step actors, ``count`` for each ``(step, count)`` of ``shape``, and the context actor; answers
+    async def spare(self, shape: list[tuple[str, int, float]]) -> bool:
+        """Start blank step actors, ``count`` for each ``(step, count, num_gpus)`` of ``shape``, and the context
+        actor; answers
         once they run. They load no workflow until ``bind``."""
         await asyncio.gather(self._context.ready(), self._actors.spare(shape))
         return True
@@ -253,7 +254,8 @@ class _Dispatcher:
     def _start_actor(self, step: str, index: int) -> None:
         """Bind the parked step actor of this step and number, or start a new one (``StepActors.start``)."""
         assert self._blob is not None
-        worker, ready = self._actors.start(step, index, self._blob, self._verbose)
+        num_gpus = self._state.routing.steps[step].num_gpus
+        worker, ready = self._actors.start(step, index, self._blob, self._verbose, num_gpus)
         task = self._spawn(self._await_ready(step, index, worker, ready))
         if self._warming:
             self._starting.append(task)
@@ -404,8 +406,9 @@ class Dispatcher:
         context: ContextActor = ray.get(self._handle.ready.remote())
         return context
 
-    def spare(self, shape: list[tuple[str, int]]) -> Any:
-        """Have a blank dispatcher start blank step actors by ``(step, count)``; the ref answers True once they run."""
+    def spare(self, shape: list[tuple[str, int, float]]) -> Any:
+        """Have a blank dispatcher start blank step actors by ``(step, count, num_gpus)``; the ref answers True once
+        they run."""
         return self._handle.spare.remote(shape)
 
     def park(self) -> Any:
