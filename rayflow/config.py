@@ -87,8 +87,8 @@ class Settings:
     #: CPUs reserved by each step actor (0 lets many pools share a small machine).
     step_num_cpus: float = field(default_factory=lambda: _float("RAYFLOW_STEP_NUM_CPUS", 0.0))
     #: How Ray places step actors over a cluster's nodes: ``SPREAD`` (each new actor to the next node that can hold
-    #: it, so a pool's actors run on several nodes) or ``DEFAULT`` (Ray's own: packed on the node that starts them
-    #: until it is busy, which for actors that reserve no CPU means all on one node).
+    #: it, so a pool's actors run on several nodes) or ``DEFAULT`` (Ray's own: actors that reserve CPUs are packed
+    #: on the node that starts them until half its CPUs are taken).
     step_scheduling: str = field(
         default_factory=lambda: os.environ.get("RAYFLOW_STEP_SCHEDULING", "SPREAD").strip().upper()
     )

@@ -70,6 +70,7 @@ from rayflow.errors import WorkflowActorDiedError
 from rayflow.runtime.actors import stop_actors, stop_actors_sync
 from rayflow.runtime.claims import claim, claim_results
 from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.placement import here
 from rayflow.runtime.reusable_worker import ReusableWorker
 from rayflow.runtime.step_actors import StepActors
 
@@ -394,10 +395,14 @@ class Dispatcher:
 
     @classmethod
     def create(cls, workflow_blob: bytes | None, routes: list[StepRoute], label: str, verbose: bool) -> Dispatcher:
-        """Start the dispatcher of one workflow instance (it starts its step actors and context actor); with no blob,
-        a blank one for ``spare`` and ``bind``."""
+        """Start the dispatcher of one workflow instance (it starts its step actors and context actor), on the
+        caller's node when it can (``rayflow.runtime.placement``); with no blob, a blank one for ``spare`` and
+        ``bind``."""
         actor = ray.remote(_Dispatcher).options(
-            name=f"{label}.dispatcher", num_cpus=0, max_concurrency=settings().dispatcher_max_concurrency
+            name=f"{label}.dispatcher",
+            num_cpus=0,
+            max_concurrency=settings().dispatcher_max_concurrency,
+            scheduling_strategy=here(),
         )
         return cls(actor.remote(workflow_blob, routes, label, verbose), label)
 

@@ -1,17 +1,28 @@
 """Where Ray puts a step actor: what it reserves (CPUs, GPUs) and how Ray picks among the nodes that have it.
 
-Step actors reserve no CPU by default (``RAYFLOW_STEP_NUM_CPUS``), so Ray's default placement would put every one
-of them on one node: the node of the dispatcher that starts them, which is never full of a resource no actor asks
-for. Step pools are therefore spread (``RAYFLOW_STEP_SCHEDULING``, default ``SPREAD``): Ray hands each new actor to
-the next node that can hold it, so a pool that grows on a cluster runs on several nodes. A step with ``num_gpus``
-goes only to nodes that declare GPUs, whatever the strategy. On one node both strategies place alike.
+Ray's own placement (``DEFAULT``) packs actors that reserve CPUs (``RAYFLOW_STEP_NUM_CPUS=1``, as on a cluster) on
+the node that starts them, the dispatcher's, until half of its CPUs are taken: a pool that grows on a cluster of
+large nodes would run on one node. Step pools are therefore spread (``RAYFLOW_STEP_SCHEDULING``, default
+``SPREAD``): Ray hands each new actor to the next node that can hold it. (Actors that reserve nothing, the default
+on one machine, Ray puts on any node.) A step with ``num_gpus`` goes only to nodes that declare GPUs, whatever the
+strategy. On one node both strategies place alike.
+
+An actor set's dispatcher and context actor hold every run of their instance: they stay on the node of the process
+that starts them (:func:`here`, soft: elsewhere only if that node cannot take them), the dispatcher beside the
+driver and the context actor beside the dispatcher. Ray's own placement would put these actors, which reserve
+nothing, on any node, and losing that node would fail every run of the instance; the driver's node is one the
+program cannot lose anyway. Step actors may go anywhere: a lost one is replaced and its events delivered again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["SCHEDULING_STRATEGIES", "Placement"]
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+__all__ = ["SCHEDULING_STRATEGIES", "Placement", "here"]
 
 #: Ray's scheduling strategies by name that rayflow accepts for step actors: ``SPREAD`` over the nodes, or Ray's
 #: ``DEFAULT`` (pack on the creating node until it is busy).
@@ -32,3 +43,8 @@ class Placement:
             raise ValueError(
                 f"RAYFLOW_STEP_SCHEDULING must be one of {', '.join(SCHEDULING_STRATEGIES)} (got {self.scheduling!r})"
             )
+
+
+def here() -> Any:
+    """The scheduling strategy that keeps an actor on the calling process's node when that node can hold it."""
+    return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
