@@ -8,10 +8,12 @@ on one machine, Ray puts on any node.) A step with ``num_gpus`` goes only to nod
 strategy. On one node both strategies place alike.
 
 An actor set's dispatcher and context actor hold every run of their instance: they stay on the node of the process
-that starts them (:func:`here`, soft: elsewhere only if that node cannot take them), the dispatcher beside the
-driver and the context actor beside the dispatcher. Ray's own placement would put these actors, which reserve
-nothing, on any node, and losing that node would fail every run of the instance; the driver's node is one the
-program cannot lose anyway. Step actors may go anywhere: a lost one is replaced and its events delivered again.
+that starts them (:func:`here`), the dispatcher beside the driver and the context actor beside the dispatcher.
+Ray's own placement would put these actors, which reserve nothing, on any node, and losing that node would fail
+every run of the instance; the driver's node is one the program cannot lose anyway. The affinity is hard: the node
+is alive (the caller runs there) and can take actors that reserve nothing, and a soft one did not keep them there
+(Ray 2.60 put zero-CPU actors with a soft affinity on other nodes 3 times in 4). Step actors may go anywhere: a lost
+one is replaced and its events delivered again.
 """
 
 from __future__ import annotations
@@ -46,5 +48,5 @@ class Placement:
 
 
 def here() -> Any:
-    """The scheduling strategy that keeps an actor on the calling process's node when that node can hold it."""
-    return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+    """The scheduling strategy that puts an actor on the calling process's node."""
+    return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
