@@ -31,7 +31,7 @@ os.environ.setdefault("RAYFLOW_PARK_SETS", "0")
 
 #: Each node's object store: small, so that three nodes fit beside the rest of the machine.
 STORE_BYTES = 80 * 1024 * 1024
-#: How the head learns a node is gone: one missed health check a second, three in a row (Ray's defaults take 30 s).
+#: How the head learns a node is gone: a health check a second, three missed in a row (sooner than Ray's defaults).
 HEAD_CONFIG = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3, "health_check_timeout_ms": 1000}
 
 
