@@ -141,7 +141,8 @@ async def spread() -> dict[str, Any]:
     return {
         "head": ray.get_runtime_context().get_node_id(),
         "results": sorted(d["i"] for d in done),
-        "work": _placements(done),
+        "ran": _placements(done),
+        "work": {name: node for name, node in actors.items() if ".work." in name},
         "actors": actors,
     }
 
