@@ -207,18 +207,20 @@ async def node_loss(cluster: Cluster) -> dict[str, Any]:
     }
 
 
-#: Each scenario: its worker nodes (``Cluster.add_node`` arguments), the head's CPUs, and what it runs.
-SCENARIOS: dict[str, tuple[list[dict[str, Any]], int, Callable[..., Any]]] = {
-    "spread": ([{"num_cpus": 16}, {"num_cpus": 16}], 16, spread),
-    "gpus": ([{"num_gpus": 0}, {"num_gpus": 1}], 1, gpus),
-    "node_loss": ([{}, {}], 1, node_loss),
+#: Each scenario: its worker nodes (``Cluster.add_node`` arguments), the head's CPUs, its CPUs per step actor
+#: (``RAYFLOW_STEP_NUM_CPUS``), and what it runs.
+SCENARIOS: dict[str, tuple[list[dict[str, Any]], int, str, Callable[..., Any]]] = {
+    "spread": ([{"num_cpus": 16}, {"num_cpus": 16}], 16, "1", spread),
+    "gpus": ([{"num_gpus": 0}, {"num_gpus": 1}], 1, "0", gpus),
+    # A head of 2 CPUs holds at most 2 of the 5 step actors (start, gather, 3 of work): some work runs on a worker
+    # node. The 5 CPUs left when a worker node goes hold the 5 again.
+    "node_loss": ([{"num_cpus": 3}, {"num_cpus": 3}], 2, "1", node_loss),
 }
 
 
 def main(name: str) -> None:
-    workers, head_cpus, scenario = SCENARIOS[name]
-    if name == "spread":
-        os.environ.setdefault("RAYFLOW_STEP_NUM_CPUS", "1")
+    workers, head_cpus, step_cpus, scenario = SCENARIOS[name]
+    os.environ.setdefault("RAYFLOW_STEP_NUM_CPUS", step_cpus)  # before the nodes start: their workers inherit it
     began = time.monotonic()
     cluster = _cluster(workers, head_cpus)
     started = time.monotonic()

@@ -20,13 +20,21 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("multi_node_scenarios.py")
 
 
+#: What Ray says when a node's raylet has not registered within its fixed 30 s: seen on this 2-core machine under
+#: a load of 50, before rayflow runs anything. Such a scenario runs once more.
+NODE_START_TIMEOUT = "The current node timed out during startup"
+
+
 def scenario(name: str, **env: str) -> dict[str, Any]:
     """Run one scenario from the repository root (Ray workers import rayflow from the driver's directory)."""
     environ = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     environ.update(env, PYTHONPATH=str(ROOT))
-    out = subprocess.run(
-        [sys.executable, str(SCRIPT), name], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600
-    )
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, str(SCRIPT), name], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600
+        )
+        if out.returncode == 0 or NODE_START_TIMEOUT not in out.stderr:
+            break
     assert out.returncode == 0, out.stderr[-3000:]
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
