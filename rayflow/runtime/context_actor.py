@@ -269,8 +269,8 @@ class ContextActor:
 
     @classmethod
     def start(cls, name: str, *, lease_s: float | None = None) -> ContextActor:
-        """Create the context actor ``name`` (the dispatcher does, and owns it) on the caller's node when it can;
-        its state locks are leased for ``lease_s`` seconds (default ``RAYFLOW_STATE_LOCK_LEASE_S``)."""
+        """Create the context actor ``name`` on the caller's node (the dispatcher creates it, and owns it); its state
+        locks are leased for ``lease_s`` seconds (default ``RAYFLOW_STATE_LOCK_LEASE_S``)."""
         actor = ray.remote(_ContextActor).options(
             name=name, num_cpus=0, max_concurrency=settings().actor_max_concurrency, scheduling_strategy=here()
         )

@@ -138,8 +138,7 @@ class _Dispatcher:
 
     async def spare(self, shape: list[tuple[str, int, float]]) -> bool:
         """Start blank step actors, ``count`` for each ``(step, count, num_gpus)`` of ``shape``, and the context
-        actor; answers
-        once they run. They load no workflow until ``bind``."""
+        actor; answers once they run. They load no workflow until ``bind``."""
         await asyncio.gather(self._context.ready(), self._actors.spare(shape))
         return True
 
@@ -396,8 +395,7 @@ class Dispatcher:
     @classmethod
     def create(cls, workflow_blob: bytes | None, routes: list[StepRoute], label: str, verbose: bool) -> Dispatcher:
         """Start the dispatcher of one workflow instance (it starts its step actors and context actor), on the
-        caller's node when it can (``rayflow.runtime.placement``); with no blob, a blank one for ``spare`` and
-        ``bind``."""
+        caller's node (``rayflow.runtime.placement``); with no blob, a blank one for ``spare`` and ``bind``."""
         actor = ray.remote(_Dispatcher).options(
             name=f"{label}.dispatcher",
             num_cpus=0,

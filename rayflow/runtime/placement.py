@@ -1,4 +1,5 @@
-"""Where Ray puts a step actor: what it reserves (CPUs, GPUs) and how Ray picks among the nodes that have it.
+"""Where Ray puts rayflow's actors: what a step actor reserves (CPUs, GPUs) and how Ray picks among the nodes that
+have it; the nodes of an actor set's dispatcher and context actor.
 
 Ray's own placement (``DEFAULT``) packs actors that reserve CPUs (``RAYFLOW_STEP_NUM_CPUS=1``, as on a cluster) on
 the node that starts them, the dispatcher's, until half of its CPUs are taken: a pool that grows on a cluster of
@@ -12,8 +13,8 @@ that starts them (:func:`here`), the dispatcher beside the driver and the contex
 Ray's own placement would put these actors, which reserve nothing, on any node, and losing that node would fail
 every run of the instance; the driver's node is one the program cannot lose anyway. The affinity is hard: the node
 is alive (the caller runs there) and can take actors that reserve nothing, and a soft one did not keep them there
-(Ray 2.60 put zero-CPU actors with a soft affinity on other nodes 3 times in 4). Step actors may go anywhere: a lost
-one is replaced and its events delivered again.
+(Ray 2.60 put 3 of 4 zero-CPU actors with a soft affinity on other nodes of a 3-node ``Cluster``). Step actors may
+go anywhere: a lost one is replaced and its events delivered again.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 __all__ = ["SCHEDULING_STRATEGIES", "Placement", "here"]
 
 #: Ray's scheduling strategies by name that rayflow accepts for step actors: ``SPREAD`` over the nodes, or Ray's
-#: ``DEFAULT`` (pack on the creating node until it is busy).
+#: ``DEFAULT`` (Ray's own: pack on the creating node until half its CPUs are taken).
 SCHEDULING_STRATEGIES = ("SPREAD", "DEFAULT")
 
 
