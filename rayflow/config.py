@@ -86,6 +86,12 @@ class Settings:
     shutdown_grace_s: float = field(default_factory=lambda: _float("RAYFLOW_SHUTDOWN_GRACE_S", 2.0))
     #: CPUs reserved by each step actor (0 lets many pools share a small machine).
     step_num_cpus: float = field(default_factory=lambda: _float("RAYFLOW_STEP_NUM_CPUS", 0.0))
+    #: How Ray places step actors over a cluster's nodes: ``SPREAD`` (each new actor to the next node that can hold
+    #: it, so a pool's actors run on several nodes) or ``DEFAULT`` (Ray's own: actors that reserve CPUs are packed
+    #: on the node that starts them until half its CPUs are taken).
+    step_scheduling: str = field(
+        default_factory=lambda: os.environ.get("RAYFLOW_STEP_SCHEDULING", "SPREAD").strip().upper()
+    )
     #: Ray namespace that rayflow's named actors live in.
     namespace: str = field(default_factory=lambda: os.environ.get("RAYFLOW_NAMESPACE", "rayflow"))
     #: Seconds a model pool replica (embedding, reranking) waits with no request before it exits (0: never).

@@ -96,6 +96,7 @@ def _make_step_config(
     timeout: float | None = None,
     max_in_flight: int | None = None,
     warm: int = 1,
+    num_gpus: float = 0.0,
 ) -> StepConfig:
     """Inspect ``func`` and build its ``StepConfig``, refusing signatures that cannot work."""
     if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers <= 0:
@@ -114,6 +115,10 @@ def _make_step_config(
         raise WorkflowValidationError(
             f"Step {func.__qualname__}: max_in_flight must be an integer greater than 0, or None "
             f"(got {max_in_flight!r})"
+        )
+    if isinstance(num_gpus, bool) or not isinstance(num_gpus, int | float) or num_gpus < 0:
+        raise WorkflowValidationError(
+            f"Step {func.__qualname__}: num_gpus must be a number of GPUs, 0 or more (got {num_gpus!r})"
         )
     hints = _type_hints(func, localns)
     event_params: list[tuple[str, list[type[Event]]]] = []
@@ -198,6 +203,7 @@ def _make_step_config(
         bare_return_types=bare,
         join=None if join is None else join[2],
         slots=slots,
+        num_gpus=float(num_gpus),
     )
 
 
@@ -273,6 +279,7 @@ def step(
     timeout: float | None = None,
     max_in_flight: int | None = None,
     warm: int = 1,
+    num_gpus: float = 0.0,
 ) -> Callable[[F], F]: ...
 
 
@@ -286,6 +293,7 @@ def step(
     timeout: float | None = None,
     max_in_flight: int | None = None,
     warm: int = 1,
+    num_gpus: float = 0.0,
 ) -> F | Callable[[F], F]:
     """Make a method a workflow step.
 
@@ -302,6 +310,8 @@ def step(
     replacing its actor.
     ``warm`` (rayflow's): actors the pool starts with at the instance's first run, before any event needs them
     (1 by default; ``warm=num_workers`` starts the full pool, at about 90 MiB of memory per actor).
+    ``num_gpus`` (rayflow's): GPUs each actor of the pool reserves (fractions share one); Ray places the actors on
+    nodes that have them, and no other step's actor runs this step.
     """
     localns = _caller_locals(2)
 
@@ -315,6 +325,7 @@ def step(
             timeout=timeout,
             max_in_flight=max_in_flight,
             warm=warm,
+            num_gpus=num_gpus,
         )
         return _attach(fn, config, workflow)
 

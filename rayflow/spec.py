@@ -74,6 +74,8 @@ class StepConfig:
     join: Collect | None = None
     #: For a step with several event parameters, (name, types) each in order: it runs once one of each arrived.
     slots: list[tuple[str, list[type[Event]]]] | None = None
+    #: GPUs each actor of the step's pool reserves (``@step(num_gpus=...)``).
+    num_gpus: float = 0.0
 
 
 def is_event_type(tp: Any) -> bool:
@@ -287,6 +289,7 @@ class WorkflowSpec:
                     or config.role == "catch_error"
                     or config.timeout is not None
                     or config.max_in_flight is not None
+                    or config.num_gpus > 0
                 ),
                 timeout=config.timeout,
                 max_in_flight=config.max_in_flight,
@@ -295,6 +298,7 @@ class WorkflowSpec:
                 joins=joined.get(step) if config.join is not None else None,
                 take=config.join.take if config.join is not None else None,
                 slots=tuple(frozenset(keys[t] for t in types_) for _, types_ in config.slots or ()),
+                num_gpus=config.num_gpus,
             )
             for step, config in configs.items()
         )

@@ -193,7 +193,7 @@ def _plain_values(value: Any) -> list[Any]:
 def test_routes_are_plain_strings_and_numbers() -> None:
     spec = WorkflowSpec.of(Ask)
     leaves = _plain_values(spec.routes)
-    assert leaves and all(v is None or type(v) in (str, int, bool) for v in leaves), leaves
+    assert leaves and all(v is None or type(v) in (str, int, float, bool) for v in leaves), leaves
     exact = next(r for r in spec.routes if r.name == "exact")
     assert exact.accepts == frozenset({qualified_name(Query)})
     assert exact.returns == frozenset({qualified_name(Base)})

@@ -52,6 +52,8 @@ class StepRoute:
     #: For a step of several event parameters: the type keys each parameter takes, in order; it runs once one
     #: event of each has arrived.
     slots: tuple[frozenset[str], ...] = ()
+    #: GPUs each actor of the pool reserves (``@step(num_gpus=...)``): where Ray may place them.
+    num_gpus: float = 0.0
 
 
 @dataclass

@@ -41,6 +41,7 @@ from rayflow.config import settings
 from rayflow.context.state_store import DictState, write_path
 from rayflow.core.paths import PathNotFound, get_path
 from rayflow.errors import StateLockLost
+from rayflow.runtime.placement import here
 from rayflow.runtime.state_lock import LeasedLock, LockStatus
 
 __all__ = ["ContextActor", "LockStatus", "Oversized", "holder_name"]
@@ -268,10 +269,10 @@ class ContextActor:
 
     @classmethod
     def start(cls, name: str, *, lease_s: float | None = None) -> ContextActor:
-        """Create the context actor ``name`` (the dispatcher does, and owns it); its state locks are leased for
-        ``lease_s`` seconds (default ``RAYFLOW_STATE_LOCK_LEASE_S``)."""
+        """Create the context actor ``name`` on the caller's node (the dispatcher creates it, and owns it); its state
+        locks are leased for ``lease_s`` seconds (default ``RAYFLOW_STATE_LOCK_LEASE_S``)."""
         actor = ray.remote(_ContextActor).options(
-            name=name, num_cpus=0, max_concurrency=settings().actor_max_concurrency
+            name=name, num_cpus=0, max_concurrency=settings().actor_max_concurrency, scheduling_strategy=here()
         )
         config = settings()
         return cls(actor.remote(config.state_lock_lease_s if lease_s is None else lease_s, config.state_copy_max_bytes))

@@ -76,6 +76,7 @@ from rayflow.errors import WorkflowActorDiedError
 from rayflow.runtime.actors import stop_actors, stop_actors_sync
 from rayflow.runtime.claims import claim, claim_results
 from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.placement import here
 from rayflow.runtime.reusable_worker import ReusableWorker
 from rayflow.runtime.run_stats import RunStatsKeeper
 from rayflow.runtime.step_actors import StepActors
@@ -146,9 +147,9 @@ class _Dispatcher:
         self._spawn(self._watch_context())
         return self._context
 
-    async def spare(self, shape: list[tuple[str, int]]) -> bool:
-        """Start blank step actors, ``count`` for each ``(step, count)`` of ``shape``, and the context actor; answers
-        once they run. They load no workflow until ``bind``."""
+    async def spare(self, shape: list[tuple[str, int, float]]) -> bool:
+        """Start blank step actors, ``count`` for each ``(step, count, num_gpus)`` of ``shape``, and the context
+        actor; answers once they run. They load no workflow until ``bind``."""
         await asyncio.gather(self._context.ready(), self._actors.spare(shape))
         return True
 
@@ -303,7 +304,8 @@ class _Dispatcher:
     def _start_actor(self, step: str, index: int) -> None:
         """Bind the parked step actor of this step and number, or start a new one (``StepActors.start``)."""
         assert self._blob is not None
-        worker, ready = self._actors.start(step, index, self._blob, self._verbose)
+        num_gpus = self._state.routing.steps[step].num_gpus
+        worker, ready = self._actors.start(step, index, self._blob, self._verbose, num_gpus)
         task = self._spawn(self._await_ready(step, index, worker, ready))
         if self._warming:
             self._starting.append(task)
@@ -458,10 +460,13 @@ class Dispatcher:
 
     @classmethod
     def create(cls, workflow_blob: bytes | None, routes: list[StepRoute], label: str, verbose: bool) -> Dispatcher:
-        """Start the dispatcher of one workflow instance (it starts its step actors and context actor); with no blob,
-        a blank one for ``spare`` and ``bind``."""
+        """Start the dispatcher of one workflow instance (it starts its step actors and context actor), on the
+        caller's node (``rayflow.runtime.placement``); with no blob, a blank one for ``spare`` and ``bind``."""
         actor = ray.remote(_Dispatcher).options(
-            name=f"{label}.dispatcher", num_cpus=0, max_concurrency=settings().dispatcher_max_concurrency
+            name=f"{label}.dispatcher",
+            num_cpus=0,
+            max_concurrency=settings().dispatcher_max_concurrency,
+            scheduling_strategy=here(),
         )
         return cls(actor.remote(workflow_blob, routes, label, verbose), label)
 
@@ -470,8 +475,9 @@ class Dispatcher:
         context: ContextActor = ray.get(self._handle.ready.remote())
         return context
 
-    def spare(self, shape: list[tuple[str, int]]) -> Any:
-        """Have a blank dispatcher start blank step actors by ``(step, count)``; the ref answers True once they run."""
+    def spare(self, shape: list[tuple[str, int, float]]) -> Any:
+        """Have a blank dispatcher start blank step actors by ``(step, count, num_gpus)``; the ref answers True once
+        they run."""
         return self._handle.spare.remote(shape)
 
     def park(self) -> Any:

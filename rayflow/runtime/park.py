@@ -39,13 +39,14 @@ from rayflow.runtime.dispatcher import Dispatcher
 
 __all__ = ["ActorPark", "Shape", "current", "install", "shape_of"]
 
-#: A set's step actors by step name and count, in step order.
-Shape = tuple[tuple[str, int], ...]
+#: A set's step actors by step name, count and GPUs per actor, in step order.
+Shape = tuple[tuple[str, int, float], ...]
 
 
 def shape_of(routes: Sequence[StepRoute]) -> Shape:
-    """The shape of the set an instance with ``routes`` starts with: each pool at its warm size."""
-    return tuple((route.name, min(route.warm, route.num_workers)) for route in routes)
+    """The shape of the set an instance with ``routes`` starts with: each pool at its warm size, with the GPUs its
+    actors reserve (a spare's actors are placed as the instance's would be)."""
+    return tuple((route.name, min(route.warm, route.num_workers), route.num_gpus) for route in routes)
 
 
 @dataclass

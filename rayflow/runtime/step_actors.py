@@ -17,6 +17,7 @@ import ray
 
 from rayflow.config import settings
 from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.placement import Placement
 from rayflow.runtime.reusable_worker import ReusableWorker
 
 __all__ = ["StepActors"]
@@ -36,7 +37,8 @@ class StepActors:
         self.serving: dict[Key, ReusableWorker] = {}
         self._parked: dict[Key, ReusableWorker] = {}
 
-    def _new(self, step: str, index: int, blob: bytes | None, verbose: bool) -> ReusableWorker:
+    def _new(self, step: str, index: int, blob: bytes | None, verbose: bool, num_gpus: float) -> ReusableWorker:
+        config = settings()
         return ReusableWorker.start(
             blob=blob,
             step=step,
@@ -44,26 +46,29 @@ class StepActors:
             context=self._context,
             name=f"{self._label}.{step}.{index}",
             verbose=verbose,
-            num_cpus=settings().step_num_cpus,
+            placement=Placement(config.step_num_cpus, num_gpus, config.step_scheduling),
         )
 
-    def start(self, step: str, index: int, blob: bytes, verbose: bool) -> tuple[ReusableWorker, Awaitable[None]]:
-        """The actor of ``step`` number ``index`` for the instance in ``blob``: the parked one bound, or a new one; and
-        what to await until it is ready (raising what loading the workflow raised)."""
+    def start(
+        self, step: str, index: int, blob: bytes, verbose: bool, num_gpus: float
+    ) -> tuple[ReusableWorker, Awaitable[None]]:
+        """The actor of ``step`` number ``index`` for the instance in ``blob``: the parked one bound, or a new one
+        reserving ``num_gpus``; and what to await until it is ready (raising what loading the workflow raised)."""
         worker = self._parked.pop((step, index), None)
         if worker is None:
-            worker = self._new(step, index, blob, verbose)
+            worker = self._new(step, index, blob, verbose, num_gpus)
             ready = worker.ready()
         else:
             ready = worker.bind(blob, verbose)
         self.serving[(step, index)] = worker
         return worker, ready
 
-    async def spare(self, shape: list[tuple[str, int]]) -> None:
-        """Start blank actors, ``count`` for each ``(step, count)`` of ``shape``, parked; return once they run."""
-        for step, count in shape:
+    async def spare(self, shape: list[tuple[str, int, float]]) -> None:
+        """Start blank actors, ``count`` for each ``(step, count, num_gpus)`` of ``shape``, parked; return once they
+        run."""
+        for step, count, num_gpus in shape:
             for index in range(count):
-                self._parked[(step, index)] = self._new(step, index, None, False)
+                self._parked[(step, index)] = self._new(step, index, None, False, num_gpus)
         await asyncio.gather(*(worker.alive() for worker in self._parked.values()))
 
     async def park(self) -> None:

@@ -42,6 +42,7 @@ from rayflow.events import Event, StepFailedEvent
 from rayflow.payloads import shelf
 from rayflow.runtime.claims import envelopes_of, held_numbers
 from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.placement import Placement
 from rayflow.runtime.resources import ResourceResolver
 from rayflow.runtime.state_replica import Known, ReplicaReads, StateReplicas, newest
 from rayflow.runtime.step_context import Attempts, Outbox, Paused, StepCode, StepFace, StepHost
@@ -539,13 +540,17 @@ class StepWorker:
         context: ContextActor,
         name: str,
         verbose: bool,
-        num_cpus: float,
+        placement: Placement,
     ) -> _Client:
         """Create the actor ``name`` running ``step`` of the workflow in ``blob`` (None: blank, for an actor class
-        that can be bound later); ``dispatcher`` is the creating dispatcher's own handle (where the step's events
-        go)."""
+        that can be bound later), reserving and placed as ``placement`` says; ``dispatcher`` is the creating
+        dispatcher's own handle (where the step's events go)."""
         actor: Any = ray.remote(cls.actor_class).options(
-            name=name, max_concurrency=settings().actor_max_concurrency, num_cpus=num_cpus
+            name=name,
+            max_concurrency=settings().actor_max_concurrency,
+            num_cpus=placement.num_cpus,
+            num_gpus=placement.num_gpus,
+            scheduling_strategy=placement.scheduling,
         )
         return cls(actor.remote(blob, step, dispatcher, context.handle, name, verbose))
 

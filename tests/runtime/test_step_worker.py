@@ -22,6 +22,7 @@ from rayflow.core.ticks import ItemDone
 from rayflow.runtime.actors import stop_actors
 from rayflow.runtime.blob import workflow_blob
 from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.placement import Placement
 from rayflow.runtime.step_worker import StepWorker
 from rayflow.spec import WorkflowSpec
 
@@ -110,7 +111,7 @@ async def harness(ray_env: None) -> AsyncIterator[Harness]:
         context=context,
         name=f"{label}.work.0",
         verbose=False,
-        num_cpus=0,
+        placement=Placement(num_cpus=0, num_gpus=0, scheduling="SPREAD"),
     )
     await asyncio.gather(worker.ready(), context.ready())
     yield Harness(spec, worker, recorder)
