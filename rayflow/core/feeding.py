@@ -5,9 +5,11 @@ slots of the next steps a call may borrow. Part of the reducer (``rayflow.core.r
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from rayflow.core.commands import CallStep, Command, StartActor, WatchCall, WorkItem
 from rayflow.core.internal import step_state
+from rayflow.core.run_queue import RunQueue
 from rayflow.core.state import ActorSlot, Call, DispatcherState, Pool
 
 __all__ = ["feed", "start_actor"]
@@ -50,7 +52,9 @@ def feed(state: DispatcherState, pool: Pool) -> list[Command]:
         while progress and pool.waiting and budget != 0:  # rounds: each actor's first call, then its second...
             progress = False
             for slot in sorted(pool.actors.values(), key=lambda s: s.inflight):
-                if slot.lent or slot.inflight >= per_actor or not (slot.queue or pool.queue) or budget == 0:
+                if slot.lent or slot.alone or slot.inflight >= per_actor or not (slot.queue or pool.queue):
+                    continue
+                if budget == 0 or (slot.draining and slot.inflight):
                     continue
                 items, diverted = _take(state, pool, slot, batch_size, per_run, single_run)
                 progress = progress or diverted  # events moved to their collect home get another pass
@@ -59,12 +63,27 @@ def feed(state: DispatcherState, pool: Pool) -> list[Command]:
                     progress = True
                     if budget is not None:
                         budget -= 1
+    _drain_for_again(pool)
     # Events queued at their run's collect home cannot use a new actor: only those waiting for any actor count.
     idle = sum(1 for s in pool.actors.values() if s.idle) + len(pool.starting)
     can_grow = pool.size < route.num_workers
     for _ in range(min(len(pool.queue) - idle, route.num_workers - pool.size) if can_grow else 0):
         commands.append(start_actor(pool))  # one new actor per waiting event, up to num_workers
     return commands
+
+
+def _drain_for_again(pool: Pool) -> None:
+    """An event delivered again runs alone on an actor with no other call: while one waits and no actor is free,
+    the least busy actor takes no new call until it is (else a busy pool would never free one)."""
+    slots = pool.actors.values()
+    waiting = pool.queue.again or any(slot.queue.again for slot in slots)
+    if not waiting:
+        for slot in slots:
+            slot.draining = False
+        return
+    if any(slot.draining or (slot.inflight == 0 and not slot.lent) for slot in slots) or not slots:
+        return
+    min(slots, key=lambda s: s.inflight).draining = True
 
 
 def _call(state: DispatcherState, pool: Pool, slot: ActorSlot, items: list[WorkItem]) -> list[Command]:
@@ -123,22 +142,25 @@ def _take(
     if pool.route.timeout is not None:
         size = 1
 
-    def eligible(run_id: str) -> bool:
-        if run_id in runs:
-            return True
-        return not (slot.runs[run_id] >= per_run or (single_run and runs))
+    def eligible_in(queue: RunQueue) -> Callable[[str], bool]:
+        def eligible(run_id: str) -> bool:
+            if queue.head(run_id).deliveries:  # delivered again: alone, on an actor with no other call
+                return not items and slot.inflight == 0
+            if run_id in runs:
+                return True
+            return not (slot.runs[run_id] >= per_run or (single_run and runs))
+
+        return eligible
 
     while len(items) < size:
         own = bool(slot.queue)
         queue = slot.queue
-        run_id = queue.first_run(eligible) if own else None
+        run_id = queue.first_run(eligible_in(queue)) if own else None
         if run_id is None:
             own, queue = False, pool.queue
-            run_id = queue.first_run(eligible)
+            run_id = queue.first_run(eligible_in(queue))
             if run_id is None:
                 break
-        if queue.head(run_id).deliveries and items:
-            break
         item = queue.pop(run_id)
         pool.waiting -= 1
         run = state.runs.get(item.run_id)
@@ -156,5 +178,6 @@ def _take(
         items.append(item)
         runs.add(item.run_id)
         if item.deliveries:
+            slot.alone, slot.draining = True, False
             break
     return items, diverted

@@ -254,6 +254,7 @@ def _call_finished(fx: Effects, tick: CallFinished) -> None:
     slot = pool.actors.get(call.actor)
     if slot is not None:
         slot.inflight -= 1
+        slot.alone = False  # its call of an event delivered again is over (it ran alone there)
         slot.runs.subtract({item.run_id for item in call.items})
         for run_id in [run_id for run_id, n in slot.runs.items() if n <= 0]:
             del slot.runs[run_id]

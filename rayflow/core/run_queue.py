@@ -17,11 +17,13 @@ class RunQueue:
     A run with nothing waiting leaves the order; its next event puts it at the end.
     """
 
-    __slots__ = ("_len", "_runs")
+    __slots__ = ("_len", "_runs", "again")
 
     def __init__(self, items: Iterable[WorkItem] = ()) -> None:
         self._runs: dict[str, deque[WorkItem]] = {}
         self._len = 0
+        #: How many of the waiting events are delivered again after their call was lost with its actor.
+        self.again = 0
         for item in items:
             self.append(item)
 
@@ -29,6 +31,7 @@ class RunQueue:
         """Queue ``item`` last of its run."""
         self._runs.setdefault(item.run_id, deque()).append(item)
         self._len += 1
+        self.again += item.deliveries > 0
 
     def push_front(self, items: Iterable[WorkItem]) -> None:
         """Queue ``items`` ahead of everything, in their order: their runs come first, and each item before the
@@ -37,6 +40,7 @@ class RunQueue:
         for item in items:
             front.setdefault(item.run_id, deque()).append(item)
             self._len += 1
+            self.again += item.deliveries > 0
         for run_id, queued in front.items():
             queued.extend(self._runs.pop(run_id, ()))
         front.update(self._runs)
@@ -57,6 +61,7 @@ class RunQueue:
         if not queued:
             del self._runs[run_id]
         self._len -= 1
+        self.again -= item.deliveries > 0
         return item
 
     def has(self, run_id: str) -> bool:
@@ -65,6 +70,7 @@ class RunQueue:
     def clear(self) -> None:
         self._runs.clear()
         self._len = 0
+        self.again = 0
 
     def __len__(self) -> int:
         return self._len

@@ -23,6 +23,11 @@ class ActorSlot:
     runs: Counter[str] = field(default_factory=Counter)
     #: Lent to a call of another step, which may run this step on its own actor: takes no call until returned.
     lent: bool = False
+    #: Runs the call of an event delivered again after its call was lost, by itself: an event that kills its actor
+    #: then takes no other run's calls down with it, and its next loss names it alone.
+    alone: bool = False
+    #: Takes no new call until its calls are over, so that an event delivered again can run on it alone.
+    draining: bool = False
 
     @property
     def idle(self) -> bool:

@@ -129,6 +129,40 @@ def test_a_redelivered_event_travels_alone_so_a_poison_event_does_not_take_other
     assert len(alone.items) == 1
 
 
+def test_an_event_delivered_again_runs_on_an_actor_with_no_other_runs_call():
+    state = _fan_out(workers=1)
+    state.pools["w"].busy = 0.1  # a waiting step: one actor runs the calls of several runs at once
+    reduce(state, RunStarted("r2", "c2", env("Start"), None, now=0.0))
+    (poison,) = calls(_start_all(state, reduce(state, EventsEmitted("r1", "start", _xs(1)))))
+    out = _start_all(state, reduce(state, CallFinished(poison.call_id, lost="died")))
+    (again,) = calls(out)  # the new actor takes the event again, alone
+    assert again.items[0].deliveries == 1 and state.pools["w"].actors[again.actor].alone
+    # the other run's events wait: the actor running the event delivered again takes no other call
+    assert calls(reduce(state, EventsEmitted("r2", "start", _xs(2, parent=b"q")))) == []
+    # a loss now is that event's alone; once its call is over, the other run's events go on
+    out = reduce(state, CallFinished(again.call_id, [ItemDone("r1")]))
+    assert [item.run_id for call in calls(out) for item in call.items] == ["r2", "r2"]
+
+
+def test_a_busy_actor_drains_for_an_event_delivered_again():
+    state = _fan_out(workers=2)
+    state.pools["w"].busy = 0.1
+    reduce(state, RunStarted("r2", "c2", env("Start"), None, now=0.0))
+    out = _start_all(state, reduce(state, EventsEmitted("r1", "start", _xs(1))))
+    state.pools["w"].next_actor = 2
+    reduce(state, ActorStarted("w", 1))  # a second actor, idle: r2's event goes there
+    out += reduce(state, EventsEmitted("r2", "start", _xs(1, parent=b"q")))
+    by_run = {c.items[0].run_id: c for c in calls(out)}
+    assert by_run["r1"].actor != by_run["r2"].actor
+    lost = reduce(state, CallFinished(by_run["r1"].call_id, lost="died"))  # its replacement is still starting
+    assert calls(lost) == []
+    (left,) = state.pools["w"].actors.values()
+    assert left.draining  # r2's call runs on; the actor takes no new call, so it will be free for the event
+    assert calls(reduce(state, EventsEmitted("r2", "start", _xs(1, parent=b"z")))) == []
+    (again,) = calls(reduce(state, CallFinished(by_run["r2"].call_id, [ItemDone("r2")])))
+    assert again.actor == left.id and again.items[0].run_id == "r1" and left.alone and not left.draining
+
+
 def test_a_collecting_steps_home_dies_and_its_delivered_events_rebuild_the_buffers_elsewhere():
     state = _fan_out(workers=2, collects=True)
     (first,) = calls(_start_all(state, reduce(state, EventsEmitted("r1", "start", _xs(6)))))
