@@ -7,7 +7,7 @@ Each size runs on a fresh instance (its first run, pools not grown: what a user'
 again on the same instance (warm). The join's cost per event is O(1) in both engines' designs; the table shows
 events/s per size, so a cost growing with N would show as falling rates.
 
-    python benchmarks/fan_out_join.py                         # sizes 1000,10000, 4 workers
+    python benchmarks/fan_out_join.py                         # sizes 1000,10000, 4 workers, LlamaIndex to 2000
     python benchmarks/fan_out_join.py --sizes 1000,10000,50000 --work-ms 0
 """
 
@@ -22,6 +22,8 @@ import os
 import time
 from types import ModuleType
 from typing import Any
+
+from rayflow.commands.bench import llama_api
 
 
 def build(api: ModuleType, workers: int) -> type:
@@ -66,12 +68,14 @@ async def _close(workflow: Any) -> None:
         await close()
 
 
-async def measure(engine: str, sizes: list[int], workers: int) -> dict[int, tuple[float, float]]:
+async def measure(engine: str, sizes: list[int], workers: int, limit: int) -> dict[int, tuple[float, float]]:
     """(fresh seconds, warm seconds) per size on ``engine``."""
-    api = importlib.import_module("rayflow" if engine == "rayflow" else "workflows")
+    api = importlib.import_module("rayflow") if engine == "rayflow" else llama_api()
     cls = build(api, workers)
     times = {}
     for n in sizes:
+        if n > limit:
+            continue
         workflow = cls(timeout=3600)
         fresh = await _one(workflow, n)
         warm = await _one(workflow, n)
@@ -87,6 +91,8 @@ def render(results: dict[str, dict[int, tuple[float, float]]], sizes: list[int])
         "|---|---:|---:|---:|---:|",
     ]
     for n in sizes:
+        if n not in results.get("rayflow", {}):
+            continue
         fresh, warm = results["rayflow"][n]
         llama = results.get("llama", {}).get(n)
         best_llama = None if llama is None else min(llama)
@@ -105,6 +111,7 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--work-ms", type=float, default=0.0, help="each worker invocation awaits this long")
     parser.add_argument("--engines", default="rayflow,llama")
+    parser.add_argument("--llama-max", type=int, default=2000, help="largest N LlamaIndex runs (it slows down fast)")
     args = parser.parse_args()
     WORK_S = args.work_ms / 1000
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -113,7 +120,10 @@ async def main() -> None:
 
     rayflow.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
-    results = {engine: await measure(engine, sizes, args.workers) for engine in args.engines.split(",")}
+    results = {
+        engine: await measure(engine, sizes, args.workers, args.llama_max if engine == "llama" else max(sizes))
+        for engine in args.engines.split(",")
+    }
     print(render(results, sizes))
 
 
