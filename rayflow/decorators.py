@@ -13,7 +13,18 @@ import sys
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, Protocol, TypeVar, Union, get_args, get_origin, overload, runtime_checkable
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    Protocol,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    overload,
+    runtime_checkable,
+)
 
 from rayflow.collect import Collect
 from rayflow.context import Context
@@ -23,7 +34,14 @@ from rayflow.resource import ResourceDefinition, resource_of
 from rayflow.retry_policy import RetryPolicy
 from rayflow.spec import StepConfig, attach_config, is_event_type
 
-__all__ = ["StepConfig", "StepFunction", "catch_error", "step"]
+__all__ = ["StepConfig", "StepFunction", "StepGraphCheck", "WorkflowGraphCheck", "catch_error", "step"]
+
+#: The checks of a workflow's graph at its first run (``Workflow(skip_graph_checks={...})`` skips some): every step
+#: reachable from the start event, every event taken by a step or ending the run, every step that returns events
+#: leading to the run's end.
+WorkflowGraphCheck = Literal["reachability", "terminal_event", "dead_end"]
+#: The checks one step may be exempt from (``@step(skip_graph_checks=[...])``).
+StepGraphCheck = Literal["reachability", "dead_end"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,6 +115,7 @@ def _make_step_config(
     max_in_flight: int | None = None,
     warm: int = 1,
     num_gpus: float = 0.0,
+    skip_graph_checks: list[str] | None = None,
 ) -> StepConfig:
     """Inspect ``func`` and build its ``StepConfig``, refusing signatures that cannot work."""
     if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers <= 0:
@@ -119,6 +138,13 @@ def _make_step_config(
     if isinstance(num_gpus, bool) or not isinstance(num_gpus, int | float) or num_gpus < 0:
         raise WorkflowValidationError(
             f"Step {func.__qualname__}: num_gpus must be a number of GPUs, 0 or more (got {num_gpus!r})"
+        )
+    skips = list(skip_graph_checks or ())
+    wrong = sorted(set(skips) - set(get_args(StepGraphCheck)))
+    if wrong:
+        raise WorkflowValidationError(
+            f"Step {func.__qualname__}: skip_graph_checks names unknown checks {wrong}; a step may skip "
+            f"{', '.join(get_args(StepGraphCheck))}"
         )
     hints = _type_hints(func, localns)
     event_params: list[tuple[str, list[type[Event]]]] = []
@@ -204,6 +230,7 @@ def _make_step_config(
         join=None if join is None else join[2],
         slots=slots,
         num_gpus=float(num_gpus),
+        skip_graph_checks=skips,
     )
 
 
@@ -280,6 +307,7 @@ def step(
     max_in_flight: int | None = None,
     warm: int = 1,
     num_gpus: float = 0.0,
+    skip_graph_checks: list[StepGraphCheck] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -294,6 +322,7 @@ def step(
     max_in_flight: int | None = None,
     warm: int = 1,
     num_gpus: float = 0.0,
+    skip_graph_checks: list[StepGraphCheck] | None = None,
 ) -> F | Callable[[F], F]:
     """Make a method a workflow step.
 
@@ -312,6 +341,9 @@ def step(
     (1 by default; ``warm=num_workers`` starts the full pool, at about 90 MiB of memory per actor).
     ``num_gpus`` (rayflow's): GPUs each actor of the pool reserves (fractions share one); Ray places the actors on
     nodes that have them, and no other step's actor runs this step.
+    ``skip_graph_checks``: the graph checks of the first run this step is exempt from (``"reachability"``: a step
+    no event from the start reaches, run by events sent in from outside; ``"dead_end"``: one whose events lead to no
+    end of the run).
     """
     localns = _caller_locals(2)
 
@@ -326,6 +358,7 @@ def step(
             max_in_flight=max_in_flight,
             warm=warm,
             num_gpus=num_gpus,
+            skip_graph_checks=list(skip_graph_checks or ()),
         )
         return _attach(fn, config, workflow)
 

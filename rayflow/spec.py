@@ -76,6 +76,8 @@ class StepConfig:
     slots: list[tuple[str, list[type[Event]]]] | None = None
     #: GPUs each actor of the step's pool reserves (``@step(num_gpus=...)``).
     num_gpus: float = 0.0
+    #: Graph checks this step is exempt from (``@step(skip_graph_checks=["reachability"])``).
+    skip_graph_checks: list[str] = dataclasses.field(default_factory=list)
 
 
 def is_event_type(tp: Any) -> bool:

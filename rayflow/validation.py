@@ -19,8 +19,10 @@ def _sub(cls: object, base: type | tuple[type, ...]) -> bool:
     return isinstance(cls, type) and issubclass(cls, base)
 
 
-def validate_graph(spec: WorkflowSpec) -> None:
-    """Refuse steps accepting StopEvent, events consumed but never produced, and produced but never consumed."""
+def validate_graph(spec: WorkflowSpec, skip: frozenset[str] = frozenset()) -> None:
+    """Refuse steps accepting StopEvent, events consumed but never produced, and produced but never consumed
+    (the ``terminal_event`` check), joins no list feeds, and, unless ``skip`` names them, steps no event from the
+    start reaches (``reachability``) and steps whose events never lead to the run's end (``dead_end``)."""
     steps = spec.steps
     produced = {spec.start_event} | {t for s in steps.values() for t in s.config.return_types if is_event_type(t)}
     stop_takers = [n for n, s in steps.items() if any(_sub(t, StopEvent) for t in s.config.accepted_events)]
@@ -54,10 +56,62 @@ def validate_graph(spec: WorkflowSpec) -> None:
     unused = sorted(
         p.__name__ for p in produced if not _sub(p, boundary_out) and not any(spec.accepts(name, p) for name in steps)
     )
-    if unused:
+    if unused and "terminal_event" not in skip:
         raise WorkflowValidationError(f"The following events are produced but never consumed: {', '.join(unused)}")
     _check_joins(spec)
     _check_catch_error(spec)
+    _check_paths(spec, skip)
+
+
+def _check_paths(spec: WorkflowSpec, skip: frozenset[str]) -> None:
+    """Every step reachable from the start (or from a human's answer, or as a ``@catch_error`` handler), and every
+    step that returns events on a path to the run's end (a StopEvent, or a question for the caller)."""
+    steps = spec.steps
+    produced = {spec.start_event} | {t for s in steps.values() for t in s.config.return_types if is_event_type(t)}
+    takers = {t: [n for n in steps if spec.accepts(n, t) and not _sub(t, StopEvent)] for t in produced}
+    returns = {n: [t for t in s.config.return_types if is_event_type(t)] for n, s in steps.items()}
+
+    reached: set[object] = set()
+    todo: list[object] = [spec.start_event, *(t for t in produced if _sub(t, HumanResponseEvent))]
+    todo += [n for n, s in steps.items() if s.config.role == "catch_error"]
+    while todo:
+        node = todo.pop()
+        if node in reached:
+            continue
+        reached.add(node)
+        todo += returns.get(node, []) if isinstance(node, str) else takers.get(node, [])
+
+    ends: set[object] = set()
+    todo = [t for t in produced if _sub(t, (StopEvent, InputRequiredEvent))]
+    while todo:
+        node = todo.pop()
+        if node in ends:
+            continue
+        ends.add(node)
+        if isinstance(node, str):
+            todo += [t for t in produced if node in takers[t]]
+        else:
+            todo += [n for n, made in returns.items() if node in made]
+
+    problems = []
+    if "reachability" not in skip:
+        exempt = {n for n, s in steps.items() if "reachability" in s.config.skip_graph_checks}
+        lost = sorted(n for n in steps if n not in reached and n not in exempt)
+        if lost:
+            problems.append(
+                f"  - [reachability] Unreachable steps: {', '.join(lost)}\n"
+                "    No event from the StartEvent (or a HumanResponseEvent) reaches them."
+            )
+    if "dead_end" not in skip:
+        exempt = {n for n, s in steps.items() if "dead_end" in s.config.skip_graph_checks}
+        stuck = sorted(n for n in steps if returns[n] and n not in ends and n not in exempt)
+        if stuck:
+            problems.append(
+                f"  - [dead_end] Dead-end steps: {', '.join(stuck)}\n"
+                "    No path leads from their events to a StopEvent or an InputRequiredEvent."
+            )
+    if problems:
+        raise WorkflowValidationError("Graph validation failed:\n" + "\n".join(problems))
 
 
 def _check_joins(spec: WorkflowSpec) -> None:

@@ -13,14 +13,14 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
 from rayflow.context import BaseSerializer, Context
 from rayflow.context.context import bind_host, face_of
 from rayflow.core.stats import WorkflowStats
-from rayflow.decorators import StepFunction
+from rayflow.decorators import StepFunction, WorkflowGraphCheck
 from rayflow.errors import WorkflowRuntimeError, WorkflowValidationError
 from rayflow.events import Event, StartEvent, StopEvent
 from rayflow.handler import WorkflowHandler
@@ -61,6 +61,7 @@ class Workflow:
         verbose: bool = False,
         num_concurrent_runs: int | None = None,
         journal: Journal | str | os.PathLike[str] | None = None,
+        skip_graph_checks: set[WorkflowGraphCheck] | None = None,
         **kwargs: Any,
     ) -> None:
         if num_concurrent_runs is not None and (
@@ -69,6 +70,14 @@ class Workflow:
             or num_concurrent_runs <= 0
         ):
             raise WorkflowValidationError("num_concurrent_runs must be an integer greater than 0 or None")
+        skip = frozenset(skip_graph_checks or ())
+        wrong = sorted(skip - set(get_args(WorkflowGraphCheck)))
+        if wrong:
+            raise WorkflowValidationError(
+                f"skip_graph_checks names unknown checks {wrong}; the checks are "
+                f"{', '.join(get_args(WorkflowGraphCheck))}"
+            )
+        self._skip_graph_checks = skip
         self._spec = WorkflowSpec.of(type(self))
         self._timeout = timeout
         self._disable_validation = disable_validation
@@ -118,7 +127,7 @@ class Workflow:
         return Workflow._validate(self)
 
     def _validate(self) -> bool:
-        validate_graph(self._spec)
+        validate_graph(self._spec, self._skip_graph_checks)
         validate_resources(self._spec)
         self._spec.state_type  # noqa: B018 - refuses steps that type the state differently
         self._validated = True
