@@ -68,6 +68,7 @@ def _check_paths(spec: WorkflowSpec, skip: frozenset[str]) -> None:
     step that returns events on a path to the run's end (a StopEvent, or a question for the caller)."""
     steps = spec.steps
     produced = {spec.start_event} | {t for s in steps.values() for t in s.config.return_types if is_event_type(t)}
+    produced |= {t for s in steps.values() for t in s.config.accepted_events}  # the caller may send these in
     takers = {t: [n for n in steps if spec.accepts(n, t) and not _sub(t, StopEvent)] for t in produced}
     returns = {n: [t for t in s.config.return_types if is_event_type(t)] for n, s in steps.items()}
 

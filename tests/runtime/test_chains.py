@@ -87,7 +87,7 @@ class ParallelChains(Workflow):
     while one chain holds ``single``'s slot on a ``forward`` actor, the other chain's event waits for it."""
 
     @step
-    async def start(self, ctx: Context, ev: StartEvent) -> None:
+    async def start(self, ctx: Context, ev: StartEvent) -> Chain | None:
         await ctx.store.set("running", 0)
         await ctx.store.set("peak", 0)
         for chain in range(CHAINS):
