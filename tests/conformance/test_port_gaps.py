@@ -1,6 +1,7 @@
-"""Public calls of LlamaIndex Workflows that running its own test suite on rayflow found missing.
+"""What running LlamaIndex Workflows' own test suite on rayflow found missing: public calls, and error messages.
 
-``Context.get_step_context()``: the running step's context, for code without a ``ctx`` parameter at hand.
+``Context.get_step_context()``: the running step's context, for code without a ``ctx`` parameter at hand. An event
+sent by name to a list join fails the run with an error that says it cannot receive targeted events.
 """
 
 import pytest
@@ -28,3 +29,29 @@ async def test_get_step_context_in_a_sync_step_without_a_ctx_parameter(engine):
 def test_get_step_context_outside_a_step_raises(api):
     with pytest.raises(api.WorkflowRuntimeError, match="may only be called from within a step"):
         api.Context.get_step_context()
+
+
+async def test_an_event_sent_by_name_to_a_list_join_fails_the_run_naming_targeted_events(engine):
+    class Part(engine.Event):
+        n: int
+
+    class Done(engine.Event):
+        n: int
+
+    class Fan(engine.Workflow):
+        @engine.step
+        async def split(self, ev: engine.StartEvent) -> list[Part]:
+            return [Part(n=i) for i in range(2)]
+
+        @engine.step
+        async def work(self, ctx: engine.Context, ev: Part) -> Done:
+            if ev.n == 0:
+                ctx.send_event(Done(n=99), step="join")
+            return Done(n=ev.n)
+
+        @engine.step
+        async def join(self, events: list[Done]) -> engine.StopEvent:
+            return engine.StopEvent(result=sorted(e.n for e in events))
+
+    with pytest.raises(engine.WorkflowRuntimeError, match="targeted events"):
+        await Fan(timeout=30).run()
