@@ -376,6 +376,6 @@ class WorkflowSpec:
             raise WorkflowRuntimeError(f"Step {step} does not accept event of type {type(event)}")
         if self.steps[step].config.join is not None:
             raise WorkflowRuntimeError(
-                f"Step {step} joins the events of returned lists: an event cannot be sent to it with "
-                f"ctx.send_event(..., step={step!r}); return the events in a list instead"
+                f"Step {step} joins the events of returned lists and cannot receive targeted events: "
+                f"ctx.send_event(..., step={step!r}) cannot reach it; return the events in a list instead"
             )

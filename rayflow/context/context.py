@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 import warnings
 import weakref
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -21,7 +22,7 @@ from rayflow.context.serializers import BaseSerializer, JsonSerializer
 from rayflow.context.snapshot import snapshot_data, snapshot_from_data
 from rayflow.context.state_store import StateStore
 from rayflow.core.state import Pending
-from rayflow.errors import ContextStateError
+from rayflow.errors import ContextStateError, WorkflowRuntimeError
 from rayflow.events import Event
 from rayflow.retry_policy import RetryInfo
 from rayflow.spec import WorkflowSpec
@@ -31,6 +32,9 @@ __all__ = ["Context", "ContextHost", "DriverFace", "Face", "WaitOptions", "bind_
 StateT = TypeVar("StateT", bound=BaseModel)
 EventT = TypeVar("EventT", bound=Event)
 _MISSING: Any = object()
+
+#: The context of the step invocation running in this task (set by ``step_context`` in the step actor, per task).
+_step_ctx: ContextVar[Context[Any]] = ContextVar("rayflow_step_context")
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,18 @@ class Context(Generic[StateT]):
         driver = _host_of(workflow).driver_face(self._ctx_id)
         self._face: Face = driver
         self._driver: DriverFace | None = driver
+
+    @staticmethod
+    def get_step_context() -> Context[Any]:
+        """The context of the step running now, for code that has no ``ctx`` parameter at hand (a helper, a
+        decorator around a step); the same object the step's ``ctx`` parameter gets. ``WorkflowRuntimeError``
+        outside a step."""
+        try:
+            return _step_ctx.get()
+        except LookupError:
+            raise WorkflowRuntimeError(
+                "Context.get_step_context() may only be called from within a step function"
+            ) from None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -219,6 +235,7 @@ def step_context(ctx_id: str, face: Face) -> Context[Any]:
     ctx._ctx_id = ctx_id
     ctx._face = face
     ctx._driver = None
+    _step_ctx.set(ctx)  # each invocation runs in a task of its own: this holds for that task only
     return ctx
 
 

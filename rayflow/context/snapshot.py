@@ -96,6 +96,7 @@ def pending_to_data(pending: Pending, serializer: BaseSerializer, codec: EventCo
                 "event_keys": list(waiter.event_keys),
                 "trigger": event(waiter.trigger),
                 "trigger_scope": list(waiter.trigger.scope),
+                "trigger_id": waiter.trigger.event_id.hex(),
                 "requirements": serializer.serialize_value(dict(waiter.requirements)),
                 "timeout": waiter.timeout,
                 "announce": None if waiter.announce is None else event(waiter.announce),
@@ -132,7 +133,7 @@ def pending_from_data(data: dict[str, Any], serializer: BaseSerializer, codec: E
             Waiter(
                 str(wait["waiter_id"]),
                 tuple(wait["event_keys"]),
-                event(wait["trigger"], None, None, wait.get("trigger_scope", ())),
+                event(wait["trigger"], None, wait.get("trigger_id"), wait.get("trigger_scope", ())),
                 tuple(sorted(serializer.deserialize_value(wait["requirements"]).items())),
                 wait["timeout"],
                 None if wait["announce"] is None else event(wait["announce"], Kind.STREAM),

@@ -244,7 +244,9 @@ class StepFace:
         codec, item = self._host.spec.codec, self._item
         keys = codec.keys_of(event_type)
         requirements = tuple(sorted((options.requirements or {}).items()))
-        waiter_id = options.waiter_id or f"waiter_{keys[0]}_{requirements!r}"
+        # An implicit id names this invocation too (its trigger event), so parallel invocations of one step that
+        # wait alike are separate waits, each announcing its own waiter_event; a rerun keeps its trigger, and its id.
+        waiter_id = options.waiter_id or f"waiter_{keys[0]}_{requirements!r}_{item.envelope.event_id.hex()}"
         for resolved_id, envelope in item.resolved:
             if resolved_id == waiter_id:
                 if envelope is None:

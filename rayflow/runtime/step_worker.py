@@ -17,6 +17,7 @@ value (``wait_for_event`` requirements): user code is loaded by step actors only
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import threading
@@ -370,7 +371,9 @@ class _StepWorker:
         timeout = code.config.timeout
         if code.is_async and timeout is None:
             return await code.fn(**kwargs)  # the common case: no deadline to keep, no thread to watch
-        thread = None if code.is_async else self._loop.run_in_executor(None, lambda: code.fn(**kwargs))
+        # the thread runs in a copy of this task's context: Context.get_step_context() works in a sync body too
+        step_call = contextvars.copy_context().run
+        thread = None if code.is_async else self._loop.run_in_executor(None, lambda: step_call(code.fn, **kwargs))
         deadline = asyncio.timeout(timeout)
         try:
             async with deadline:
