@@ -130,8 +130,6 @@ class Outbox:
         self._run_id = item.run_id
         self._step = step
         self._parent = item.envelope.event_id
-        #: The fan-out streams of the event handled: every event it sends is made in them too.
-        self.scope = item.envelope.scope
         self._attempt = item.tries.runs
         self._rerun = len(item.resolved)
         self._emitted = 0
@@ -207,12 +205,9 @@ class StepFace:
         if step is not None:
             spec.check_target(step, event)
         event_id, version = self._outbox.next_id(), self._known.version
-        outbox = self._outbox
-        outbox.add(
-            spec.codec.encode(
-                event, target=step, step=name, event_id=event_id, state_version=version, scope=outbox.scope
-            )
-        )
+        # A sent event is made outside any fan-out stream, as in LlamaIndex: it never joins a list (a join of its
+        # type drops it with a warning), and the stream does not wait for its work.
+        self._outbox.add(spec.codec.encode(event, target=step, step=name, event_id=event_id, state_version=version))
 
     def write_event_to_stream(self, event: Event) -> None:
         outbox, codec, name = self._outbox, self._host.spec.codec, self._code.name

@@ -245,3 +245,29 @@ async def test_a_join_no_returned_list_feeds_is_refused_before_the_run(engine):
 
     with pytest.raises(engine.WorkflowValidationError, match="join"):
         await Orphan(timeout=60).run()
+
+
+async def test_an_event_sent_with_send_event_inside_a_list_never_joins_it(engine):
+    class Part(engine.Event):
+        i: int
+
+    class Done(engine.Event):
+        i: int
+
+    class Sends(engine.Workflow):
+        @engine.step
+        async def split(self, ev: engine.StartEvent) -> list[Part]:
+            return [Part(i=i) for i in range(3)]
+
+        @engine.step
+        async def work(self, ctx: engine.Context, ev: Part) -> Done:
+            if ev.i == 0:
+                ctx.send_event(Done(i=99))  # not one of the list's results: the join does not take it
+            return Done(i=ev.i)
+
+        @engine.step
+        async def join(self, done: list[Done]) -> engine.StopEvent:
+            return engine.StopEvent(result=sorted(d.i for d in done))
+
+    handler = Sends(timeout=60).run()
+    assert await handler == [0, 1, 2]
