@@ -3,11 +3,13 @@ printed (chains skipped: each is one more workflow instance to start)."""
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from rayflow.cli import rayflow
 
 
+@pytest.mark.slow  # ~9 s of benchmark runs on three engines
 def test_bench_prints_a_table_of_every_engine_and_the_ratios(ray_env: None) -> None:
     args = ["bench", "--events", "40", "--chain", "0", "--workers", "2", "--engines", "rayflow,llama,ray"]
     result = CliRunner().invoke(rayflow, args)

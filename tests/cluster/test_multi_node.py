@@ -40,6 +40,7 @@ def scenario(name: str, **env: str) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.slow  # 13-28 s: a 3-node Cluster in a subprocess; `pytest -m slow tests/cluster` runs all three
 def test_a_growing_pool_spreads_its_actors_over_nodes() -> None:
     result = scenario("spread")
     assert result["results"] == list(range(12))

@@ -49,6 +49,7 @@ def _ids(hits: list[Any]) -> list[str]:
     return [h.node_id for h in hits]
 
 
+@pytest.mark.slow  # ~6 s; the streaming RAG example's test retrieves the same document by default
 def test_a_rate_limits_question_finds_the_rate_limits_document(rag_env: None, documents: list[Document]) -> None:
     index = VectorStoreIndex.from_documents(documents)
     hits = index.as_retriever(similarity_top_k=3).retrieve(QUESTION)

@@ -127,6 +127,7 @@ def test_a_rerank_model_that_cannot_load_fails_before_any_work(example_env: dict
     assert "Ray:" not in proc.stdout
 
 
+@pytest.mark.slow  # ~13 s; the streaming example above runs the same pipeline by default
 def test_batch_rag_example_runs_many_queries_through_one_workflow(
     example_env: dict[str, str], ray_env: None, server: OpenAIServer, tmp_path: Path
 ) -> None:
