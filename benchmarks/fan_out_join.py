@@ -23,7 +23,7 @@ import time
 from types import ModuleType
 from typing import Any
 
-from rayflow.commands.bench import llama_api
+from rayflow.commands.bench import close_workflow, llama_api
 
 
 def build(api: ModuleType, workers: int) -> type:
@@ -62,12 +62,6 @@ async def _one(workflow: Any, n: int) -> float:
     return time.perf_counter() - began
 
 
-async def _close(workflow: Any) -> None:
-    close = getattr(workflow, "close", None)
-    if close is not None:
-        await close()
-
-
 async def measure(engine: str, sizes: list[int], workers: int, limit: int) -> dict[int, tuple[float, float]]:
     """(fresh seconds, warm seconds) per size on ``engine``."""
     api = importlib.import_module("rayflow") if engine == "rayflow" else llama_api()
@@ -79,7 +73,7 @@ async def measure(engine: str, sizes: list[int], workers: int, limit: int) -> di
         workflow = cls(timeout=3600)
         fresh = await _one(workflow, n)
         warm = await _one(workflow, n)
-        await _close(workflow)
+        await close_workflow(workflow)
         times[n] = (fresh, warm)
         print(f"  {engine:9} n={n:>7,}: fresh {fresh:7.3f} s  warm {warm:7.3f} s", flush=True)
     return times

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from dataclasses import replace
 
 from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope
@@ -48,7 +49,7 @@ def fan_out(run: Run, source: str, scope: tuple[str, ...], members: tuple[Envelo
     run.streams[stream_id] = Stream(stream_id, source, scope)
     run.ending.add(stream_id)  # an empty list, or members all taken by joins, end it with no work ever counted
     inner = (*scope, stream_id)
-    return [_scoped(member, inner) for member in members]
+    return [replace(member, scope=inner) for member in members]
 
 
 def count(run: Run, scope: tuple[str, ...], delta: int) -> None:
@@ -144,15 +145,3 @@ def _release(run: Run, stream: Stream, join: str) -> WorkItem:
         scope=stream.parent,
     )
     return WorkItem(run.run_id, run.ctx_id, invocation, members=members)
-
-
-def _scoped(envelope: Envelope, scope: tuple[str, ...]) -> Envelope:
-    return Envelope(
-        envelope.type_keys,
-        envelope.payload,
-        envelope.kind,
-        envelope.target,
-        envelope.event_id,
-        envelope.state_version,
-        scope,
-    )
