@@ -3,11 +3,12 @@
 What users feel before anything is warm (the cases ``benchmarks/fanout.py`` warms up first):
 
 * **three steps**: a chain of three trivial steps (start -> a -> b -> stop). Timed: the first run of instance 1 of
-  the class, its second run, then the first run of a second instance of the same class created while the first is
-  alive, and that instance's second run. rayflow starts actors for instance 1's first run; the second instance's
-  first run is where reused and spare actors show (``RAYFLOW_SPARE_SETS``, ``RAYFLOW_PARK_SETS``): it is created
-  at once, while the spare started for it may still be starting. Then the first run of a third instance, created
-  once that spare runs, and of a fourth, created after the first two were closed (it takes a released set).
+  the class, its second run, then the first run of a second, equal instance of the same class (the same
+  constructor arguments) created at once while the first is alive, and that instance's second run. rayflow starts
+  actors for instance 1's first run; the second instance shares them (``RAYFLOW_SHARE_SETS``). Then the first run
+  of a third instance that is not equal to them (another ``timeout``), created once the spare started for the
+  class runs (``RAYFLOW_SPARE_SETS``), and of a fourth, not equal either, created after the first three were
+  closed: it takes a set they released (``RAYFLOW_PARK_SETS``).
 * **fan-out**: a fresh instance of a new fan-out class (a start step ``send_event``s N events to a
   ``@step(num_workers=W)`` worker, a collector ``collect_events`` them) run once with N events: on rayflow the
   worker pool's actors start during that one run (``warm=1``, the default) or before its first event
@@ -94,19 +95,19 @@ async def three_steps(api: ModuleType, label: str, workers: int) -> dict[str, fl
     first = three(timeout=60)
     times["instance 1, run 1"] = await _time(first, 2, x=1)
     times["instance 1, run 2"] = await _time(first, 3, x=2)
-    second = three(timeout=60)
+    second = three(timeout=60)  # equal to the first: on rayflow it shares the first's actors
     times["instance 2, run 1"] = await _time(second, 4, x=3)
     times["instance 2, run 2"] = await _time(second, 5, x=4)
     if getattr(api, "__name__", "") == "rayflow":
         from rayflow.runtime.park import current
 
         await asyncio.to_thread(current().settled_sync)  # the spare started for the next instance runs
-    third = three(timeout=60)
-    times["instance 3, run 1 (spare ready)"] = await _time(third, 6, x=5)
-    await _close(first, second)
-    fourth = three(timeout=60)  # takes the set the first instance released
-    times["instance 4, run 1 (released set)"] = await _time(fourth, 7, x=6)
-    await _close(third, fourth)
+    third = three(timeout=61)  # not equal to the first two (another timeout): it needs a set of its own
+    times["instance 3, run 1, not equal (spare ready)"] = await _time(third, 6, x=5)
+    await _close(first, second, third)
+    fourth = three(timeout=62)  # takes a set an earlier instance of the class released
+    times["instance 4, run 1, not equal (released set)"] = await _time(fourth, 7, x=6)
+    await _close(fourth)
     for what, seconds in times.items():
         _log(f"[{label}] three steps, {what}: {seconds * 1e3:8.1f} ms")
     return times

@@ -70,6 +70,9 @@ class Settings:
     #: Blank sets started ahead of need for each workflow shape (its step names and warm sizes) whose instance just
     #: started actors, so that the next instance of that shape starts warm (0: none; they count in ``park_sets``).
     spare_sets: int = field(default_factory=lambda: _int("RAYFLOW_SPARE_SETS", 1))
+    #: Whether a new workflow instance equal to a live one of the same class (same pickled form, same ``verbose``)
+    #: serves its runs on that instance's actors instead of a set of its own (``rayflow.runtime.sharing``).
+    share_sets: bool = field(default_factory=lambda: _int("RAYFLOW_SHARE_SETS", 1) > 0)
     #: Seconds a set stays parked unused before it is stopped.
     park_s: float = field(default_factory=lambda: _float("RAYFLOW_PARK_S", 120.0))
     #: Times one event may be delivered to a step whose actor then dies before its run fails (a poison event).

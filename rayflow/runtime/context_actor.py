@@ -395,8 +395,9 @@ class ContextActor:
         except Exception:  # the context actor is gone: the edit's end will say so
             return
 
-    def release(self, ctx_id: str) -> None:
-        self._handle.release.remote(ctx_id)
+    def release(self, ctx_id: str) -> Any:
+        """Forget a context, without waiting; the ref answers once it is forgotten."""
+        return self._handle.release.remote(ctx_id)
 
     async def watch(self) -> bool:
         """Wait until the context actor is gone (True: it died or was killed) or ``unwatch`` was called (False)."""

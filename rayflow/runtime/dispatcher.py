@@ -10,7 +10,7 @@ unpickles an event or the workflow, so it loads no user code (when an event's fi
 ``wait_for_event`` requirements, a step actor reads it). The driver reads a run's stream by long polling
 ``next_items``: the envelopes written to the stream (with their ids), records of the run's step invocations as they
 finish (``rayflow.core.stats``: as many as the driver asked for), and last the run's book and its ``EndRun``. The
-dispatcher keeps the statistics of each run and of the instance (``stats``), O(1) per step invocation.
+dispatcher keeps the statistics of each run and of each instance it serves (``stats``), O(1) per step invocation.
 
 A dispatcher and the actors it owns form a *set*, which the driver may park between workflow instances
 (``rayflow.runtime.park``): ``park`` forgets the instance (its routes, runs, blob; the context actor's contexts;
@@ -186,10 +186,11 @@ class _Dispatcher:
         timeout: float | None,
         forward: int = 0,
         internal: bool = False,
+        tenant: str = "",
     ) -> None:
-        """Start a run; ``forward``: how many records of its step invocations to put on its stream (-1: all);
-        ``internal``: its caller streams internal events."""
-        self._open(run_id, forward)
+        """Start a run of instance ``tenant``; ``forward``: how many records of its step invocations to put on its
+        stream (-1: all); ``internal``: its caller streams internal events."""
+        self._open(run_id, forward, tenant)
         self._apply(RunStarted(run_id, ctx_id, start, timeout, asyncio.get_running_loop().time(), internal))
 
     async def expose(self, run_id: str) -> None:
@@ -197,19 +198,20 @@ class _Dispatcher:
         self._apply(InternalAsked(run_id))
 
     async def resume_run(
-        self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None, forward: int = 0
+        self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None, forward: int = 0, tenant: str = ""
     ) -> None:
-        self._open(run_id, forward)
+        self._open(run_id, forward, tenant)
         self._apply(RunResumed(run_id, ctx_id, pending, timeout, asyncio.get_running_loop().time()))
 
-    def _open(self, run_id: str, forward: int) -> None:
+    def _open(self, run_id: str, forward: int, tenant: str) -> None:
         self._streams[run_id] = _RunStream()
-        self._stats.open(run_id, forward)
+        self._stats.open(run_id, forward, tenant)
 
-    async def stats(self, run_id: str | None) -> tuple[StatsBook, dict[str, int]] | None:
-        """The book of run ``run_id`` (None: of every run served so far, ended or not) and the events queued for each
-        step now; None for a run this dispatcher does not know (any more). See ``RunStatsKeeper.book``."""
-        book = await self._stats.book(run_id, self._carried)
+    async def stats(self, run_id: str | None, tenant: str = "") -> tuple[StatsBook, dict[str, int]] | None:
+        """The book of run ``run_id`` (None: of every run of instance ``tenant`` served so far, ended or not) and the
+        events queued for each step now; None for a run this dispatcher does not know (any more). See
+        ``RunStatsKeeper.book``."""
+        book = await self._stats.book(run_id, self._carried, tenant)
         return None if book is None else (book, self._state.queued(run_id))
 
     def _carried(self) -> list[str]:
@@ -499,23 +501,25 @@ class Dispatcher:
         forward: int = 0,
         *,
         internal: bool = False,
+        tenant: str = "",
     ) -> None:
-        """Start a run; ``forward``: how many records of its step invocations its stream carries (-1: all);
-        ``internal``: its caller streams internal events."""
-        await self._handle.start_run.remote(run_id, ctx_id, start, timeout, forward, internal)
+        """Start a run of instance ``tenant`` (whose statistics it counts in); ``forward``: how many records of its
+        step invocations its stream carries (-1: all); ``internal``: its caller streams internal events."""
+        await self._handle.start_run.remote(run_id, ctx_id, start, timeout, forward, internal, tenant)
 
     def expose(self, run_id: str) -> None:
         """Stream the run's internal events (step states, idle, ignored events) from now on."""
         self._handle.expose.remote(run_id)
 
     async def resume_run(
-        self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None, forward: int = 0
+        self, run_id: str, ctx_id: str, pending: Pending, timeout: float | None, forward: int = 0, tenant: str = ""
     ) -> None:
-        await self._handle.resume_run.remote(run_id, ctx_id, pending, timeout, forward)
+        await self._handle.resume_run.remote(run_id, ctx_id, pending, timeout, forward, tenant)
 
-    async def stats(self, run_id: str | None) -> tuple[StatsBook, dict[str, int]] | None:
-        """The book of run ``run_id`` (None: of the instance) and the events queued per step now; None: unknown."""
-        answer: tuple[StatsBook, dict[str, int]] | None = await self._handle.stats.remote(run_id)
+    async def stats(self, run_id: str | None, tenant: str = "") -> tuple[StatsBook, dict[str, int]] | None:
+        """The book of run ``run_id`` (None: of instance ``tenant``) and the events queued per step now; None:
+        unknown."""
+        answer: tuple[StatsBook, dict[str, int]] | None = await self._handle.stats.remote(run_id, tenant)
         return answer
 
     async def snapshot(self, run_id: str) -> Pending | None:

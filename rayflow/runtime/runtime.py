@@ -10,10 +10,12 @@ left of it in a helper thread; the next run starts a new set. Every set after an
 own (``<label>-<n>.dispatcher``, ...): Ray may hold the names of a set that died or was released a while.
 Before an idle release, ``keep`` reads what the caller's live contexts need to find again in the next set.
 
-Starting and releasing go through the driver's park (``rayflow.runtime.park``): a start takes a parked set (one an
-earlier instance of the same class released, or a blank spare of the same shape) and binds it to this instance
-before it starts new actors, then has a spare started for the next instance; ``close()``, the garbage collection and
-the idle release park the set instead of stopping it, while the park has room. A set that died is never parked.
+A start first joins the live set of an equal instance of the same class (``rayflow.runtime.sharing``), if there is
+one. Else it goes through the driver's park (``rayflow.runtime.park``): it takes a parked set (one an earlier
+instance of the same class released, or a blank spare of the same shape) and binds it to this instance before it
+starts new actors, then has a spare started for the next instance. ``close()``, the garbage collection and the idle
+release let go of the set: the last of its sharers parks it instead of stopping it, while the park has room. A set
+that died is never parked.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from rayflow.runtime.cluster import ensure_ray
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.dispatcher import Dispatcher
 from rayflow.runtime.park import Shape, current, shape_of
+from rayflow.runtime.sharing import SetKey, key_of, shared
 from rayflow.spec import WorkflowSpec
 
 __all__ = ["WorkflowRuntime", "released"]
@@ -52,17 +55,21 @@ class _Actors:
     context: ContextActor
     #: Ready once the context actor is gone (with an error) or no longer watched; it goes when the dispatcher goes.
     watch: Any
+    #: What an instance must match to share the set (None: sharing is off).
+    key: SetKey | None = None
 
     def gone(self) -> bool:
         return bool(ray.wait([self.watch], timeout=0)[0])
 
 
 def _release(holder: list[_Actors | None], kind: type, shape: Shape) -> None:
-    """Finalizer of a collected workflow: its set is parked, or its dispatcher stops its actors, then itself (no
-    waiting here)."""
+    """Finalizer of a collected workflow: it lets go of its set, which its last sharer parks, or whose dispatcher
+    stops its actors, then itself (no waiting here)."""
     actors = holder[0]
     holder[0] = None
-    if actors is not None and ray.is_initialized() and not current().put(actors.dispatcher, kind, shape):
+    if actors is None or not ray.is_initialized() or not shared().leave(actors):
+        return
+    if not current().put(actors.dispatcher, kind, shape):
         _releasing.append(actors.dispatcher.release())
 
 
@@ -105,7 +112,8 @@ class WorkflowRuntime:
         verbose: bool,
         keep: Callable[[ContextActor], Awaitable[None]] | None = None,
     ) -> None:
-        """``keep(context)`` runs before an idle release stops the context actor ``context``."""
+        """``keep(context)`` runs before an idle release lets go of the context actor ``context`` (and before
+        ``close()`` does, while other instances share it): it takes this instance's contexts out of it."""
         # No reference to the owner is kept (``blob`` pickles it through a weak reference): its garbage
         # collection is what releases the actors.
         self.label = label
@@ -165,26 +173,51 @@ class WorkflowRuntime:
             actors = self._holder[0]
             if actors is None:
                 ensure_ray()
-                park = current()
-                dispatcher, context = park.take(self._kind, self._shape), None
-                if dispatcher is not None:
-                    try:
-                        context = dispatcher.bind_sync(self._blob(), list(self._spec.routes), self._verbose)
-                    except Exception:
-                        park.stop(dispatcher)  # it could not serve: a new set below
-                        dispatcher = None
-                if dispatcher is None or context is None:
-                    label = f"{self.label}-{self._sets}" if self._sets else self.label
-                    self._sets += 1
-                    dispatcher = Dispatcher.create(self._blob(), list(self._spec.routes), label, self._verbose)
-                    context = dispatcher.ready_sync()
-                actors = self._holder[0] = _Actors(dispatcher, context, context.watching())
-                park.refill(self._shape, self._spec.name)
+                blob = self._blob()
+                key = key_of(self._kind, blob, self._verbose) if settings().share_sets else None
+                actors = self._join(key) if key is not None else None
+                if actors is None:
+                    actors = self._start(blob, key)
+                self._holder[0] = actors
             return actors.dispatcher, actors.context
 
+    def _join(self, key: SetKey) -> _Actors | None:
+        """The live set of an equal instance (``rayflow.runtime.sharing``), now held by this one too."""
+        while (actors := shared().join(key)) is not None:
+            if not actors.gone():
+                return actors
+            shared().forget(actors)  # died unnoticed so far: its holders retire it at their next run
+        return None
+
+    def _start(self, blob: bytes, key: SetKey | None) -> _Actors:
+        """A set for this instance: a parked one bound to it, else a new one; shared from now on under ``key``."""
+        park = current()
+        dispatcher, context = park.take(self._kind, self._shape), None
+        if dispatcher is not None:
+            try:
+                context = dispatcher.bind_sync(blob, list(self._spec.routes), self._verbose)
+            except Exception:
+                park.stop(dispatcher)  # it could not serve: a new set below
+                dispatcher = None
+        if dispatcher is None or context is None:
+            label = f"{self.label}-{self._sets}" if self._sets else self.label
+            self._sets += 1
+            dispatcher = Dispatcher.create(blob, list(self._spec.routes), label, self._verbose)
+            context = dispatcher.ready_sync()
+        actors = _Actors(dispatcher, context, context.watching(), key)
+        if key is not None:
+            shared().add(key, actors)
+        park.refill(self._shape, self._spec.name)
+        return actors
+
     def _park(self, actors: _Actors) -> bool:
-        """Hand a released set to the park (True), or leave it to the caller to stop (False)."""
-        return ray.is_initialized() and current().put(actors.dispatcher, self._kind, self._shape)
+        """Let go of a released set: True if another sharer still holds it or the park took it; False: the caller
+        stops it."""
+        if not ray.is_initialized():
+            return False
+        if not shared().leave(actors):
+            return True
+        return current().put(actors.dispatcher, self._kind, self._shape)
 
     def run_started(self) -> None:
         self._active += 1
@@ -207,6 +240,7 @@ class WorkflowRuntime:
             if actors is None or actors.dispatcher is not dispatcher:
                 return  # already forgotten (by another run of the set, or by close())
             self._holder[0] = None
+            shared().forget(actors)
             retiring = threading.Thread(target=_retire, args=(actors,), name=f"{self.label}.retire", daemon=True)
             self._retiring.append(retiring)
         retiring.start()
@@ -244,14 +278,17 @@ class WorkflowRuntime:
             await asyncio.shield(closing)
         with self._lock:
             actors, self._holder[0] = self._holder[0], None
-        if actors is not None and ray.is_initialized() and not self._park(actors):
-            await actors.dispatcher.close()
+        if actors is not None and ray.is_initialized():
+            if self._keep is not None and shared().holders(actors) > 1:
+                await self._keep(actors.context)  # the set goes on serving others: this instance's contexts leave it
+            if not self._park(actors):
+                await actors.dispatcher.close()
         await asyncio.to_thread(self._join_retiring)
 
     def close_sync(self) -> None:
         with self._lock:
             actors, self._holder[0] = self._holder[0], None
-        if actors is not None and ray.is_initialized():
+        if actors is not None and ray.is_initialized() and shared().leave(actors):
             actors.dispatcher.close_sync()
         self._join_retiring()
 

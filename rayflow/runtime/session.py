@@ -22,6 +22,7 @@ id, up to ``RAYFLOW_JOURNAL_RECOVERIES`` times; ``resume`` picks up a journaled 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import uuid
 import warnings
@@ -165,12 +166,13 @@ class WorkflowSession:
         )
 
     async def stats(self) -> WorkflowStats:
-        """The figures of every run this instance's actors served (live runs so far included), from its dispatcher."""
+        """The figures of every run of this instance its actors served (live runs so far included), from its
+        dispatcher (which counts the runs of each instance apart: equal instances may share it)."""
         dispatcher = self.runtime.dispatcher
         answer = None
         if dispatcher is not None:
             try:
-                answer = await dispatcher.stats(None)
+                answer = await dispatcher.stats(None, self.runtime.label)
             except RayActorError:
                 answer = None
         book, queued = answer if answer is not None else (StatsBook(), {})
@@ -421,7 +423,9 @@ class WorkflowSession:
             try:
                 await self.context_actor(face)
                 if face.resume is not None:  # a context from a snapshot: its unfinished work, not a new start
-                    await dispatcher.resume_run(run_id, face.ctx_id, face.resume, self._timeout, observer.forward)
+                    await dispatcher.resume_run(
+                        run_id, face.ctx_id, face.resume, self._timeout, observer.forward, self.runtime.label
+                    )
                     face.resume = None
                 else:
                     assert start is not None
@@ -432,6 +436,7 @@ class WorkflowSession:
                         self._timeout,
                         observer.forward,
                         internal=run_id in self._internal,
+                        tenant=self.runtime.label,
                     )
                 observer.begin(functools.partial(dispatcher.stats, run_id))
                 return dispatcher, context
@@ -472,8 +477,9 @@ class WorkflowSession:
             raise self.context_died(context, err) from err
 
     async def _keep_states(self, context: ContextActor) -> None:
-        """Before an idle release stops ``context``: the state of each live ``Context`` seeded there becomes its
-        face's seed, so its next run finds it in the next context actor. A state that cannot be read is said loudly."""
+        """Before this instance lets go of ``context`` (an idle release; a close while other instances share it): the
+        state of each live ``Context`` seeded there becomes its face's seed, so its next run finds it in whatever
+        context actor serves that run, and leaves ``context``. A state that cannot be read is said loudly."""
         faces = [face for face in list(self._faces) if face.seeded_into is context]
         if not faces:
             return
@@ -483,10 +489,12 @@ class WorkflowSession:
             states, reason = {}, f"{type(err).__name__}: {err}"
         else:
             reason = "the context actor no longer held it"
+        released = []
         for face in faces:
             face.seeded_into = None
             if face.ctx_id in states:
                 face.seed = states[face.ctx_id]
+                released.append(context.release(face.ctx_id))  # the set may serve others (rayflow.runtime.sharing)
             else:
                 warnings.warn(
                     f"rayflow: the state of context {face.ctx_id} could not be kept across the idle release of "
@@ -494,6 +502,8 @@ class WorkflowSession:
                     RuntimeWarning,
                     stacklevel=1,
                 )
+        with contextlib.suppress(RayActorError):
+            await asyncio.gather(*released)
 
     async def close(self) -> None:
         await self.runtime.close()
