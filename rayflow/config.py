@@ -28,9 +28,10 @@ class Settings:
     max_batch: int = field(default_factory=lambda: _int("RAYFLOW_MAX_BATCH", 256))
     #: Events in a step's first call, before its time per event is known.
     first_batch: int = field(default_factory=lambda: _int("RAYFLOW_FIRST_BATCH", 8))
-    #: Seconds of work one step call should carry; a step faster than this per event is "fast": its events are
-    #: batched, and a chain of fast steps runs on one actor (lent slots).
-    batch_target_s: float = field(default_factory=lambda: _float("RAYFLOW_BATCH_TARGET_S", 0.02))
+    #: Seconds of work one step call should carry: events of a step faster than this are batched (a call costs
+    #: about 2 ms of CPU here, so 20 ms calls of CPU-bound work lost 10% of it). Steps under 20 ms an event are
+    #: "fast": a chain of them runs on one actor (lent slots).
+    batch_target_s: float = field(default_factory=lambda: _float("RAYFLOW_BATCH_TARGET_S", 0.1))
     #: Step calls queued on one actor beyond the running one (hides the call round trip).
     actor_pipeline: int = field(default_factory=lambda: _int("RAYFLOW_ACTOR_PIPELINE", 1))
     #: Calls one step actor runs at once, each of another run (a step awaiting I/O for one run does not hold its
@@ -70,9 +71,17 @@ class Settings:
     #: Blank sets started ahead of need for each workflow shape (its step names and warm sizes) whose instance just
     #: started actors, so that the next instance of that shape starts warm (0: none; they count in ``park_sets``).
     spare_sets: int = field(default_factory=lambda: _int("RAYFLOW_SPARE_SETS", 1))
+    #: Seconds an instance that started or took a set must go without a run before the spare of its shape starts
+    #: (starting processes takes cores from the runs going on).
+    spare_after_s: float = field(default_factory=lambda: _float("RAYFLOW_SPARE_AFTER_S", 1.0))
     #: Whether a new workflow instance equal to a live one of the same class (same pickled form, same ``verbose``)
     #: serves its runs on that instance's actors instead of a set of its own (``rayflow.runtime.sharing``).
     share_sets: bool = field(default_factory=lambda: _int("RAYFLOW_SHARE_SETS", 1) > 0)
+    #: Whether a step's pool grows past the cluster's CPU cores only once the step is known to wait (on I/O) rather
+    #: than compute, or its first calls took ``grow_after_s`` without coming back.
+    cap_pools_at_cores: bool = field(default_factory=lambda: _int("RAYFLOW_CAP_POOLS_AT_CORES", 1) > 0)
+    #: Seconds the first calls of a step of unknown kind may take before its pool grows past the cores.
+    grow_after_s: float = field(default_factory=lambda: _float("RAYFLOW_GROW_AFTER_S", 0.5))
     #: Seconds a set stays parked unused before it is stopped.
     park_s: float = field(default_factory=lambda: _float("RAYFLOW_PARK_S", 120.0))
     #: Times one event may be delivered to a step whose actor then dies before its run fails (a poison event).

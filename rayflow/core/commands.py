@@ -172,6 +172,14 @@ class ArmRetry:
 
 
 @dataclass(frozen=True, slots=True)
+class ArmGrowth:
+    """Fire GrowthDue(step) after ``after`` seconds: a pool held to the cores while its step's kind is unknown."""
+
+    step: str
+    after: float
+
+
+@dataclass(frozen=True, slots=True)
 class ConfirmStopped:
     """A run ended: ask the actors that hold calls with its items to stop its invocations, and report with
     ActorUnresponsive any that does not answer within the grace period (its event loop is blocked)."""
@@ -191,6 +199,7 @@ Command = (
     | StopActor
     | WatchCall
     | ArmRetry
+    | ArmGrowth
     | ConfirmStopped
     | Warn
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from rayflow.core.commands import CallStep, Command, StartActor, WatchCall, WorkItem
+from rayflow.core.commands import ArmGrowth, CallStep, Command, StartActor, WatchCall, WorkItem
 from rayflow.core.internal import step_state
 from rayflow.core.run_queue import RunQueue
 from rayflow.core.state import ActorSlot, Call, DispatcherState, Pool
@@ -33,7 +33,8 @@ def feed(state: DispatcherState, pool: Pool) -> list[Command]:
     """
     commands: list[Command] = []
     route = pool.route
-    growing = pool.size < route.num_workers or bool(pool.starting)
+    limit = pool.limit(state.cores)
+    growing = pool.size < limit or bool(pool.starting)
     # A call queued on an actor cannot move to an actor that frees up or starts later: while the pool grows, one
     # call per actor, unless the step mostly waits (then calls of other runs on the actor take nothing from each
     # other). Once it is at its full size, a second call of a run queued behind its running one hides the call
@@ -47,7 +48,7 @@ def feed(state: DispatcherState, pool: Pool) -> list[Command]:
     if route.max_in_flight is not None:
         budget = route.max_in_flight - sum(slot.inflight for slot in pool.actors.values())
     if pool.actors and pool.waiting:
-        batch_size = pool.batch_size(state.max_batch, state.batch_target_s, state.first_batch)
+        batch_size = pool.batch_size(state.max_batch, state.batch_target_s, state.first_batch, state.cores)
         progress = True
         while progress and pool.waiting and budget != 0:  # rounds: each actor's first call, then its second...
             progress = False
@@ -66,9 +67,12 @@ def feed(state: DispatcherState, pool: Pool) -> list[Command]:
     _drain_for_again(pool)
     # Events queued at their run's collect home cannot use a new actor: only those waiting for any actor count.
     idle = sum(1 for s in pool.actors.values() if s.idle) + len(pool.starting)
-    can_grow = pool.size < route.num_workers
-    for _ in range(min(len(pool.queue) - idle, route.num_workers - pool.size) if can_grow else 0):
-        commands.append(start_actor(pool))  # one new actor per waiting event, up to num_workers
+    can_grow = pool.size < limit
+    for _ in range(min(len(pool.queue) - idle, limit - pool.size) if can_grow else 0):
+        commands.append(start_actor(pool))  # one new actor per waiting event, up to num_workers (or the cores)
+    if pool.busy is None and pool.growth is None and len(pool.queue) > idle and limit < route.num_workers:
+        pool.growth = "armed"  # held to the cores: past the wait, its first calls may be waiting on each other
+        commands.append(ArmGrowth(route.name, state.grow_after_s))
     return commands
 
 
@@ -112,7 +116,7 @@ def _lend(state: DispatcherState, pool: Pool) -> tuple[tuple[str, int], ...]:
     Only between fast steps (a call then holds the slots briefly), only from pools with no event waiting, and never
     a step whose speed is not known yet.
     """
-    fast = state.batch_target_s
+    fast = state.fast_s
     if pool.per_event is None or pool.per_event > fast:
         return ()
     loans = []

@@ -57,6 +57,7 @@ from rayflow.core.ticks import (
     CallOverdue,
     CancelRequested,
     EventsEmitted,
+    GrowthDue,
     InternalAsked,
     RequirementsChecked,
     RetryDue,
@@ -130,6 +131,11 @@ def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
             enqueue_item(fx, run, name, item)
     elif isinstance(tick, CallOverdue):
         call_overdue(fx, tick)
+    elif isinstance(tick, GrowthDue):
+        held = state.pools.get(tick.step)
+        if held is not None and held.busy is None:
+            held.growth = "free"
+            fx.dirty[tick.step] = held
     elif isinstance(tick, ActorUnresponsive):
         pool = state.pools[tick.step]
         if tick.actor in pool.actors:

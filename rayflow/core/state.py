@@ -49,13 +49,25 @@ class Pool:
     #: Smoothed share of a call's time its actor spent computing (CPU seconds over seconds); None until known.
     #: Well under 1: the step mostly waits (I/O), so more calls of other runs on a busy actor cost nothing.
     busy: float | None = None
+    #: Held to the cluster's cores while ``busy`` is unknown (``limit``), until GrowthDue: "armed" once the wait for
+    #: it is on, "free" once its first calls took that long without coming back (they may wait on each other).
+    growth: str | None = None
 
     @property
     def waits(self) -> bool:
         """The step mostly waits (on I/O) rather than computes."""
         return self.busy is not None and self.busy < 0.5
 
-    def batch_size(self, max_batch: int, target_s: float, first: int) -> int:
+    def limit(self, cores: int | None) -> int:
+        """How many actors the pool grows to: ``num_workers``, and for a step not known to wait, no more than the
+        cluster's cores (a step that computes gains nothing from more processes than cores, and each start costs
+        about half a second of a core's time)."""
+        workers = self.route.num_workers
+        if cores is None or self.waits or self.growth == "free":
+            return workers
+        return max(1, min(workers, cores))
+
+    def batch_size(self, max_batch: int, target_s: float, first: int, cores: int | None = None) -> int:
         """Events per call: about ``target_s`` of work, at most an even share of the waiting events.
 
         The share counts the pool at its full size, so a slow step's events spread over the actors the
@@ -63,7 +75,7 @@ class Pool:
         home actor).
         """
         # A collecting step's events of one run all go to the run's home actor: spreading them is no use.
-        spread = 1 if self.route.collects else max(self.route.num_workers, len(self.actors))
+        spread = 1 if self.route.collects else max(self.limit(cores), len(self.actors))
         share = max(1, -(-self.waiting // spread))
         if self.per_event is None:
             fitting = first
@@ -168,7 +180,9 @@ class DispatcherState:
     #: Calls one actor may have in flight at once, of different runs (its step awaits in one, runs another).
     actor_calls: int = 100
     #: Seconds of work one step call should carry (batching small events, not slow ones).
-    batch_target_s: float = 0.02
+    batch_target_s: float = 0.1
+    #: Seconds per event under which a step counts as fast: its calls may borrow idle slots of the next steps.
+    fast_s: float = 0.02
     #: Events in a step's first call, before its time per event is known.
     first_batch: int = 8
     #: What runs that ended without a StopEvent (cancelled, timed out, failed) left unfinished, newest last.
@@ -178,6 +192,10 @@ class DispatcherState:
     max_deliveries: int = 3
     #: Seconds an actor has to answer before rayflow stops it (grace after a step timeout).
     grace_s: float = 2.0
+    #: CPU cores of the cluster: a pool of a step that computes grows no larger (None: no bound).
+    cores: int | None = None
+    #: Seconds the first calls of a step of unknown kind may take before its pool grows past the cores.
+    grow_after_s: float = 0.5
 
     def pending(self, run_id: str) -> Pending | None:
         """The run's unfinished work (scans the queues: for snapshots, not for routing); None: unknown run."""
@@ -223,12 +241,14 @@ class DispatcherState:
         max_batch: int = 256,
         pipeline: int = 1,
         *,
-        batch_target_s: float = 0.02,
+        batch_target_s: float = 0.1,
         first_batch: int = 8,
         ended_memory: int = 1000,
         max_deliveries: int = 3,
         grace_s: float = 2.0,
         actor_calls: int = 100,
+        cores: int | None = None,
+        grow_after_s: float = 0.5,
     ) -> DispatcherState:
         pools = {name: Pool(route) for name, route in routing.steps.items()}
         return cls(
@@ -242,4 +262,6 @@ class DispatcherState:
             max_deliveries=max_deliveries,
             grace_s=grace_s,
             actor_calls=actor_calls,
+            cores=cores,
+            grow_after_s=grow_after_s,
         )

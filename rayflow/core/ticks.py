@@ -161,6 +161,14 @@ class RetryDue:
 
 
 @dataclass(frozen=True, slots=True)
+class GrowthDue:
+    """A step's pool, bounded by the cluster's cores until its kind (computing or waiting) is known, may grow to
+    ``num_workers`` if its first calls have still not come back (see ArmGrowth)."""
+
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
 class InternalAsked:
     """The caller of run ``run_id`` streams the engine's internal events from now on."""
 
@@ -183,4 +191,5 @@ Tick = (
     | CallOverdue
     | ActorUnresponsive
     | RetryDue
+    | GrowthDue
 )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,6 +35,7 @@ from ray.exceptions import RayActorError
 from rayflow.codec import EventCodec
 from rayflow.config import settings
 from rayflow.core.commands import (
+    ArmGrowth,
     ArmRetry,
     ArmTimeout,
     ArmWaiterTimeout,
@@ -62,6 +64,7 @@ from rayflow.core.ticks import (
     CallOverdue,
     CancelRequested,
     EventsEmitted,
+    GrowthDue,
     InternalAsked,
     RequirementsChecked,
     RetryDue,
@@ -103,6 +106,19 @@ class _RunStream:
         return items
 
 
+#: Seconds between two reads of the cluster's cores (at a run's start), which an autoscaler changes.
+_CORES_EVERY_S = 10.0
+
+
+def _cluster_cores() -> int | None:
+    """The CPU cores of the cluster, as Ray counts them (None: unknown, pools are not held to them)."""
+    try:
+        cores = int(ray.cluster_resources().get("CPU", 0))
+    except Exception:
+        return None
+    return cores or None
+
+
 def _fresh_state(routes: list[StepRoute]) -> DispatcherState:
     config = settings()
     return DispatcherState.of(
@@ -115,6 +131,8 @@ def _fresh_state(routes: list[StepRoute]) -> DispatcherState:
         max_deliveries=config.max_deliveries,
         grace_s=config.shutdown_grace_s,
         actor_calls=config.actor_calls,
+        cores=_cluster_cores() if config.cap_pools_at_cores else None,
+        grow_after_s=config.grow_after_s,
     )
 
 
@@ -134,6 +152,7 @@ class _Dispatcher:
         self._self = ray.get_runtime_context().current_actor
         self._actors = StepActors(label, self._self, self._context)
         self._stats = RunStatsKeeper()
+        self._cores_at = time.monotonic()
 
     async def ready(self) -> ContextActor:
         """Start every step pool to its warm size and the context actor, and wait for them (so a run's timeout counts
@@ -204,6 +223,9 @@ class _Dispatcher:
         self._apply(RunResumed(run_id, ctx_id, pending, timeout, asyncio.get_running_loop().time()))
 
     def _open(self, run_id: str, forward: int, tenant: str) -> None:
+        now = time.monotonic()
+        if self._state.cores is not None and now - self._cores_at > _CORES_EVERY_S:
+            self._state.cores, self._cores_at = _cluster_cores() or self._state.cores, now  # nodes come and go
         self._streams[run_id] = _RunStream()
         self._stats.open(run_id, forward, tenant)
 
@@ -294,6 +316,8 @@ class _Dispatcher:
             self._stop_actor(command)
         elif isinstance(command, WatchCall):
             asyncio.get_running_loop().call_later(command.after, self._apply, CallOverdue(command.call_id))
+        elif isinstance(command, ArmGrowth):
+            asyncio.get_running_loop().call_later(command.after, self._apply, GrowthDue(command.step))
         elif isinstance(command, ArmRetry):
             retry = RetryDue(command.run_id, command.number)
             asyncio.get_running_loop().call_later(command.after, self._apply, retry)

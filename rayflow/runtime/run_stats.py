@@ -92,8 +92,8 @@ class RunStatsKeeper:
         self, run_id: str | None, carried: Callable[[], Iterable[str]], tenant: str = ""
     ) -> StatsBook | None:
         """The book of run ``run_id`` (None: of instance ``tenant``, its live runs included); None for a run not known
-        (any more). For an ended run (or an instance) it first waits, up to ``RAYFLOW_SHUTDOWN_GRACE_S``, until no call in
-        flight carries items of an ended run (``carried``: the runs of the items of the calls in flight)."""
+        (any more). For an ended run (or an instance) it first waits, up to ``RAYFLOW_SHUTDOWN_GRACE_S``, until no
+        call in flight carries items of an ended run (``carried``: the runs of the items of the calls in flight)."""
         live = self._live.get(run_id) if run_id is not None else None
         if live is not None:
             return live.book

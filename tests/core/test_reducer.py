@@ -5,6 +5,7 @@ from __future__ import annotations
 from driving import calls, ends, env, started, state_of
 
 from rayflow.core.commands import (
+    ArmGrowth,
     ArmTimeout,
     EndRun,
     Outcome,
@@ -20,6 +21,7 @@ from rayflow.core.ticks import (
     CallFinished,
     CancelRequested,
     EventsEmitted,
+    GrowthDue,
     ItemDone,
     RunStarted,
     TimeoutReached,
@@ -196,10 +198,14 @@ def test_batches_carry_small_events_together_and_slow_events_one_by_one():
     assert [(c.actor, len(c.items)) for c in calls(out)] == [(1, 8)]  # speed unknown yet: a small batch
     # a fast step (1 ms an event): the next batches are each actor's even share of what waits
     out = reduce(state, CallFinished(first.call_id, [ItemDone("r1")], elapsed=0.001))
-    assert [(c.actor, len(c.items)) for c in calls(out)] == [(0, 20)]  # 0.02 s of work at 1 ms an event
+    assert [(c.actor, len(c.items)) for c in calls(out)] == [(0, 46)]  # an even share: 92 wait, 2 actors
+    (call,) = calls(out)
+    reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(300)]))
+    out = reduce(state, CallFinished(call.call_id, [ItemDone("r1")] * 46, elapsed=0.046))
+    assert [(c.actor, len(c.items)) for c in calls(out)] == [(0, 100)]  # 0.1 s of work at 1 ms an event
     # a slow step (1 s an event) gets one event per call, so the pool spreads them
     (call,) = calls(out)
-    out = reduce(state, CallFinished(call.call_id, [ItemDone("r1")] * 20, elapsed=2000.0))
+    out = reduce(state, CallFinished(call.call_id, [ItemDone("r1")] * 100, elapsed=100_000.0))
     assert [(c.actor, len(c.items)) for c in calls(out)] == [(0, 1)]
 
 
@@ -267,3 +273,50 @@ def test_first_run_starts_each_pool_at_its_warm_size_at_most_num_workers():
     commands = reduce(state, RunStarted("r1", "c1", env("Start"), None, now=0.0))
     started_actors = sorted((c.step, c.actor) for c in commands if isinstance(c, StartActor))
     assert started_actors == [("a", 0), ("a", 1), ("a", 2), ("b", 0)]
+
+
+def _cpu_pool(cores: int) -> object:
+    state = state_of(StepRoute("start", frozenset({"Start"})), StepRoute("w", frozenset({"X"}), num_workers=8))
+    state.cores = cores
+    started(state)
+    return state
+
+
+def _starts(out: list) -> list[int]:
+    return [c.actor for c in out if isinstance(c, StartActor) and c.step == "w"]
+
+
+def test_a_pool_grows_to_the_cores_until_its_step_is_seen_to_wait():
+    state = _cpu_pool(cores=2)
+    out = reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(80)]))
+    assert _starts(out) == [1]  # two actors for two cores, not the eight of num_workers
+    assert [c.after for c in out if isinstance(c, ArmGrowth)] == [state.grow_after_s]
+    (first,) = calls(out)
+    reduce(state, ActorStarted("w", 1))
+    # the step computes (its actor's CPU time is the call's time): the pool stays at the cores, past the wait too
+    out = reduce(state, CallFinished(first.call_id, [ItemDone("r1")] * len(first.items), elapsed=0.16, cpu=0.16))
+    assert _starts(out) == []
+    assert _starts(reduce(state, GrowthDue("w"))) == []
+    assert state.pools["w"].size == 2
+
+
+def test_a_step_seen_to_wait_grows_to_num_workers():
+    state = _cpu_pool(cores=2)
+    (first,) = calls(reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(80)])))
+    out = reduce(state, CallFinished(first.call_id, [ItemDone("r1")] * len(first.items), elapsed=1.0, cpu=0.01))
+    assert _starts(out) == [2, 3, 4, 5, 6, 7]  # waiting on I/O: more actors are more calls at once
+
+
+def test_a_step_whose_first_calls_do_not_come_back_grows_past_the_cores():
+    state = _cpu_pool(cores=2)
+    out = reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(80)]))
+    assert _starts(out) == [1]
+    # its invocations may wait for each other (a barrier of num_workers): the bound must not hold them for ever
+    assert _starts(reduce(state, GrowthDue("w"))) == [2, 3, 4, 5, 6, 7]
+
+
+def test_pools_of_a_cluster_with_as_many_cores_as_workers_are_not_held():
+    state = _cpu_pool(cores=16)
+    out = reduce(state, EventsEmitted("r1", "start", [env("X") for _ in range(80)]))
+    assert _starts(out) == [1, 2, 3, 4, 5, 6, 7]
+    assert not [c for c in out if isinstance(c, ArmGrowth)]
