@@ -354,6 +354,11 @@ class WorkflowSpec:
         return self.state_types[0] if self.state_types else None
 
     @property
+    def caches_resources(self) -> bool:
+        """Whether a step takes a cached ``Resource``: built once per instance, so instances share no actor."""
+        return any(r.resource.cache for s in self.steps.values() for r in s.config.resources)
+
+    @property
     def uses_human_input(self) -> bool:
         """Whether a step returns an ``InputRequiredEvent`` (the run asks its caller)."""
         return any(

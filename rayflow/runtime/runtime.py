@@ -178,7 +178,8 @@ class WorkflowRuntime:
             if actors is None:
                 ensure_ray()
                 blob = self._blob()
-                key = key_of(self._kind, blob, self._verbose) if settings().share_sets else None
+                sharing = settings().share_sets and not self._spec.caches_resources
+                key = key_of(self._kind, blob, self._verbose) if sharing else None
                 actors = self._join(key) if key is not None else None
                 if actors is None:
                     actors = self._start(blob, key)

@@ -15,6 +15,9 @@ caps each run's calls, as always). What stays each instance's own: its runs and 
 its journal, and its statistics (``workflow.stats()`` counts the runs of that instance only: each run tells the
 dispatcher whose it is).
 
+A workflow whose steps take a cached ``Resource`` is never shared: LlamaIndex builds those once per instance, and a
+step actor builds them once for the workflow it holds, so a sharer would get the resources another instance built.
+
 A set lives while one sharer holds it. An instance that is closed, garbage-collected or idle-released lets go of
 it; only the last one to let go parks or stops it (``rayflow.runtime.park``). A set that dies is forgotten here at
 once, and every sharer's next run starts or joins a new one. ``RAYFLOW_SHARE_SETS=0`` turns sharing off: every

@@ -394,7 +394,7 @@ async def test_unclosed_workflows_release_their_actors_when_collected():
 
     from rayflow.runtime.runtime import released
 
-    kept = [Routing() for _ in range(3)]
+    kept = [Routing(timeout=30 + n) for n in range(3)]  # not equal: each has a set of its own
     for wf in kept:
         await wf.run(query="x")
     assert len(live_rayflow_actors()) == 15  # 3 instances x (dispatcher, context, 3 steps)
