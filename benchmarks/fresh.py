@@ -99,9 +99,14 @@ async def three_steps(api: ModuleType, label: str, workers: int) -> dict[str, fl
     times["instance 2, run 1"] = await _time(second, 4, x=3)
     times["instance 2, run 2"] = await _time(second, 5, x=4)
     if getattr(api, "__name__", "") == "rayflow":
+        from rayflow.config import settings
         from rayflow.runtime.park import current
 
-        await asyncio.to_thread(current().settled_sync)  # the spare started for the next instance runs
+        # The spare starts once the class's instances have had no run for RAYFLOW_SPARE_AFTER_S; wait until it runs.
+        deadline = time.monotonic() + settings().spare_after_s + 30
+        while not len(current()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(current().settled_sync)
     third = three(timeout=61)  # not equal to the first two (another timeout): it needs a set of its own
     times["instance 3, run 1, not equal (spare ready)"] = await _time(third, 6, x=5)
     await _close(first, second, third)
