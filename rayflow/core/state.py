@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 from rayflow.core.commands import WorkItem
 from rayflow.core.envelope import Envelope, Waiter
@@ -51,7 +52,7 @@ class Pool:
     busy: float | None = None
     #: Held to the cluster's cores while ``busy`` is unknown (``limit``), until GrowthDue: "armed" once the wait for
     #: it is on, "free" once its first calls took that long without coming back (they may wait on each other).
-    growth: str | None = None
+    growth: Literal["armed", "free"] | None = None
 
     @property
     def waits(self) -> bool:

@@ -57,11 +57,15 @@ class _Actors:
     context: ContextActor
     #: Ready once the context actor is gone (with an error) or no longer watched; it goes when the dispatcher goes.
     watch: Any
-    #: What an instance must match to share the set (None: sharing is off).
-    key: SetKey | None = None
 
     def gone(self) -> bool:
         return bool(ray.wait([self.watch], timeout=0)[0])
+
+
+def _let_go(actors: _Actors, kind: type, shape: Shape) -> bool:
+    """An instance of ``kind`` lets go of its set: True if another sharer still holds it or the park took it; False:
+    the caller stops it. Call with Ray initialized."""
+    return not shared().leave(actors) or current().put(actors.dispatcher, kind, shape)
 
 
 def _release(holder: list[_Actors | None], kind: type, shape: Shape) -> None:
@@ -69,9 +73,7 @@ def _release(holder: list[_Actors | None], kind: type, shape: Shape) -> None:
     stops its actors, then itself (no waiting here)."""
     actors = holder[0]
     holder[0] = None
-    if actors is None or not ray.is_initialized() or not shared().leave(actors):
-        return
-    if not current().put(actors.dispatcher, kind, shape):
+    if actors is not None and ray.is_initialized() and not _let_go(actors, kind, shape):
         _releasing.append(actors.dispatcher.release())
 
 
@@ -209,7 +211,7 @@ class WorkflowRuntime:
             self._sets += 1
             dispatcher = Dispatcher.create(blob, list(self._spec.routes), label, self._verbose)
             context = dispatcher.ready_sync()
-        actors = _Actors(dispatcher, context, context.watching(), key)
+        actors = _Actors(dispatcher, context, context.watching())
         if key is not None:
             shared().add(key, actors)
         self._refill = True  # once the instance is idle: a spare starting now would take the cores from its runs
@@ -218,11 +220,7 @@ class WorkflowRuntime:
     def _park(self, actors: _Actors) -> bool:
         """Let go of a released set: True if another sharer still holds it or the park took it; False: the caller
         stops it."""
-        if not ray.is_initialized():
-            return False
-        if not shared().leave(actors):
-            return True
-        return current().put(actors.dispatcher, self._kind, self._shape)
+        return ray.is_initialized() and _let_go(actors, self._kind, self._shape)
 
     def run_started(self) -> None:
         self._active += 1
