@@ -186,8 +186,11 @@ class _Dispatcher:
             for timer in timers:
                 timer.cancel()
         self._timers, self._wait_timers = {}, {}
-        await self._actors.park()
-        await self._context.reset()
+        try:
+            await self._actors.park()
+            await self._context.reset()
+        except RayActorError:  # a stop (an eviction, the drain at exit) ended the set meanwhile: nothing to keep
+            return False
         self._blob, self._state = None, _fresh_state([])
         return True
 
