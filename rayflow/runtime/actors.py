@@ -6,6 +6,8 @@ by itself once its creator drops its handle; a killed actor's name is free at on
 Ending with ``__ray_terminate__`` rather than ``ray.kill`` first: a call that reaches an actor Ray is tearing down
 can abort its process (seen as SIGABRT in ``InnerGcsClient.async_internal_kv_get``). ``before`` names a method to
 call on each actor first (a model replica drains its queue, an index server stops its shards).
+
+``first_line`` is how rayflow's own errors quote an actor's error (Ray's run to many lines).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from rayflow.config import settings
 
-__all__ = ["own_named_actors", "stop_actors", "stop_actors_sync"]
+__all__ = ["first_line", "own_named_actors", "stop_actors", "stop_actors_sync"]
 
 
 async def _settled(ref: Any) -> None:
@@ -82,3 +84,9 @@ def own_named_actors(prefix: str) -> dict[str, Any]:
             except ValueError:  # gone since it was listed
                 continue
     return found
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (its type's name if it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

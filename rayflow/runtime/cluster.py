@@ -41,3 +41,12 @@ def ensure_ray() -> None:
     """Make sure this process is connected to Ray, starting a local one if nothing is connected."""
     if not ray.is_initialized():
         init()
+
+
+def cluster_cores() -> int | None:
+    """The CPU cores of the cluster, as Ray counts them (None: unknown, pools are not held to them)."""
+    try:
+        cores = int(ray.cluster_resources().get("CPU", 0))
+    except Exception:
+        return None
+    return cores or None

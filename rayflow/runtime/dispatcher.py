@@ -7,10 +7,11 @@ emitted, a step call came back, an actor is ready, a deadline passed) go through
 step actors, put events on run streams and end runs. It knows the workflow by its routes (type keys and
 pool settings) and holds the pickled workflow only as bytes to hand to the step actors it starts: it never
 unpickles an event or the workflow, so it loads no user code (when an event's field must be read, for
-``wait_for_event`` requirements, a step actor reads it). The driver reads a run's stream by long polling
-``next_items``: the envelopes written to the stream (with their ids), records of the run's step invocations as they
-finish (``rayflow.core.stats``: as many as the driver asked for), and last the run's book and its ``EndRun``. The
-dispatcher keeps the statistics of each run and of each instance it serves (``stats``), O(1) per step invocation.
+``wait_for_event`` requirements, a step actor reads it). The driver reads a run's stream
+(``rayflow.runtime.run_streams``) by long polling ``next_items``: the envelopes written to the stream (with their
+ids), records of the run's step invocations as they finish (``rayflow.core.stats``: as many as the driver asked
+for), and last the run's book and its ``EndRun``. The dispatcher keeps the statistics of each run and of each
+instance it serves (``stats``), O(1) per step invocation.
 
 A dispatcher and the actors it owns form a *set*, which the driver may park between workflow instances
 (``rayflow.runtime.park``): ``park`` forgets the instance (its routes, runs, blob; the context actor's contexts;
@@ -23,10 +24,11 @@ instance's blob and routes and serves it as if newly created, binding kept step 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import ray
@@ -76,47 +78,21 @@ from rayflow.core.ticks import (
     WarmUp,
 )
 from rayflow.errors import WorkflowActorDiedError
-from rayflow.runtime.actors import stop_actors, stop_actors_sync
+from rayflow.runtime.actors import first_line, stop_actors, stop_actors_sync
 from rayflow.runtime.claims import claim, claim_results
+from rayflow.runtime.cluster import cluster_cores
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.placement import here
 from rayflow.runtime.reusable_worker import ReusableWorker
 from rayflow.runtime.run_stats import RunStatsKeeper
+from rayflow.runtime.run_streams import RunDeadlines, RunStreams
 from rayflow.runtime.step_actors import StepActors
 
 __all__ = ["Dispatcher"]
 
 
-@dataclass
-class _RunStream:
-    items: list[Any] = field(default_factory=list)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def put(self, item: Any, wake: bool = True) -> None:
-        """Add ``item``; ``wake=False``: it waits for the next item that wakes the reader (records of step
-        invocations do not cost the driver a call each, unless it prints them as they come)."""
-        self.items.append(item)
-        if wake:
-            self.ready.set()
-
-    async def take(self) -> list[Any]:
-        await self.ready.wait()
-        items, self.items = self.items, []
-        self.ready.clear()
-        return items
-
-
 #: Seconds between two reads of the cluster's cores (at a run's start), which an autoscaler changes.
 _CORES_EVERY_S = 10.0
-
-
-def _cluster_cores() -> int | None:
-    """The CPU cores of the cluster, as Ray counts them (None: unknown, pools are not held to them)."""
-    try:
-        cores = int(ray.cluster_resources().get("CPU", 0))
-    except Exception:
-        return None
-    return cores or None
 
 
 def _fresh_state(routes: list[StepRoute]) -> DispatcherState:
@@ -131,7 +107,7 @@ def _fresh_state(routes: list[StepRoute]) -> DispatcherState:
         max_deliveries=config.max_deliveries,
         grace_s=config.shutdown_grace_s,
         actor_calls=config.actor_calls,
-        cores=_cluster_cores() if config.cap_pools_at_cores else None,
+        cores=cluster_cores() if config.cap_pools_at_cores else None,
         grow_after_s=config.grow_after_s,
     )
 
@@ -139,13 +115,12 @@ def _fresh_state(routes: list[StepRoute]) -> DispatcherState:
 class _Dispatcher:
     def __init__(self, workflow_blob: bytes | None, routes: list[StepRoute], label: str, verbose: bool) -> None:
         self._state = _fresh_state(routes)
-        self._wait_timers: dict[str, list[asyncio.TimerHandle]] = {}
         self._blob = workflow_blob
         self._label = label
         self._verbose = verbose
         self._context = ContextActor.start(f"{label}.context")
-        self._streams: dict[str, _RunStream] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._streams = RunStreams()
+        self._deadlines = RunDeadlines()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: list[asyncio.Task[Any]] = []
         self._warming = True
@@ -180,12 +155,7 @@ class _Dispatcher:
         if self._state.runs or self._streams:
             await self.release()
             return False
-        for timer in self._timers.values():
-            timer.cancel()
-        for timers in self._wait_timers.values():
-            for timer in timers:
-                timer.cancel()
-        self._timers, self._wait_timers = {}, {}
+        self._deadlines.cancel_all()
         try:
             await self._actors.park()
             await self._context.reset()
@@ -228,8 +198,8 @@ class _Dispatcher:
     def _open(self, run_id: str, forward: int, tenant: str) -> None:
         now = time.monotonic()
         if self._state.cores is not None and now - self._cores_at > _CORES_EVERY_S:
-            self._state.cores, self._cores_at = _cluster_cores() or self._state.cores, now  # nodes come and go
-        self._streams[run_id] = _RunStream()
+            self._state.cores, self._cores_at = cluster_cores() or self._state.cores, now  # nodes come and go
+        self._streams.open(run_id)
         self._stats.open(run_id, forward, tenant)
 
     async def stats(self, run_id: str | None, tenant: str = "") -> tuple[StatsBook, dict[str, int]] | None:
@@ -245,9 +215,7 @@ class _Dispatcher:
 
     async def started(self, run_id: str, note: StepStarted, after: None = None) -> None:
         """A step invocation began (sent by step actors of a verbose workflow): on to the run's stream."""
-        stream = self._streams.get(run_id)
-        if stream is not None:
-            stream.put(note)
+        self._streams.put(run_id, note)
 
     async def snapshot(self, run_id: str) -> Pending | None:
         """The run's unfinished work (also for a run that was cancelled, timed out or failed); None if unknown."""
@@ -267,13 +235,7 @@ class _Dispatcher:
         self._apply(CancelRequested(run_id))
 
     async def next_items(self, run_id: str) -> list[Any]:
-        stream = self._streams.get(run_id)
-        if stream is None:
-            return [EndRun(run_id, Outcome.FAILED, message=f"Run {run_id} is not known to the dispatcher")]
-        items = await stream.take()
-        if items and isinstance(items[-1], EndRun):
-            del self._streams[run_id]
-        return items
+        return await self._streams.take(run_id)
 
     async def shutdown(self) -> None:
         """Stop every actor this dispatcher started and wait until they are gone."""
@@ -295,26 +257,19 @@ class _Dispatcher:
             ref = self._actors.serving[(command.step, command.actor)].run(command.items, command.loans)
             self._spawn(self._await_call(command.call_id, ref))
         elif isinstance(command, Publish):
-            stream = self._streams.get(command.run_id)
-            if stream is not None:
-                stream.put(command.envelope)  # with its id: a driver resuming the run streams an event once
+            self._streams.put(command.run_id, command.envelope)  # with its id: a driver resuming streams it once
         elif isinstance(command, StartActor):
             self._start_actor(command.step, command.actor)
         elif isinstance(command, EndRun):
             self._end_run(command)
         elif isinstance(command, ArmWaiterTimeout):
-            timer = asyncio.get_running_loop().call_later(
-                command.after, self._apply, WaiterTimedOut(command.run_id, command.wait)
-            )
-            self._wait_timers.setdefault(command.run_id, []).append(timer)
+            waited = WaiterTimedOut(command.run_id, command.wait)
+            self._deadlines.wait(command.run_id, command.after, functools.partial(self._apply, waited))
         elif isinstance(command, CheckRequirements):
             self._spawn(self._check(command))
         elif isinstance(command, ArmTimeout):
-            loop = asyncio.get_running_loop()
-            delay = max(0.0, command.at - loop.time())
-            self._timers[command.run_id] = loop.call_later(
-                delay, self._apply, TimeoutReached(command.run_id, command.at)
-            )
+            reached = TimeoutReached(command.run_id, command.at)
+            self._deadlines.timeout(command.run_id, command.at, functools.partial(self._apply, reached))
         elif isinstance(command, StopActor):
             self._stop_actor(command)
         elif isinstance(command, WatchCall):
@@ -340,11 +295,7 @@ class _Dispatcher:
             self._starting.append(task)
 
     def _end_run(self, command: EndRun) -> None:
-        timer = self._timers.pop(command.run_id, None)
-        if timer is not None:
-            timer.cancel()
-        for timer in self._wait_timers.pop(command.run_id, ()):
-            timer.cancel()
+        self._deadlines.cancel(command.run_id)
         if command.outcome is Outcome.STUCK and command.collecting:
             self._spawn(self._end_stuck(command))
         else:
@@ -352,26 +303,15 @@ class _Dispatcher:
 
     async def _end_stuck(self, command: EndRun) -> None:
         """Ask the actors holding a stuck run's collect buffers what they still wait for, and say it in its error."""
-        workers = [w for w in (self._actors.serving.get(key) for key in command.collecting) if w is not None]
-        answers = await asyncio.gather(
-            *(asyncio.wait_for(w.collect_status(command.run_id), settings().shutdown_grace_s) for w in workers),
-            return_exceptions=True,
-        )
-        lines = [line for answer in answers if isinstance(answer, list) for line in answer]
+        lines = await self._actors.collect_status(command.collecting, command.run_id, settings().shutdown_grace_s)
         if lines:
             command = replace(command, message=f"{command.message}. Waiting: {'; '.join(lines)}")
         self._close_run(command)
 
     def _close_run(self, command: EndRun) -> None:
         """Put the run's book and end on its stream, and tell every step actor the run is over."""
-        stream = self._streams.get(command.run_id)
-        book = self._stats.close(command.run_id)
-        if book is not None and stream is not None:
-            stream.put(book, wake=False)  # the end comes next
-        if stream is not None:
-            stream.put(command)  # the last item of the run's stream: how it ended, for the driver
-        for worker in self._actors.serving.values():
-            worker.end_run(command.run_id)
+        self._streams.end(command, self._stats.close(command.run_id))
+        self._actors.end_run(command.run_id)
 
     async def _await_ready(self, step: str, index: int, worker: ReusableWorker, ready: Awaitable[None]) -> None:
         try:
@@ -391,15 +331,15 @@ class _Dispatcher:
         try:
             results, elapsed, retire, cpu, rows = await ref
         except RayActorError as err:
-            self._apply(CallFinished(call_id, lost=f"the step actor died: {_first_line(err)}"))
+            self._apply(CallFinished(call_id, lost=f"the step actor died: {first_line(err)}"))
             return
         except Exception as err:  # the call itself failed (a step's own errors come back as results): never a hang
-            self._apply(CallFinished(call_id, lost=f"the step call failed: {type(err).__name__}: {_first_line(err)}"))
+            self._apply(CallFinished(call_id, lost=f"the step call failed: {type(err).__name__}: {first_line(err)}"))
             return
         try:
             results = await claim_results(results)
         except Exception as err:  # the actor died before handing over its events' large payloads: run them again
-            lost = f"the step actor did not hand over large payloads: {type(err).__name__}: {_first_line(err)}"
+            lost = f"the step actor did not hand over large payloads: {type(err).__name__}: {first_line(err)}"
             self._apply(CallFinished(call_id, lost=lost))
             return
         # Before the call's results: the book a run's end carries counts the step that ended it.
@@ -409,17 +349,13 @@ class _Dispatcher:
     def _observe(self, records: list[Invocation]) -> None:
         """Count the records of a call's step invocations, and send them on to the drivers that want them."""
         for done in self._stats.observe(records):
-            stream = self._streams.get(done.records[0].run_id)
-            if stream is not None:
-                stream.put(done, wake=self._verbose)
+            self._streams.put(done.records[0].run_id, done, wake=self._verbose)
 
     def _stop_actor(self, command: StopActor) -> None:
         """End a step actor that left its pool (dead, blocked, or retiring): killed, since it may be blocked."""
-        worker = self._actors.serving.pop((command.step, command.actor), None)
-        if worker is None:
+        if not self._actors.stop((command.step, command.actor)):
             return
         print(f"rayflow: replacing actor {command.actor} of step {command.step!r}: {command.reason}", flush=True)
-        ray.kill(worker.handle, no_restart=True)
         self._spawn(self._release_locks(f"{self._label}.{command.step}.{command.actor}"))
 
     async def _release_locks(self, holder: str) -> None:
@@ -433,27 +369,16 @@ class _Dispatcher:
 
     async def _confirm_stopped(self, run_id: str, step: str, actor: int) -> None:
         """Have an actor stop a run that ended; one that cannot answer within the grace period is blocked."""
-        worker = self._actors.serving.get((step, actor))
-        if worker is None:
-            return
-        try:
-            await asyncio.wait_for(worker.end_run(run_id), settings().shutdown_grace_s)
-        except TimeoutError:
+        if not await self._actors.confirm_stopped((step, actor), run_id, settings().shutdown_grace_s):
             self._apply(ActorUnresponsive(step, actor))
-        except RayActorError:
-            pass  # dead already: its call comes back lost
 
     async def _check(self, command: CheckRequirements) -> None:
         """Have a step actor read the event's fields against the waits' requirements; an actor that cannot
         answer (gone, or the event does not load) meets none of them."""
-        worker = self._actors.serving.get((command.step, command.actor))
-        matched: tuple[int, ...] = ()
-        if worker is not None:
-            try:
-                matched = await worker.matches(command.envelope.payload, command.checks)
-            except Exception as err:
-                name = command.envelope.type_name
-                print(f"rayflow: cannot check {name} against wait_for_event requirements: {err}", flush=True)
+        envelope = command.envelope
+        matched = await self._actors.matches(
+            (command.step, command.actor), envelope.type_name, envelope.payload, command.checks
+        )
         self._apply(RequirementsChecked(command.run_id, command.envelope, matched, command.held))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -470,13 +395,8 @@ class _Dispatcher:
     def _fail_every_run(self, message: str) -> None:
         """End every run whose stream the driver still reads with ``WorkflowActorDiedError(message)``."""
         error = EventCodec({}).dumps(WorkflowActorDiedError(message))
-        for run_id in list(self._streams):
+        for run_id in self._streams.runs():
             self._end_run(EndRun(run_id, Outcome.FAILED, payload=error, message=message))
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 class Dispatcher:

@@ -10,9 +10,8 @@ observer, ``rayflow.runtime.observer``: verbose lines, the trace, OpenTelemetry 
 which reaches the store through the context actor and sends events into the running run.
 
 A dead dispatcher or context actor fails the runs it served with ``WorkflowActorDiedError`` (the dispatcher's
-death is seen here, the context actor's by the dispatcher), and the next run starts a new set of actors. A
-context's state lives in the context actor while its ``Context`` lives: it is dropped when the ``Context`` is
-garbage-collected, and kept on the face (as its seed) across an idle release of the actors.
+death is seen here, the context actor's by the dispatcher), and the next run starts a new set of actors. Where a
+context's state lives, and for how long, is ``rayflow.runtime.instance_contexts``.
 
 With a journal (``Workflow(journal=...)``) each run records its progress (``rayflow.runtime.journaling``), and a run
 whose dispatcher or context actor died goes on from its last checkpoint on a new set of actors, under the same run
@@ -22,10 +21,8 @@ id, up to ``RAYFLOW_JOURNAL_RECOVERIES`` times; ``resume`` picks up a journaled 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import uuid
-import warnings
 import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -35,13 +32,11 @@ from ray.exceptions import RayActorError
 
 from rayflow.codec import qualified_name
 from rayflow.context.context import Context, face_of
-from rayflow.context.state_store import DictState
 from rayflow.core.commands import EndRun, Outcome
 from rayflow.core.envelope import INTERNAL_KEYS, START_ID
 from rayflow.core.state import Pending
 from rayflow.core.stats import StatsBook, WorkflowStats
 from rayflow.errors import (
-    ContextStateError,
     JournalError,
     WorkflowActorDiedError,
     WorkflowRuntimeError,
@@ -53,10 +48,12 @@ from rayflow.events import (
     internal_event,
 )
 from rayflow.journal import Journal, RunRecord, RunStatus
+from rayflow.runtime.actors import first_line
 from rayflow.runtime.blob import workflow_blob
 from rayflow.runtime.caller_face import CallerFace
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.dispatcher import Dispatcher
+from rayflow.runtime.instance_contexts import InstanceContexts
 from rayflow.runtime.journaling import RunJournal
 from rayflow.runtime.observer import RunObserver
 from rayflow.runtime.run_end import JOURNAL_STATUS, Publish, death_of, finish
@@ -107,10 +104,15 @@ class WorkflowSession:
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
-        #: The caller's faces of the live ``Context`` objects of this instance.
-        self._faces: weakref.WeakSet[CallerFace] = weakref.WeakSet()
+        #: The instance's live contexts, and where their states live.
+        self._contexts = contexts = InstanceContexts(spec, owner)
         label = f"rayflow.{spec.name}.{uuid.uuid4().hex[:8]}"
-        self.runtime = WorkflowRuntime(workflow, spec, label, lambda: self._blob(owner), verbose, self._keep_states)
+        self.runtime = WorkflowRuntime(workflow, spec, label, lambda: self._blob(owner), verbose, contexts.keep_states)
+        contexts.runtime = self.runtime
+        # What a caller's face asks of its session about its context (``FaceHost``).
+        self.context_actor = contexts.context_actor
+        self.context_died = contexts.context_died
+        self.read_state = contexts.read_state
 
     def _blob(self, owner: weakref.ReferenceType[object]) -> bytes:
         workflow = owner()
@@ -123,19 +125,8 @@ class WorkflowSession:
         return self._spec
 
     def driver_face(self, ctx_id: str) -> CallerFace:
-        workflow = self._owner()
-        if workflow is None:
-            raise ContextStateError("The workflow of this context was garbage-collected")
-        face = CallerFace(self, ctx_id, workflow)
-        self._faces.add(face)
-        # The finalizer holds the session, never the face; at interpreter exit it does not run (Ray may be gone).
-        weakref.finalize(face, self._forget_context, ctx_id).atexit = False
-        return face
-
-    def _forget_context(self, ctx_id: str) -> None:
-        """A ``Context`` was garbage-collected: its state goes, unless another live ``Context`` has its id."""
-        if not any(face.ctx_id == ctx_id for face in self._faces):
-            self.runtime.forget_context(ctx_id)
+        """The caller's face of a new ``Context(workflow)`` of id ``ctx_id``."""
+        return self._contexts.face(self, ctx_id)
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -248,43 +239,12 @@ class WorkflowSession:
         if dispatcher is not None:
             dispatcher.cancel(run_id)
 
-    async def context_actor(self, face: CallerFace) -> ContextActor:
-        """The context actor, started if needed, with ``face``'s context seeded (its state type, and the state it
-        starts from: a snapshot's, or the one kept across an idle release)."""
-        _, context = await self.runtime.start()
-        if face.seeded_into is not context:
-            if face.seeded_into is not None and face.seed is None:
-                warnings.warn(
-                    f"rayflow: the state of context {face.ctx_id} was lost with the actors of workflow "
-                    f"{self.runtime.label}, which died; it starts again empty",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            # Marked seeded before the call: a call made meanwhile reaches the actor after the seed.
-            seed, face.seed, face.seeded_into = face.seed, None, context
-            try:
-                face.known = await context.seed(face.ctx_id, self._spec.state_type, seed, floor=face.known)
-            except RayActorError as err:
-                face.seed, face.seeded_into = seed, None
-                raise self.context_died(context, err) from err
-        return context
-
-    def context_died(self, context: ContextActor, err: RayActorError) -> WorkflowActorDiedError:
-        """``context`` did not answer: forget its set of actors (if still this instance's); the error to raise."""
-        dispatcher = self.runtime.dispatcher
-        if dispatcher is not None and self.runtime.context is context:
-            self.runtime.died(dispatcher)
-        return WorkflowActorDiedError(
-            f"The context actor of workflow {self.runtime.label} died: the state of its contexts is lost "
-            f"({_first_line(err)})"
-        )
-
     def _dispatcher_died(self, dispatcher: Dispatcher, err: RayActorError) -> WorkflowActorDiedError:
         """``dispatcher`` did not answer: forget its set of actors; the error to raise."""
         self.runtime.died(dispatcher)
         return WorkflowActorDiedError(
             f"The dispatcher of workflow {self.runtime.label} died: its runs and the state of its contexts are lost "
-            f"({_first_line(err)})"
+            f"({first_line(err)})"
         )
 
     async def _drive(
@@ -466,49 +426,5 @@ class WorkflowSession:
         except RayActorError as err:
             raise self._dispatcher_died(dispatcher, err) from err
 
-    def read_state(self, ctx_id: str) -> Any:
-        if not self.runtime.started:
-            state_type = self._spec.state_type
-            return state_type() if state_type is not None else DictState()
-        _, context = self.runtime.start_blocking()
-        try:
-            return context.get_state_sync(ctx_id)
-        except RayActorError as err:
-            raise self.context_died(context, err) from err
-
-    async def _keep_states(self, context: ContextActor) -> None:
-        """Before this instance lets go of ``context`` (an idle release; a close while other instances share it): the
-        state of each live ``Context`` seeded there becomes its face's seed, so its next run finds it in whatever
-        context actor serves that run, and leaves ``context``. A state that cannot be read is said loudly."""
-        faces = [face for face in list(self._faces) if face.seeded_into is context]
-        if not faces:
-            return
-        try:
-            states = await context.states([face.ctx_id for face in faces])
-        except Exception as err:
-            states, reason = {}, f"{type(err).__name__}: {err}"
-        else:
-            reason = "the context actor no longer held it"
-        released = []
-        for face in faces:
-            face.seeded_into = None
-            if face.ctx_id in states:
-                face.seed = states[face.ctx_id]
-                released.append(context.release(face.ctx_id))  # the set may serve others (rayflow.runtime.sharing)
-            else:
-                warnings.warn(
-                    f"rayflow: the state of context {face.ctx_id} could not be kept across the idle release of "
-                    f"workflow {self.runtime.label}'s actors ({reason}); its next run starts from an empty state",
-                    RuntimeWarning,
-                    stacklevel=1,
-                )
-        with contextlib.suppress(RayActorError):
-            await asyncio.gather(*released)
-
     async def close(self) -> None:
         await self.runtime.close()
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

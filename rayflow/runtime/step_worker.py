@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeVar
 
 import ray
@@ -35,18 +33,19 @@ from rayflow.context.context import Context, step_context
 from rayflow.context.state_store import StateStore
 from rayflow.core.collect import CollectBuffers
 from rayflow.core.commands import Checks, WorkItem
-from rayflow.core.envelope import Envelope, Failure, Kind
-from rayflow.core.stats import CANCELLED, DONE, FAILED, PAUSED, RETRY, Invocation, StepStarted
+from rayflow.core.envelope import Envelope, Kind
+from rayflow.core.stats import Invocation, StepStarted
 from rayflow.core.ticks import ItemDone
-from rayflow.errors import StepTimeoutError, WorkflowRuntimeError
-from rayflow.events import Event, StepFailedEvent
+from rayflow.errors import StepTimeoutError
+from rayflow.events import Event
 from rayflow.payloads import shelf
 from rayflow.runtime.claims import envelopes_of, held_numbers
 from rayflow.runtime.context_actor import ContextActor
 from rayflow.runtime.placement import Placement
 from rayflow.runtime.resources import ResourceResolver
-from rayflow.runtime.state_replica import Known, ReplicaReads, StateReplicas, newest
+from rayflow.runtime.state_replica import Known, ReplicaReads, StateReplicas
 from rayflow.runtime.step_context import Attempts, Outbox, Paused, StepCode, StepFace, StepHost
+from rayflow.runtime.step_results import StepResults, class_name, invocation_record, known_of
 from rayflow.spec import StepConfig, WorkflowSpec
 
 __all__ = ["StepActorClass", "StepWorker"]
@@ -98,6 +97,7 @@ class _StepWorker:
             self._steps[name] = StepCode(name, fn, step_spec.config, inspect.iscoroutinefunction(fn))
         self._own = self._steps[step]
         self._codec = spec.codec
+        self._results = StepResults(spec.codec, step)
         self._routing = spec.routing
         self._dispatcher = _DispatcherInbox(dispatcher)
         self._context = ContextActor(context)
@@ -218,7 +218,7 @@ class _StepWorker:
         if item.run_id in self._ended:
             return ItemDone(item.run_id)
         outbox = Outbox(self._host, item, code.name)
-        event = _class_name(item.envelope.type_name)
+        event = class_name(item.envelope.type_name)
         started, began = time.time(), time.perf_counter()
         if self._verbose:
             self._dispatcher.started(
@@ -233,7 +233,9 @@ class _StepWorker:
         finally:
             self._running.pop(item.run_id, None)
         seconds = time.perf_counter() - began
-        records.append(_record(item.run_id, code.name, self._actor, self._node, started, seconds, event, outbox, done))
+        records.append(
+            invocation_record(item.run_id, code.name, self._actor, self._node, started, seconds, event, outbox, done)
+        )
         return done if done is not None else ItemDone(item.run_id)
 
     async def end_run(self, run_id: str) -> None:
@@ -289,7 +291,7 @@ class _StepWorker:
         name = code.name
         codec = self._codec
         attempts = Attempts.of(item.tries, codec.loads)
-        known = _known(item)
+        known = known_of(item)
         event: Event | None = None
         try:
             if item.timed_out is not None:  # this attempt already ran, past its time, on an actor now replaced
@@ -310,60 +312,11 @@ class _StepWorker:
             return ItemDone(item.run_id, waiting=paused.waiter, step=None if name == self._step else name)
         except Exception as err:
             outbox.flush()
-            return self._failed(item, code, err, event, attempts)
+            return self._results.failed(item, code, err, event, attempts)
         outbox.flush()
         if result is None:
             return ItemDone(item.run_id)
-        scope = item.envelope.scope
-        if isinstance(result, list) and code.config.fan_out_types:
-            return self._fanned_out(item, code, result, outbox, known, event, attempts)
-        if not isinstance(result, Event):
-            wrong = WorkflowRuntimeError(
-                f"Step function {name} returned {type(result).__name__} instead of an Event instance."
-            )
-            return ItemDone(item.run_id, failure=self._failure(name, wrong, event, attempts, scope))
-        try:
-            _check_bare(code, result)
-            output = codec.encode(
-                result, step=name, event_id=outbox.returned_id(), state_version=known.version, copy=False, scope=scope
-            )
-        except Exception as err:
-            return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts, scope))
-        return ItemDone(item.run_id, output=output, step=None if name == self._step else name)
-
-    def _fanned_out(
-        self,
-        item: WorkItem,
-        code: StepCode,
-        result: list[Any],
-        outbox: Outbox,
-        known: Known,
-        event: Event | None,
-        attempts: Attempts,
-    ) -> ItemDone:
-        """A returned list: its events, each its own event of one new stream (opened by the dispatcher)."""
-        name, scope = code.name, item.envelope.scope
-        try:
-            for position, member in enumerate(result):
-                if not isinstance(member, Event):
-                    raise WorkflowRuntimeError(
-                        f"Step function {name} returned a list whose item {position} is a {type(member).__name__}, "
-                        "not an Event instance"
-                    )
-            members = tuple(
-                self._codec.encode(
-                    member,
-                    step=name,
-                    event_id=outbox.member_id(position),
-                    state_version=known.version,
-                    copy=False,
-                    scope=scope,
-                )
-                for position, member in enumerate(result)
-            )
-        except Exception as err:
-            return ItemDone(item.run_id, failure=self._failure(name, err, event, attempts, scope))
-        return ItemDone(item.run_id, fan_out=members, step=None if name == self._step else name)
+        return self._results.returned(item, code, result, outbox, known, event, attempts)
 
     async def _body(self, code: StepCode, kwargs: dict[str, Any], item: WorkItem) -> Any:
         """Run the step's body, within its timeout. A sync body runs in a thread, which nothing can stop: one still
@@ -395,22 +348,6 @@ class _StepWorker:
             f"Step {step!r} ran past its timeout of {timeout} s handling a {item.envelope.class_name} event"
         )
 
-    def _failed(
-        self, item: WorkItem, code: StepCode, err: Exception, event: Event | None, attempts: Attempts
-    ) -> ItemDone:
-        """The attempt failed with ``err``: a retry after the policy's wait, or the step's failure."""
-        step = None if code.name == self._step else code.name
-        try:
-            delay = self._retry_delay(code.config, attempts, err)
-        except Exception as policy_err:  # a user's retry condition or wait that raised fails the step
-            err, delay = policy_err, None
-        if delay is None:
-            return ItemDone(
-                item.run_id, failure=self._failure(code.name, err, event, attempts, item.envelope.scope), step=step
-            )
-        retry = replace(item, tries=attempts.failed(err, self._codec.dumps), timed_out=None, deliveries=0)
-        return ItemDone(item.run_id, retry=retry, retry_after=delay, step=step)
-
     async def _arguments(self, ctx: Context[Any], events: list[Event], config: StepConfig) -> dict[str, Any]:
         kwargs: dict[str, Any]
         if config.join is not None:
@@ -424,97 +361,6 @@ class _StepWorker:
         if config.resources:
             kwargs.update(await self._resources.arguments(config.resources))
         return kwargs
-
-    @staticmethod
-    def _retry_delay(config: StepConfig, attempts: Attempts, error: Exception) -> float | None:
-        """The seconds to wait before running the step again after ``error``, or None to give up."""
-        policy = config.retry_policy
-        if policy is None:
-            return None
-        return policy.next(attempts.elapsed(), attempts.number, error)
-
-    def _failure(
-        self, step: str, err: Exception, event: Event | None, attempts: Attempts, scope: tuple[str, ...] = ()
-    ) -> Failure:
-        """The step failed for good after ``attempts``: its error and the ``StepFailedEvent`` for ``@catch_error``."""
-        message = f"{type(err).__name__}: {err}"
-        elapsed = attempts.elapsed()
-        try:
-            error: Any = self._codec.dumps(err)
-        except Exception:
-            error = self._codec.dumps(WorkflowRuntimeError(f"Step {step!r} failed with {message}"))
-        failed = StepFailedEvent(
-            step_name=step,
-            input_event=event,
-            exception=err,
-            attempts=attempts.number,
-            elapsed_seconds=elapsed,
-            failed_at=datetime.now(timezone.utc),
-        )
-        try:
-            failed_envelope: Envelope | None = self._codec.encode(failed, step=step, scope=scope)
-        except Exception:
-            failed_envelope = None
-        return Failure(step, error, message, failed_envelope, attempts.number, elapsed)
-
-
-def _check_bare(code: StepCode, result: Event) -> None:
-    """Refuse an event returned on its own whose type the step's annotation declares only inside a list."""
-    config = code.config
-    if not config.fan_out_types or any(isinstance(result, t) for t in config.bare_return_types if isinstance(t, type)):
-        return
-    if any(isinstance(result, t) for t in config.fan_out_types):
-        kind = type(result).__name__
-        raise WorkflowRuntimeError(
-            f"Step function {code.name} returned a single {kind}, but its return annotation has {kind} only inside "
-            f"a list: return [{kind}(...)] to fan out, or add {kind} to the return annotation (-> list[...] | "
-            f"{kind}) to send it on its own"
-        )
-
-
-def _record(
-    run_id: str,
-    step: str,
-    actor: str,
-    node: str,
-    started: float,
-    seconds: float,
-    event: str,
-    outbox: Outbox,
-    done: ItemDone | None,
-) -> Invocation:
-    """The record of one invocation that ended with ``done`` (None: it was cancelled)."""
-    emitted, returned, error = outbox.emitted, None, None
-    if done is None:
-        outcome = CANCELLED
-    elif done.retry is not None:
-        outcome, error = RETRY, done.retry.tries.message
-    elif done.failure is not None:
-        outcome, error = FAILED, done.failure.message
-    elif done.waiting is not None:
-        outcome = PAUSED
-    else:
-        outcome = DONE
-        if done.output is not None:
-            returned = _class_name(done.output.type_name)
-            emitted += 1
-        elif done.fan_out is not None:
-            returned = "list"
-            emitted += len(done.fan_out)
-    return Invocation(run_id, step, actor, node, started, seconds, event, emitted, returned, outcome, error)
-
-
-@functools.lru_cache(maxsize=1024)
-def _class_name(type_name: str) -> str:
-    """An event type's class name (its type key without the module), one string per type for the records."""
-    return type_name.rsplit(".", 1)[-1]
-
-
-def _known(item: WorkItem) -> Known:
-    """What the invocation of ``item`` starts knowing of its state: its event's version, and those of the events
-    that answered its waits (unknown if any of them is)."""
-    answers = (envelope.state_version for _, envelope in item.resolved if envelope is not None)
-    return Known(newest((item.envelope.state_version, *answers)))
 
 
 #: The plain class of a step actor, for actor classes that extend it (``rayflow.runtime.reusable_worker``).
