@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from typing import Any
 
@@ -80,6 +81,33 @@ class WorkflowHandler:
 
     def exception(self) -> BaseException | None:
         return self._task.exception() if self._task.done() else None
+
+    def cancel(self) -> None:
+        """Deprecated: ``await handler.cancel_run()``. Cancel the run without waiting for it to stop; ``await
+        handler`` then raises ``asyncio.CancelledError`` (as cancelling a task does)."""
+        warnings.warn(
+            "WorkflowHandler.cancel() is deprecated: use 'await handler.cancel_run()'", DeprecationWarning, stacklevel=2
+        )
+        if not self._task.done():
+            self._cancel()  # the run's work in flight stops on its actors too
+            self._task.cancel()
+
+    def cancelled(self) -> bool:
+        """Deprecated: ``handler.done()`` and the ``WorkflowCancelledByUser`` that ``await handler`` raises. Whether
+        the run was cancelled (by ``cancel_run()`` or ``cancel()``)."""
+        warnings.warn(
+            "WorkflowHandler.cancelled() is deprecated: a cancelled run's handler raises WorkflowCancelledByUser",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if not self._task.done():
+            return False
+        if self._task.cancelled():
+            return True
+        error = self._task.exception()
+        if error is not None:
+            return isinstance(error, WorkflowCancelledByUser)
+        return isinstance(self._task.result(), WorkflowCancelledEvent)
 
     async def stream_events(self, expose_internal: bool = False) -> AsyncGenerator[Event, None]:
         """The run's streamed events in the order they were written, ending with the run's last event.

@@ -17,6 +17,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
+from rayflow.codec import qualified_name
 from rayflow.context import BaseSerializer, Context
 from rayflow.context.context import bind_host, face_of
 from rayflow.core.stats import WorkflowStats
@@ -25,7 +26,7 @@ from rayflow.errors import WorkflowRuntimeError, WorkflowValidationError
 from rayflow.events import Event, StartEvent, StopEvent
 from rayflow.handler import WorkflowHandler
 from rayflow.journal import Journal
-from rayflow.runtime.session import WorkflowSession
+from rayflow.runtime.session import RunStart, WorkflowSession
 from rayflow.spec import StepConfig, WorkflowSpec, add_free_step, config_of, free_steps, steps_of
 from rayflow.validation import validate_graph, validate_resources
 
@@ -49,6 +50,10 @@ class Workflow:
     actor, node and time taken); ``num_concurrent_runs`` caps the runs of this instance going on at once (the others
     wait for a slot).
 
+    ``workflow_name`` names it (default: the class's import path); ``serializer`` is what its contexts' snapshots
+    use when ``ctx.to_dict()`` or ``Context.from_dict`` names none (default: ``JsonSerializer()``).
+    ``resource_manager`` and ``runtime`` (LlamaIndex's) are refused with an error that says what to use instead.
+
     ``journal`` (rayflow's own, beyond LlamaIndex: a directory path, an fsspec URL, or a ``Journal``) makes runs
     durable: each run records its progress there, goes on from its last checkpoint when its dispatcher or context
     actor dies, and can be resumed by ``resume(run_id)``, from another process too (see the README's "Durable runs").
@@ -62,8 +67,26 @@ class Workflow:
         num_concurrent_runs: int | None = None,
         journal: Journal | str | os.PathLike[str] | None = None,
         skip_graph_checks: set[WorkflowGraphCheck] | None = None,
-        **kwargs: Any,
+        workflow_name: str | None = None,
+        serializer: BaseSerializer | None = None,
+        resource_manager: Any = None,
+        runtime: Any = None,
     ) -> None:
+        if resource_manager is not None:
+            raise WorkflowValidationError(
+                "Workflow(resource_manager=...) is not supported: objects a manager holds in the driver would reach "
+                "each step actor as a pickled copy; declare them with Resource(factory) in the step's signature"
+            )
+        if runtime is not None:
+            raise WorkflowValidationError(
+                f"Workflow(runtime=...) is not supported: rayflow runs every workflow on Ray (got {runtime!r}); "
+                "connect to a cluster with RAY_ADDRESS or rayflow.init(address=...)"
+            )
+        if serializer is not None and not isinstance(serializer, BaseSerializer):
+            raise WorkflowValidationError(
+                f"Workflow(serializer=...) needs a BaseSerializer (JsonSerializer, PickleSerializer), got "
+                f"{type(serializer).__name__}"
+            )
         if num_concurrent_runs is not None and (
             isinstance(num_concurrent_runs, bool)
             or not isinstance(num_concurrent_runs, int)
@@ -78,6 +101,8 @@ class Workflow:
                 f"{', '.join(get_args(WorkflowGraphCheck))}"
             )
         self._skip_graph_checks = skip
+        self._workflow_name = workflow_name
+        self._serializer = serializer
         self._spec = WorkflowSpec.of(type(self))
         self._timeout = timeout
         self._disable_validation = disable_validation
@@ -95,6 +120,18 @@ class Workflow:
         bind_host(self, self._session)
 
     # -- what the workflow is ------------------------------------------------------------------
+
+    @property
+    def workflow_name(self) -> str:
+        """The name given as ``Workflow(workflow_name=...)``, else the class's import path (``module.Qualname``)."""
+        return self._workflow_name if self._workflow_name is not None else qualified_name(type(self))
+
+    @property
+    def serializer(self) -> BaseSerializer | None:
+        """The serializer of this workflow's context snapshots (``ctx.to_dict()``, ``Context.from_dict``) when the
+        call names none; None: ``JsonSerializer()``."""
+        serializer: BaseSerializer | None = getattr(self, "_serializer", None)  # a step actor's copy has none
+        return serializer
 
     @property
     def start_event_class(self) -> type[StartEvent]:
@@ -139,6 +176,7 @@ class Workflow:
         state = dict(self.__dict__)
         state.pop("_session", None)  # the driver's side stays with the driver
         state.pop("_journal", None)  # and so does the journal (its filesystem may not pickle)
+        state.pop("_serializer", None)  # and the snapshots' serializer
         return state
 
     # -- runs ----------------------------------------------------------------------------------
@@ -182,7 +220,7 @@ class Workflow:
                 "workflow.run() needs a running event loop: call it from async code (asyncio.run(main()))"
             ) from err
         run = self._session.begin(ctx, event)
-        return WorkflowHandler(ctx, run.run_id, run.drive, run.cancel, run.observer, run.expose)
+        return self._handler(ctx, run)
 
     @property
     def journal(self) -> Journal | None:
@@ -206,7 +244,15 @@ class Workflow:
                 "workflow.resume() needs a running event loop: call it from async code (asyncio.run(main()))"
             ) from err
         ctx, run = self._session.resume(run_id)
-        return WorkflowHandler(ctx, run.run_id, run.drive, run.cancel, run.observer, run.expose)
+        return self._handler(ctx, run)
+
+    @staticmethod
+    def _handler(ctx: Context[Any], run: RunStart) -> WorkflowHandler:
+        handler = WorkflowHandler(ctx, run.run_id, run.drive, run.cancel, run.observer, run.expose)
+        driver = face_of(ctx)
+        if driver is not None:
+            driver.handler = handler  # ctx.stream_events(), ctx.get_result() and ctx.running_steps() read it
+        return handler
 
     async def stats(self) -> WorkflowStats:
         """The figures per step of every run of this instance so far (``handler.stats()`` for one run), counted by

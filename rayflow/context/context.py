@@ -9,9 +9,11 @@ workflow's host (its driver-side session, bound here by the runtime when the wor
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 import warnings
 import weakref
+from collections.abc import AsyncGenerator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -23,7 +25,7 @@ from rayflow.context.snapshot import snapshot_data, snapshot_from_data
 from rayflow.context.state_store import StateStore
 from rayflow.core.state import Pending
 from rayflow.errors import ContextStateError, WorkflowRuntimeError
-from rayflow.events import Event
+from rayflow.events import Event, StopEvent
 from rayflow.retry_policy import RetryInfo
 from rayflow.spec import WorkflowSpec
 
@@ -64,14 +66,19 @@ class Face(Protocol):
 
 class DriverFace(Face, Protocol):
     """The caller's side of a context: it also holds what the context starts from (a snapshot's state and
-    unfinished work) and reads what a snapshot takes."""
+    unfinished work), reads what a snapshot takes, and knows the handler of its latest run."""
 
     spec: WorkflowSpec
     seed: Any
     resume: Pending | None
+    #: The handler of the context's latest run (None before its first).
+    handler: Any
+    #: The serializer ``to_dict``/``from_dict`` use when given none (``Workflow(serializer=...)``, else JSON).
+    serializer: BaseSerializer | None
 
     def read_state(self) -> Any: ...
     def read_pending(self) -> Pending | None: ...
+    async def running_steps(self) -> list[str]: ...
 
 
 class ContextHost(Protocol):
@@ -83,6 +90,8 @@ class ContextHost(Protocol):
 
 
 _hosts: dict[int, ContextHost] = {}
+#: The tasks filling ``Context.streaming_queue`` queues (held so they are not collected while they run).
+_pumps: set[asyncio.Task[None]] = set()
 
 
 def bind_host(workflow: object, host: ContextHost) -> None:
@@ -204,24 +213,92 @@ class Context(Generic[StateT]):
     def is_running(self) -> bool:
         return self._face.is_running
 
+    # -- the caller's view of its run ----------------------------------------------------------
+
+    def _run_handler(self, call: str) -> Any:
+        """The handler of this context's latest run, for a call only the caller's context has."""
+        driver = self._driver
+        if driver is None:
+            raise ContextStateError(f"{call} is only available from the caller's context, not from within a step")
+        if driver.handler is None:
+            raise ContextStateError(f"{call} needs a run of this context: call workflow.run(ctx=ctx) first")
+        return driver.handler
+
+    async def running_steps(self) -> list[str]:
+        """The names of the steps that have an invocation of this context's run going on now (none once it ended).
+        Only on the caller's context, once a run started."""
+        self._run_handler("running_steps()")
+        assert self._driver is not None
+        return await self._driver.running_steps()
+
+    def stream_events(self) -> AsyncGenerator[Event, None]:
+        """The events of this context's latest run, as ``handler.stream_events(expose_internal=True)`` gives them
+        (the engine's internal events included): the run's one stream, so a handler that read it already makes
+        this raise, and the other way round. Only on the caller's context, once a run started."""
+        handler = self._run_handler("stream_events()")
+        stream: AsyncGenerator[Event, None] = handler.stream_events(expose_internal=True)
+        return stream
+
+    @property
+    def streaming_queue(self) -> asyncio.Queue[Event]:
+        """Deprecated: iterate ``ctx.stream_events()`` (or the handler's). A queue filled from ``stream_events()``
+        by a task on the running event loop, until the run's last event."""
+        warnings.warn(
+            "Context.streaming_queue is deprecated: iterate 'ctx.stream_events()' or 'handler.stream_events()'",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        events = self.stream_events()
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+
+        async def pump() -> None:
+            async for event in events:
+                queue.put_nowait(event)
+
+        task = asyncio.get_running_loop().create_task(pump())
+        _pumps.add(task)
+        task.add_done_callback(_pumps.discard)
+        return queue
+
+    def get_result(self) -> Any:
+        """Deprecated: ``await handler`` (or ``await workflow.run(ctx=ctx)``). The result of this context's latest
+        run once it ended with its StopEvent; ``WorkflowRuntimeError`` before (and for a run that failed)."""
+        warnings.warn(
+            "Context.get_result() is deprecated: await the handler workflow.run() returns for its result",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        handler = self._run_handler("get_result()")
+        stop = handler.get_stop_event()
+        if stop is None:
+            raise WorkflowRuntimeError(f"Run {handler.run_id} of this context has not ended with a StopEvent")
+        return stop.result if type(stop) is StopEvent else stop
+
     # -- snapshots ---------------------------------------------------------------------------
 
-    def to_dict(self, serializer: BaseSerializer | None = None) -> dict[str, Any]:
+    def to_dict(self, serializer: BaseSerializer | None = None, *, include_state: bool = True) -> dict[str, Any]:
         """A snapshot of this context: its state and, for a run not finished (running, cancelled, timed out or
         failed), its unfinished work: ``run(ctx=Context.from_dict(...))`` resumes from there, running the steps
-        that were running again. JSON-compatible with the default serializer."""
+        that were running again. JSON-compatible with the default serializer (``Workflow(serializer=...)`` sets
+        another for the workflow's contexts). ``include_state=False`` leaves the state out: a context made from
+        the snapshot starts from an empty one."""
         driver = self._driver
         if driver is None:
             raise ContextStateError("ctx.to_dict() works on the handler's context, not inside a step")
-        serializer = serializer or JsonSerializer()
-        state = driver.seed if driver.seed is not None else driver.read_state()
+        serializer = serializer or driver.serializer or JsonSerializer()
+        if include_state:
+            state = driver.seed if driver.seed is not None else driver.read_state()
+        else:
+            state = None
         pending = driver.resume if driver.resume is not None else driver.read_pending()
         return snapshot_data(state, pending, self.is_running, serializer, driver.spec.codec)
 
     @classmethod
     def from_dict(cls, workflow: Any, data: dict[str, Any], serializer: BaseSerializer | None = None) -> Context[Any]:
         """A context that resumes from ``data``; only the workflow's own state types are rebuilt."""
-        state, pending = snapshot_from_data(data, serializer or JsonSerializer(), _host_of(workflow).spec)
+        host = _host_of(workflow)
+        serializer = serializer or getattr(workflow, "serializer", None) or JsonSerializer()
+        state, pending = snapshot_from_data(data, serializer, host.spec)
         ctx: Context[Any] = cls(workflow)
         driver = ctx._driver
         assert driver is not None

@@ -235,6 +235,12 @@ class DispatcherState:
                 counts[name] = sum(1 for queue in queues for item in queue if item.run_id == run_id)
         return counts
 
+    def running(self, run_id: str) -> list[str]:
+        """The steps that have an invocation of run ``run_id`` in a call to one of their actors now, in the order
+        of the workflow's steps (scans the calls: for ``Context.running_steps()``, not for routing)."""
+        steps = {call.step for call in self.calls.values() if any(item.run_id == run_id for item in call.items)}
+        return [name for name in self.pools if name in steps]
+
     @classmethod
     def of(
         cls,

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from ray.exceptions import RayActorError
 
 from rayflow.context.context import WaitOptions
+from rayflow.context.serializers import BaseSerializer
 from rayflow.context.state_store import StateStore
 from rayflow.core.envelope import Envelope, Kind
 from rayflow.core.state import Pending
@@ -65,6 +66,10 @@ class CallerFace:
         #: The newest version of the context's state the caller has seen (seeded, written, read, or carried by an
         #: event of the stream): what the events it sends carry (``rayflow.runtime.state_replica``).
         self.known = 0
+        #: The handler of this context's latest run (``Workflow.run`` sets it).
+        self.handler: Any = None
+        #: ``to_dict``'s serializer when given none: the workflow's (``Workflow(serializer=...)``), else JSON.
+        self.serializer: BaseSerializer | None = getattr(workflow, "serializer", None)
 
     def see(self, version: int) -> None:
         if version > self.known:
@@ -118,6 +123,16 @@ class CallerFace:
 
     def read_pending(self) -> Pending | None:
         return None if self.run_id is None else self.session.read_pending(self.run_id)
+
+    async def running_steps(self) -> list[str]:
+        """The steps with an invocation of this context's run going on, as its dispatcher sees them now."""
+        dispatcher = self.session.runtime.dispatcher
+        if not self.running or self.pending is not None or dispatcher is None or self.run_id is None:
+            return []  # no run, or one that has not reached its dispatcher yet
+        try:
+            return await dispatcher.running_steps(self.run_id)
+        except RayActorError:
+            return []  # the run fails with WorkflowActorDiedError: nothing of it runs
 
 
 class GuardedContext:

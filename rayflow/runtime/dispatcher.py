@@ -221,6 +221,10 @@ class _Dispatcher:
         """The run's unfinished work (also for a run that was cancelled, timed out or failed); None if unknown."""
         return self._state.pending(run_id)
 
+    async def running_steps(self, run_id: str) -> list[str]:
+        """The steps with an invocation of the run in a call now (``Context.running_steps()``)."""
+        return self._state.running(run_id)
+
     async def emit(self, run_id: str, step: str | None, envelopes: list[Envelope], after: None = None) -> None:
         """Events a step (or the handler) emitted; ``after`` is the sender's previous emit, already applied. Large
         payloads the step actor holds are claimed first (``rayflow.runtime.claims``); if it died meanwhile, the
@@ -473,6 +477,11 @@ class Dispatcher:
         """The run's unfinished work (None: a run that ended with a StopEvent, or an unknown one)."""
         pending: Pending | None = await self._handle.snapshot.remote(run_id)
         return pending
+
+    async def running_steps(self, run_id: str) -> list[str]:
+        """The steps with an invocation of run ``run_id`` going on now."""
+        steps: list[str] = await self._handle.running_steps.remote(run_id)
+        return steps
 
     def snapshot_sync(self, run_id: str) -> Pending | None:
         pending: Pending | None = ray.get(self._handle.snapshot.remote(run_id))
