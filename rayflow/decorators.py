@@ -243,16 +243,16 @@ def _list_members(annotation: Any) -> list[Any] | None:
 
 
 def _slots(where: str, params: list[tuple[str, list[type[Event]]]]) -> list[tuple[str, list[type[Event]]]]:
-    """The event parameters of a step that takes one event of each: no event type may fill two of them."""
-    owner: dict[type, str] = {}
+    """The event parameters of a step that takes one event of each: one event type each (as in LlamaIndex). Two
+    parameters may take the same type: its events fill them in the order they arrive."""
     for name, types_ in params:
-        for tp in types_:
-            if tp in owner:
-                raise WorkflowValidationError(
-                    f"{where}: event parameters {owner[tp]!r} and {name!r} both take {tp.__name__}; each event "
-                    "parameter of a step must take its own event types"
-                )
-            owner[tp] = name
+        if len(types_) != 1:
+            names = " | ".join(tp.__name__ for tp in types_)
+            raise WorkflowValidationError(
+                f"{where}: event parameter {name!r} takes {names}; a step of several event parameters takes one "
+                "event of each, so each must name a single event type (give each type a step, or a parameter, "
+                "of its own)"
+            )
     return params
 
 

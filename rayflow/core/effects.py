@@ -51,10 +51,8 @@ def enqueue(fx: Effects, run: Run, name: str, envelope: Envelope, resolved: Reso
         fx.touched[run.run_id] = run
         return
     if route.slots:
-        index = next(
-            i for i, keys in enumerate(route.slots) if delivers(keys, route.accept_subclasses, envelope.type_keys)
-        )
-        item = take_slot(run, name, len(route.slots), index, envelope)
+        fits = [i for i, keys in enumerate(route.slots) if delivers(keys, route.accept_subclasses, envelope.type_keys)]
+        item = take_slot(run, name, len(route.slots), fits, envelope)
         if item is not None:
             count(run, item.envelope.scope, +1)
             enqueue_item(fx, run, name, item)

@@ -112,10 +112,13 @@ def finish_streams(run: Run, joins_of: dict[str, list[str]]) -> list[tuple[str, 
     return items
 
 
-def take_slot(run: Run, step: str, parameters: int, index: int, envelope: Envelope) -> WorkItem | None:
-    """An event for parameter ``index`` of a step of several event parameters; the step's work item once one event
-    of each parameter waits (the oldest of each), else None."""
+def take_slot(run: Run, step: str, parameters: int, fits: list[int], envelope: Envelope) -> WorkItem | None:
+    """An event for a step of several event parameters, which it fits (the indexes ``fits``); the step's work item
+    once one event of each parameter waits (the oldest of each), else None. An event that fits several parameters
+    (they take the same type) goes to the one with the fewest waiting, the first of those: the events of a type
+    fill its parameters in the order they arrive."""
     waiting = run.slots.setdefault(step, [deque() for _ in range(parameters)])
+    index = min(fits, key=lambda i: (len(waiting[i]), i))
     waiting[index].append(envelope)
     if not all(waiting):
         return None

@@ -31,6 +31,33 @@ def _gated(engine):
     return Gated, Started
 
 
+async def _gated_run_started(engine):
+    """A gated run, once its step streamed ``Started``: (its workflow, its handler)."""
+    Gated, Started = _gated(engine)
+    workflow = Gated(timeout=60)
+    handler = workflow.run()
+    async for event in handler.stream_events():
+        if isinstance(event, Started):
+            break
+    return workflow, handler
+
+
+def _ticking(engine):
+    """A workflow whose one step streams ``Tick(n=0)``, ``Tick(n=1)``, ``Tick(n=2)``, then returns "done"."""
+
+    class Tick(engine.Event):
+        n: int
+
+    class Ticks(engine.Workflow):
+        @engine.step
+        async def go(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
+            for n in range(3):
+                ctx.write_event_to_stream(Tick(n=n))
+            return engine.StopEvent(result="done")
+
+    return Ticks, Tick
+
+
 async def test_running_steps_names_the_step_running_now_and_none_once_the_run_ended(engine):
     Gated, Started = _gated(engine)
     workflow = Gated(timeout=60)
@@ -60,23 +87,14 @@ async def test_running_steps_inside_a_step_is_refused(engine):
 
 
 async def test_the_contexts_stream_has_the_runs_events_in_order_then_its_stop_event(engine):
-    class Progress(engine.Event):
-        n: int
-
-    class Steps(engine.Workflow):
-        @engine.step
-        async def go(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
-            for n in range(3):
-                ctx.write_event_to_stream(Progress(n=n))
-            return engine.StopEvent(result="done")
-
-    workflow = Steps(timeout=30)
+    Ticks, Tick = _ticking(engine)
+    workflow = Ticks(timeout=30)
     ctx = engine.Context(workflow)
     with pytest.raises(engine.ContextStateError):
         ctx.stream_events()  # no run yet
     handler = workflow.run(ctx=ctx)
     events = [event async for event in ctx.stream_events()]
-    assert [event.n for event in events if isinstance(event, Progress)] == [0, 1, 2]
+    assert [event.n for event in events if isinstance(event, Tick)] == [0, 1, 2]
     assert type(events[-1]) is engine.StopEvent
     assert any(isinstance(event, engine.StepStateChanged) for event in events)  # internal events included
     assert await handler == "done"
@@ -117,16 +135,7 @@ async def test_get_result_is_the_runs_result_once_it_ended(engine):
 
 
 async def test_streaming_queue_fills_with_the_runs_events(engine):
-    class Tick(engine.Event):
-        n: int
-
-    class Ticks(engine.Workflow):
-        @engine.step
-        async def go(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
-            for n in range(2):
-                ctx.write_event_to_stream(Tick(n=n))
-            return engine.StopEvent(result="ok")
-
+    Ticks, Tick = _ticking(engine)
     workflow = Ticks(timeout=30)
     ctx = engine.Context(workflow)
     handler = workflow.run(ctx=ctx)
@@ -139,17 +148,12 @@ async def test_streaming_queue_fills_with_the_runs_events(engine):
         seen.append(event)
         if isinstance(event, engine.StopEvent):
             break
-    assert [event.n for event in seen if isinstance(event, Tick)] == [0, 1]
-    assert await handler == "ok"
+    assert [event.n for event in seen if isinstance(event, Tick)] == [0, 1, 2]
+    assert await handler == "done"
 
 
 async def test_cancel_stops_the_run_and_awaiting_the_handler_raises_cancelled_error(engine):
-    Gated, Started = _gated(engine)
-    workflow = Gated(timeout=60)
-    handler = workflow.run()
-    async for event in handler.stream_events():
-        if isinstance(event, Started):
-            break
+    _, handler = await _gated_run_started(engine)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         handler.cancel()
@@ -160,12 +164,7 @@ async def test_cancel_stops_the_run_and_awaiting_the_handler_raises_cancelled_er
 
 
 async def test_cancelled_after_cancel_run_and_not_after_a_result(engine):
-    Gated, Started = _gated(engine)
-    workflow = Gated(timeout=60)
-    handler = workflow.run()
-    async for event in handler.stream_events():
-        if isinstance(event, Started):
-            break
+    workflow, handler = await _gated_run_started(engine)
     await handler.cancel_run()
     with pytest.raises(engine.WorkflowCancelledByUser):
         await handler

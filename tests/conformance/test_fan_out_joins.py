@@ -188,6 +188,51 @@ async def test_a_step_of_several_event_parameters_pairs_the_oldest_of_each(engin
     assert pairs == [(1, 10), (2, 20)]
 
 
+async def test_two_parameters_of_one_type_take_its_events_in_the_order_they_arrive(engine):
+    class Question(engine.Event):
+        i: int
+
+    class Pair(engine.Event):
+        first: int
+        second: int
+
+    class Pairs(engine.Workflow):
+        @engine.step
+        async def start(self, ctx: engine.Context, ev: engine.StartEvent) -> Question | None:
+            for i in range(4):
+                ctx.send_event(Question(i=i))
+            return None
+
+        @engine.step(num_workers=1)
+        async def pair(self, first: Question, second: Question) -> Pair:
+            return Pair(first=first.i, second=second.i)
+
+        @engine.step(num_workers=1)
+        async def gather(self, ctx: engine.Context, ev: Pair) -> engine.StopEvent | None:
+            pairs = ctx.collect_events(ev, [Pair, Pair])
+            return None if pairs is None else engine.StopEvent(result=[(p.first, p.second) for p in pairs])
+
+    assert await Pairs(timeout=60).run() == [(0, 1), (2, 3)]
+
+
+def test_a_union_in_one_of_several_event_parameters_is_refused_at_decoration(api):
+    class Left(api.Event):
+        i: int
+
+    class Right(api.Event):
+        i: int
+
+    class Other(api.Event):
+        i: int
+
+    with pytest.raises(api.WorkflowValidationError, match="'either'"):
+
+        class Both(api.Workflow):
+            @api.step
+            async def both(self, either: Left | Right, other: Other) -> api.StopEvent:
+                return api.StopEvent()
+
+
 async def test_a_single_event_of_a_type_declared_only_in_a_list_fails_the_run(engine):
     class Part(engine.Event):
         i: int
