@@ -88,3 +88,26 @@ async def test_a_snapshot_taken_after_cancelling_still_holds_the_waiting_run(eng
     streamed, counts = await _resume_and_answer(engine, survey, snapshot)
     assert streamed == [engine.StopEvent(result="noted: later")]
     assert counts == (1, 1)
+
+
+@pytest.mark.differs("an event no step accepts fails the run, naming it (README: a caller's answer no wait waits for)")
+async def test_an_answer_sent_while_nothing_waits_for_it_is_dropped(engine):
+    class Ready(engine.Event):
+        pass
+
+    class NoWait(engine.Workflow):
+        @engine.step
+        async def work(self, ctx: engine.Context, ev: engine.StartEvent) -> engine.StopEvent:
+            ctx.write_event_to_stream(Ready())
+            for _ in range(3000):  # until the caller has answered (30 s at most)
+                if await ctx.store.get("answered", default=False):
+                    break
+                await asyncio.sleep(0.01)
+            return engine.StopEvent(result="done")
+
+    handler = NoWait(timeout=60).run()
+    async for event in handler.stream_events():
+        if isinstance(event, Ready):
+            handler.ctx.send_event(engine.HumanResponseEvent(response="early"))
+            await handler.ctx.store.set("answered", True)
+    assert await handler == "done"
