@@ -1,12 +1,12 @@
 """The dispatcher's statistics: the book of each run going on, of the runs ended lately, and of each instance.
 
-Part of the dispatcher (``rayflow.runtime.dispatcher``), which hands it the records of each step call's invocations
-as the call comes back, before it applies the call's results (so the book a run's end carries counts the invocation
-that ended it). Each record counts in its run's book, O(1) (``rayflow.core.stats``); the book of the run's instance
-(its *tenant*: equal instances may share a dispatcher, ``rayflow.runtime.sharing``) takes a run's book when the run
-ends. A record of a run that has already ended (a step that sent events and went on running
-while they ended the run) still counts, in the ended run's book and the instance's; asking for those books waits a
-moment for such calls to come back.
+Part of the dispatcher (``rayflow.runtime.dispatcher_actor``), which hands it the records of each step call's
+invocations as the call comes back, before it applies the call's results (so the book a run's end carries counts the
+invocation that ended it). Each record counts in its run's book, O(1) (``rayflow.core.stats``); the book of the
+run's instance (its *tenant*: equal instances may share a dispatcher, ``rayflow.runtime.sharing``) takes a run's
+book when the run ends. A record of a run that has already ended (a step that sent events and went on running while
+they ended the run) still counts, in the ended run's book and the instance's; asking for those books waits a moment
+for such calls to come back.
 """
 
 from __future__ import annotations

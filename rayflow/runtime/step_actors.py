@@ -1,10 +1,10 @@
 """The step actors of one actor set (a dispatcher and the actors it owns), by step and number.
 
-Those *serving* run the current workflow instance's steps; those *parked* are kept from an earlier instance, or
-were started blank (a spare set), until a pool starts its actor of that step and number, which binds the parked
-one instead of starting a process (``rayflow.runtime.reusable_worker``). Keeping the number keeps the actor's name,
-which is the holder name of the store locks it takes. The dispatcher (``rayflow.runtime.dispatcher``) decides when;
-this keeps the roster and asks its actors what the dispatcher needs to know from them.
+Those *serving* run the current workflow instance's steps; those *parked* are kept from an earlier instance, or were
+started blank (a spare set), until a pool starts its actor of that step and number, which binds the parked one
+instead of starting a process (``rayflow.runtime.reusable_worker``). Keeping the number keeps the actor's name,
+which is the holder name of the store locks it takes. The dispatcher (``rayflow.runtime.dispatcher_actor``) decides
+when; this keeps the roster and asks its actors what the dispatcher needs to know from them.
 """
 
 from __future__ import annotations
