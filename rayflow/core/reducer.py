@@ -55,6 +55,7 @@ from rayflow.core.ticks import (
     ActorUnresponsive,
     CallFinished,
     CallOverdue,
+    CallWaiting,
     CancelRequested,
     EventsEmitted,
     GrowthDue,
@@ -136,6 +137,11 @@ def reduce(state: DispatcherState, tick: Tick) -> list[Command]:
         if held is not None and held.busy is None:
             held.growth = "free"
             fx.dirty[tick.step] = held
+    elif isinstance(tick, CallWaiting):
+        seen = state.pools.get(tick.step)
+        if seen is not None and seen.busy is None:  # a call's own figures, once back, say more
+            seen.seen_waiting = True
+            fx.dirty[tick.step] = seen
     elif isinstance(tick, ActorUnresponsive):
         pool = state.pools[tick.step]
         if tick.actor in pool.actors:

@@ -53,11 +53,16 @@ class Pool:
     #: Held to the cluster's cores while ``busy`` is unknown (``limit``), until GrowthDue: "armed" once the wait for
     #: it is on, "free" once its first calls took that long without coming back (they may wait on each other).
     growth: Literal["armed", "free"] | None = None
+    #: A call was seen awaiting on its actor before any came back (``CallWaiting``): the step waits, until a call's
+    #: own figures (``busy``) say otherwise.
+    seen_waiting: bool = False
 
     @property
     def waits(self) -> bool:
         """The step mostly waits (on I/O) rather than computes."""
-        return self.busy is not None and self.busy < 0.5
+        if self.busy is None:
+            return self.seen_waiting
+        return self.busy < 0.5
 
     def limit(self, cores: int | None) -> int:
         """How many actors the pool grows to: ``num_workers``, and for a step not known to wait, no more than the

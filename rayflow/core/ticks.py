@@ -169,6 +169,15 @@ class GrowthDue:
 
 
 @dataclass(frozen=True, slots=True)
+class CallWaiting:
+    """A call of ``step`` is seen awaiting while its pool does not know yet whether the step computes or waits (its
+    actor's event loop idle most of the call's time so far). The step waits on I/O, so calls of other runs may share
+    its actors at once instead of waiting for new ones, until a call that comes back says otherwise."""
+
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
 class InternalAsked:
     """The caller of run ``run_id`` streams the engine's internal events from now on."""
 
@@ -192,4 +201,5 @@ Tick = (
     | ActorUnresponsive
     | RetryDue
     | GrowthDue
+    | CallWaiting
 )

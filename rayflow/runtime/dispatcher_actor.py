@@ -63,6 +63,7 @@ from rayflow.core.ticks import (
     ActorUnresponsive,
     CallFinished,
     CallOverdue,
+    CallWaiting,
     CancelRequested,
     EventsEmitted,
     GrowthDue,
@@ -234,6 +235,10 @@ class DispatcherActor:
         except RayActorError:
             return
         self._apply(EventsEmitted(run_id, step, envelopes))
+
+    async def call_waiting(self, step: str) -> None:
+        """A step actor saw a call of ``step`` awaiting, its event loop mostly idle."""
+        self._apply(CallWaiting(step))
 
     async def cancel(self, run_id: str) -> None:
         self._apply(CancelRequested(run_id))

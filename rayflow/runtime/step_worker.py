@@ -41,6 +41,7 @@ from rayflow.events import Event
 from rayflow.payloads import shelf
 from rayflow.runtime.claims import envelopes_of, held_numbers
 from rayflow.runtime.context_actor import ContextActor
+from rayflow.runtime.dispatcher_inbox import DispatcherInbox
 from rayflow.runtime.placement import Placement
 from rayflow.runtime.resources import ResourceResolver
 from rayflow.runtime.state_replica import Known, ReplicaReads, StateReplicas
@@ -50,31 +51,8 @@ from rayflow.spec import StepConfig, WorkflowSpec
 
 __all__ = ["StepActorClass", "StepWorker"]
 
-
-class _DispatcherInbox:
-    """The step actor's side of its dispatcher: where emitted events go, in the order they were emitted."""
-
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-        self._last: Any = None
-
-    def started(self, run_id: str, note: StepStarted) -> None:
-        """Say that a step invocation began (``Workflow(verbose=True)``), in order with the emits."""
-        self._last = self._handle.started.remote(run_id, note, self._last)
-
-    def emit(self, run_id: str, step: str, envelopes: list[Envelope]) -> None:
-        """Send ``envelopes``.
-
-        Ray may start calls to an async actor out of order; each emit names the previous one as an
-        argument, and Ray runs a call only once its arguments are ready, so emits apply in order.
-        """
-        self._last = self._handle.emit.remote(run_id, step, envelopes, self._last)
-
-    async def delivered(self) -> None:
-        """Return once every event emitted so far has reached the dispatcher (emits apply in order: the last one
-        stands for all), so a step call returns after its emitted events."""
-        if self._last is not None:
-            await self._last
+#: Seconds into an async step's first call on an actor when the actor looks whether the step awaits (``_probe``).
+_PROBE_S = 0.05
 
 
 class _RunLock(asyncio.Lock):
@@ -99,7 +77,7 @@ class _StepWorker:
         self._codec = spec.codec
         self._results = StepResults(spec.codec, step)
         self._routing = spec.routing
-        self._dispatcher = _DispatcherInbox(dispatcher)
+        self._dispatcher = DispatcherInbox(dispatcher)
         self._context = ContextActor(context)
         self._replicas = StateReplicas(self._context, settings().state_replicas, settings().state_max_age_s)
         self._collect = CollectBuffers()
@@ -120,6 +98,8 @@ class _StepWorker:
         self._locks: dict[str, _RunLock] = {}
         #: Set once a stopped step left a thread running here: why this actor must be replaced.
         self._retire: str | None = None
+        #: An async step's first call here is probed once for waiting (``_probe``); a sync step runs in threads.
+        self._probe_due = self._own.is_async
         self._loop: asyncio.AbstractEventLoop
         self._host: StepHost
 
@@ -153,6 +133,9 @@ class _StepWorker:
         a thread running here, the call's remaining items go back unrun and the actor asks to be replaced.
         """
         began, cpu = time.perf_counter(), time.process_time()
+        if self._probe_due:
+            self._probe_due = False
+            self._loop.call_later(_PROBE_S, self._probe, self._loop.time() + _PROBE_S, time.thread_time())
         by_run: dict[str, list[int]] = {}
         for position, item in enumerate(items):
             by_run.setdefault(item.run_id, []).append(position)
@@ -183,6 +166,16 @@ class _StepWorker:
         done = [result for result in results if result is not None]
         rows = [tuple(record) for record in records]
         return done, time.perf_counter() - began, self._retire, time.process_time() - cpu, rows
+
+    def _probe(self, due: float, thread_cpu: float) -> None:
+        """``_PROBE_S`` into this actor's first call: if an invocation still runs and the event loop has been mostly
+        idle meanwhile (this callback on time, the loop's thread computing under half the time), the step awaits
+        I/O; the dispatcher is told at once rather than when the call comes back, so a fresh pool lets more runs'
+        calls share this actor instead of growing for them. A step computing in the loop delays this callback."""
+        if not self._running or self._loop.time() - due > _PROBE_S / 2:
+            return
+        if time.thread_time() - thread_cpu < _PROBE_S / 2:
+            self._dispatcher.waiting(self._step)
 
     async def _item(self, item: WorkItem, loans: tuple[str, ...], records: list[Invocation]) -> ItemDone:
         """Run one item, and what it returns here while that stays local; what the dispatcher is told of it."""

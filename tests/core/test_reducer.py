@@ -19,6 +19,7 @@ from rayflow.core.ticks import (
     ActorStarted,
     ActorStartFailed,
     CallFinished,
+    CallWaiting,
     CancelRequested,
     EventsEmitted,
     GrowthDue,
@@ -313,6 +314,23 @@ def test_a_step_whose_first_calls_do_not_come_back_grows_past_the_cores():
     assert _starts(out) == [1]
     # its invocations may wait for each other (a barrier of num_workers): the bound must not hold them for ever
     assert _starts(reduce(state, GrowthDue("w"))) == [2, 3, 4, 5, 6, 7]
+
+
+def test_a_call_seen_awaiting_lets_other_runs_calls_share_its_actor_at_once():
+    state = _cpu_pool(cores=2)
+    for run_id in ("r2", "r3"):
+        started(state, run_id)
+    (first,) = calls(reduce(state, EventsEmitted("r1", "start", [env("X")])))
+    # the step's kind is unknown: the other runs' events wait for actors of their own, one call per actor
+    assert calls(reduce(state, EventsEmitted("r2", "start", [env("X")]))) == []
+    assert calls(reduce(state, EventsEmitted("r3", "start", [env("X")]))) == []
+    # the first call is seen awaiting (its actor's event loop idle): the waiting runs' calls go to that actor now
+    out = reduce(state, CallWaiting("w"))
+    assert sorted((c.actor, c.items[0].run_id) for c in calls(out)) == [(0, "r2"), (0, "r3")]
+    # a call's own figures, once back, say more: this one computed all along, so the step is not taken to wait
+    reduce(state, CallFinished(first.call_id, [ItemDone("r1")], elapsed=1.0, cpu=0.9))
+    reduce(state, CallWaiting("w"))
+    assert not state.pools["w"].waits
 
 
 def test_pools_of_a_cluster_with_as_many_cores_as_workers_are_not_held():

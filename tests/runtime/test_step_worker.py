@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ class Steps(Workflow):
         ctx.write_event_to_stream(Progress(n=n))
         if ev.get("hang"):
             await asyncio.sleep(600)  # only a cancel ends this
+        if ev.get("spin"):
+            end = time.thread_time() + ev.get("spin")
+            while time.thread_time() < end:  # computes in the event loop, awaiting nothing
+                pass
         if n == 2:
             raise ValueError(f"bad input {n}")
         if n == 3:
@@ -68,7 +73,20 @@ class _Recorder:
 
     def __init__(self) -> None:
         self._emits: list[tuple[str, str | None, list[Envelope]]] = []
+        self._waiting: list[str] = []
         self._arrived: asyncio.Event | None = None
+
+    async def call_waiting(self, step: str) -> None:
+        self._waiting.append(step)
+        if self._arrived is not None:
+            self._arrived.set()
+
+    async def waiting(self, count: int = 0) -> list[str]:
+        """The steps said to be awaiting so far, once there are at least ``count``."""
+        while len(self._waiting) < count:
+            self._arrived = asyncio.Event()
+            await self._arrived.wait()
+        return list(self._waiting)
 
     async def emit(self, run_id: str, step: str | None, envelopes: list[Envelope], after: None = None) -> None:
         self._emits.append((run_id, step, envelopes))
@@ -178,6 +196,20 @@ async def test_a_batch_runs_in_order_with_one_item_done_each(harness: Harness) -
     streamed = [envelope for _, _, envelopes in emits for envelope in envelopes]
     assert [envelope.kind for envelope in streamed] == [Kind.STREAM] * 4
     assert [codec.loads(envelope.payload) for envelope in streamed] == [Progress(n=n) for n in (1, 2, 3, 4)]
+
+
+async def test_a_first_call_awaiting_is_told_to_the_dispatcher_before_it_returns(harness: Harness) -> None:
+    running = harness.worker.run([harness.item("slow", StartEvent(n=1, hang=True))])
+    assert await asyncio.wait_for(harness.recorder.waiting.remote(1), timeout=60) == ["work"]
+    harness.worker.end_run("slow")
+    await asyncio.wait_for(running, timeout=60)
+
+
+async def test_a_first_call_computing_in_the_event_loop_is_not_told_as_awaiting(harness: Harness) -> None:
+    await harness.worker.run([harness.item("busy", StartEvent(n=1, spin=0.3))])
+    await harness.worker.run([harness.item("next", StartEvent(n=1))])
+    await harness.emits(2)  # what the actor sent before these emits has arrived too
+    assert await harness.recorder.waiting.remote() == []
 
 
 async def test_end_run_cancels_a_running_invocation(harness: Harness) -> None:
