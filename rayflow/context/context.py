@@ -71,10 +71,10 @@ class DriverFace(Face, Protocol):
     spec: WorkflowSpec
     seed: Any
     resume: Pending | None
+    #: The workflow instance the context belongs to.
+    workflow: Any
     #: The handler of the context's latest run (None before its first).
     handler: Any
-    #: The serializer ``to_dict``/``from_dict`` use when given none (``Workflow(serializer=...)``, else JSON).
-    serializer: BaseSerializer | None
 
     def read_state(self) -> Any: ...
     def read_pending(self) -> Pending | None: ...
@@ -285,7 +285,7 @@ class Context(Generic[StateT]):
         driver = self._driver
         if driver is None:
             raise ContextStateError("ctx.to_dict() works on the handler's context, not inside a step")
-        serializer = serializer or driver.serializer or JsonSerializer()
+        serializer = _snapshot_serializer(serializer, driver.workflow)
         if include_state:
             state = driver.seed if driver.seed is not None else driver.read_state()
         else:
@@ -296,14 +296,19 @@ class Context(Generic[StateT]):
     @classmethod
     def from_dict(cls, workflow: Any, data: dict[str, Any], serializer: BaseSerializer | None = None) -> Context[Any]:
         """A context that resumes from ``data``; only the workflow's own state types are rebuilt."""
-        host = _host_of(workflow)
-        serializer = serializer or getattr(workflow, "serializer", None) or JsonSerializer()
-        state, pending = snapshot_from_data(data, serializer, host.spec)
+        serializer = _snapshot_serializer(serializer, workflow)
+        state, pending = snapshot_from_data(data, serializer, _host_of(workflow).spec)
         ctx: Context[Any] = cls(workflow)
         driver = ctx._driver
         assert driver is not None
         driver.seed, driver.resume = state, pending
         return ctx
+
+
+def _snapshot_serializer(given: BaseSerializer | None, workflow: Any) -> BaseSerializer:
+    """A snapshot's serializer: the one the call gives, else the workflow's (``Workflow(serializer=...)``), else
+    ``JsonSerializer()``."""
+    return given or getattr(workflow, "serializer", None) or JsonSerializer()
 
 
 def step_context(ctx_id: str, face: Face) -> Context[Any]:

@@ -14,7 +14,6 @@ from typing import Any, Protocol
 from ray.exceptions import RayActorError
 
 from rayflow.context.context import WaitOptions
-from rayflow.context.serializers import BaseSerializer
 from rayflow.context.state_store import StateStore
 from rayflow.core.envelope import Envelope, Kind
 from rayflow.core.state import Pending
@@ -68,8 +67,6 @@ class CallerFace:
         self.known = 0
         #: The handler of this context's latest run (``Workflow.run`` sets it).
         self.handler: Any = None
-        #: ``to_dict``'s serializer when given none: the workflow's (``Workflow(serializer=...)``), else JSON.
-        self.serializer: BaseSerializer | None = getattr(workflow, "serializer", None)
 
     def see(self, version: int) -> None:
         if version > self.known:
